@@ -1,0 +1,5 @@
+"""`python -m wasync`."""
+
+from wasync.cli import main
+
+main()

@@ -1,0 +1,242 @@
+"""Settings from a TOML file plus `WASYNC_*` environment overrides, validated once at start.
+
+The one place that reads configuration. A bad file raises `ConfigError` naming the key
+(`tenants[0].sessions[1].provider`) and the problem; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from wasync.errors import ConfigError
+
+DEFAULT_CONFIG = "config.example.toml"
+ENV_PREFIX = "WASYNC_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Section):
+    """`[database]`: SQLite by default, Postgres in production."""
+
+    url: str = "sqlite+aiosqlite:///wasync.db"
+    busy_timeout_ms: int = Field(default=10_000, ge=0)
+    pool_size: int = Field(default=5, ge=1)
+    batch_max_events: int = Field(default=500, ge=1)
+    batch_max_wait_ms: float = Field(default=2.0, ge=0)
+
+
+class PollConfig(_Section):
+    """`[poll]`: how often and how far back the poller looks."""
+
+    interval_s: float = Field(default=5, gt=0)
+    reconcile_interval_s: float = Field(default=60, gt=0)
+    initial_lookback_h: float = Field(default=24, ge=0)
+    overlap_s: float = Field(default=120, ge=0)
+    jitter_s: float = Field(default=1, ge=0)
+    page_size: int = Field(default=50, ge=1, le=1000)
+    timeout_s: float = Field(default=30, gt=15)
+    max_attempts: int = Field(default=4, ge=1)
+    max_retry_wait_s: float = Field(default=30, ge=0)
+
+
+class HttpConfig(_Section):
+    """`[http]`: the daemon's one HTTP port (webhooks, REST, WebSocket, metrics)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class WebhookConfig(_Section):
+    """`[webhook]`: the optional webhook receiver."""
+
+    enabled: bool = False
+    public_url: str | None = None
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    rate_per_s: float = Field(default=200, gt=0)
+    burst: int = Field(default=400, ge=1)
+
+
+class AuthConfig(_Section):
+    """`[auth]`: the HS256 secret for REST and WebSocket JWTs."""
+
+    jwt_secret_env: str | None = "WASYNC_JWT_SECRET"
+    jwt_secret: SecretStr | None = None
+
+    def secret(self) -> str:
+        """The JWT secret, from the file or the named environment variable."""
+        return _secret(self.jwt_secret, self.jwt_secret_env, "auth.jwt_secret")
+
+
+class LeadDefaults(_Section):
+    """Defaults of a lead created for a new number (the CRM's original plan)."""
+
+    first_name: str = "Lead"
+    last_name: str = "{last4}"
+    email: str = "{phone}@whatsapp.com"
+    source: str = "WHATSAPP_CAMPAIGN"
+    status: str = "NEW"
+    score: int = 50
+
+
+class NotificationTexts(_Section):
+    """The admin notification for a new lead; Portuguese defaults as in the CRM."""
+
+    type: str = "NEW_MESSAGE"
+    title: str = "Nova mensagem de {phone}"
+    message: str = "Lead criado automaticamente"
+    link: str = "/atendimento?chat={chat_id}"
+
+
+class CrmConfig(_Section):
+    """`[crm]`: what a new number creates, and which chats are dropped."""
+
+    lead: LeadDefaults = LeadDefaults()
+    notification: NotificationTexts = NotificationTexts()
+    keep_status_broadcast: bool = False
+    keep_newsletters: bool = False
+
+
+class SessionConfig(_Section):
+    """`[[tenants.sessions]]`: one WAHA session or Evolution instance."""
+
+    name: str = Field(min_length=1)
+    provider: Literal["waha", "evolution"]
+    base_url: str = Field(pattern=r"^https?://")
+    api_key_env: str | None = None
+    api_key: SecretStr | None = None
+    webhook_secret_env: str | None = None
+    webhook_secret: SecretStr | None = None
+    engine: str | None = None
+    enabled: bool = True
+
+    def resolved_api_key(self) -> str | None:
+        """The API key from the file or the environment; None when the provider needs none."""
+        if self.api_key is None and self.api_key_env is None:
+            return None
+        return _secret(self.api_key, self.api_key_env, f"session {self.name!r} api_key")
+
+    def resolved_webhook_secret(self) -> str | None:
+        """The webhook HMAC key / JWT secret, or None when none is configured."""
+        if self.webhook_secret is None and self.webhook_secret_env is None:
+            return None
+        return _secret(
+            self.webhook_secret, self.webhook_secret_env, f"session {self.name!r} webhook_secret"
+        )
+
+
+class TenantConfig(_Section):
+    """`[[tenants]]`: one CRM tenant, its admins and its sessions."""
+
+    id: str = Field(min_length=1)
+    name: str | None = None
+    admins: list[str] = []
+    sessions: list[SessionConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_sessions(self) -> TenantConfig:
+        names = [s.name for s in self.sessions]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"session name {dupes[0]!r} appears twice")
+        return self
+
+
+class Settings(_Section):
+    """The whole configuration."""
+
+    database: DatabaseConfig = DatabaseConfig()
+    poll: PollConfig = PollConfig()
+    http: HttpConfig = HttpConfig()
+    webhook: WebhookConfig = WebhookConfig()
+    auth: AuthConfig = AuthConfig()
+    crm: CrmConfig = CrmConfig()
+    log_level: str = "INFO"
+    tenants: list[TenantConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_tenants(self) -> Settings:
+        ids = [t.id for t in self.tenants]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"tenant id {dupes[0]!r} appears twice")
+        return self
+
+
+def _secret(value: SecretStr | None, env: str | None, key: str) -> str:
+    if value is not None:
+        return value.get_secret_value()
+    if env and os.environ.get(env):
+        return os.environ[env]
+    raise ConfigError(key, f"not set (set it in the file or in the environment variable {env})")
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration; raise ConfigError on any problem."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("WASYNC_CONFIG") or DEFAULT_CONFIG)
+    data = _read_toml(path)
+    _apply_env(data, Settings, env, ENV_PREFIX)
+    return parse(data)
+
+
+def parse(data: Mapping[str, Any]) -> Settings:
+    """Validate an already merged mapping."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _format_loc(err["loc"]) or "config"
+        raise ConfigError(key, _problem(err)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML ({exc})") from None
+
+
+def _apply_env(
+    data: dict[str, Any], model: type[BaseModel], env: Mapping[str, str], prefix: str
+) -> None:
+    """`WASYNC_POLL_INTERVAL_S=10` overrides `[poll] interval_s`; nested sections nest."""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        env_name = f"{prefix}{name.upper()}"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            section = data.setdefault(name, {})
+            if isinstance(section, dict):
+                _apply_env(section, annotation, env, env_name + "_")
+        elif env_name in env and name != "tenants":
+            data[name] = env[env_name]
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problem(err: Mapping[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")

@@ -1,0 +1,60 @@
+"""The exception tree: what is transient, what is rate limited, what is fatal."""
+
+from __future__ import annotations
+
+
+class WasyncError(Exception):
+    """Base of every error wasync raises on purpose."""
+
+
+class ConfigError(WasyncError):
+    """The configuration is invalid; the message names the key and the problem."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class StoreUnavailable(WasyncError):
+    """The database cannot be reached right now; callers answer 503 or retry later."""
+
+
+class ProviderError(WasyncError):
+    """A provider (WAHA, Evolution) request failed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientProviderError(ProviderError):
+    """Connect errors, timeouts and 5xx: safe to retry with backoff."""
+
+
+class RateLimited(TransientProviderError):
+    """HTTP 429; wait `retry_after_s` before trying again."""
+
+    def __init__(self, message: str, *, retry_after_s: float, status: int | None = 429) -> None:
+        super().__init__(message, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class Unauthorized(ProviderError):
+    """401/403: the API key is wrong; retrying will not help."""
+
+
+class SessionNotWorking(ProviderError):
+    """WAHA 422 'Session status is not as expected': skip this cycle, record the status."""
+
+    def __init__(self, message: str, *, status_name: str | None = None) -> None:
+        super().__init__(message, status=422)
+        self.status_name = status_name
+
+
+class FatalProviderError(ProviderError):
+    """A provider answer that will not change on retry (404 instance, license gate, 4xx)."""
+
+
+class PayloadError(WasyncError):
+    """A provider body that can never be parsed; it belongs in `dead_letters`."""

@@ -1,0 +1,154 @@
+"""The events every source produces and `Pipeline.ingest()` consumes.
+
+Provider adapters turn provider JSON into these frozen values with pure functions; nothing
+outside `wasync.providers` reads provider JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class AckLevel(enum.IntEnum):
+    """Delivery state of a message, WAHA's numbering (`WAMessageAck`); higher is further along."""
+
+    ERROR = -1
+    PENDING = 0
+    SERVER = 1
+    DEVICE = 2
+    READ = 3
+    PLAYED = 4
+
+
+class ChatKind(enum.StrEnum):
+    """What a chat is: a person, a group, or a broadcast stream we normally drop."""
+
+    DIRECT = "direct"
+    GROUP = "group"
+    BROADCAST = "broadcast"
+    NEWSLETTER = "newsletter"
+
+
+class MessageType(enum.StrEnum):
+    """The `messages.type` column; voice notes are `audio` with `Media.voice`."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACT = "contact"
+    REACTION = "reaction"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Address:
+    """Who a chat or a sender is.
+
+    `jid` is the canonical key: `<phone>@s.whatsapp.net` when the phone is known, else
+    `<lid>@lid`, or the group / broadcast jid. `phone` is canonical digits (see `wasync.phones`).
+    """
+
+    jid: str
+    kind: ChatKind = ChatKind.DIRECT
+    phone: str | None = None
+    lid: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Media:
+    """Media metadata; the bytes stay at the provider (`url` when it gave one)."""
+
+    mimetype: str | None = None
+    filename: str | None = None
+    url: str | None = None
+    size: int | None = None
+    voice: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A message seen in a chat, incoming or our own (`from_me`)."""
+
+    session_id: int
+    provider_message_id: str
+    chat: Address
+    from_me: bool
+    type: MessageType
+    timestamp: datetime
+    body: str | None = None
+    sender: Address | None = None
+    ack: AckLevel | None = None
+    media: Media | None = None
+    push_name: str | None = None
+    reply_to: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack:
+    """A delivery receipt for one message; applied monotonically."""
+
+    session_id: int
+    provider_message_id: str
+    ack: AckLevel
+    chat: Address | None = None
+    from_me: bool | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Revoke:
+    """A message deleted for everyone."""
+
+    session_id: int
+    provider_message_id: str
+    chat: Address | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Edit:
+    """A message whose text was edited; `body` is the new text."""
+
+    session_id: int
+    provider_message_id: str
+    body: str | None
+    chat: Address | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reaction:
+    """An emoji reaction to `target_message_id`; an empty `emoji` removes it."""
+
+    session_id: int
+    provider_message_id: str
+    target_message_id: str
+    emoji: str
+    chat: Address
+    from_me: bool
+    timestamp: datetime
+    sender: Address | None = None
+    raw: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStatus:
+    """A provider session changed state (`WORKING`, `SCAN_QR_CODE`, `open`, `close`, ...)."""
+
+    session_id: int
+    status: str
+    timestamp: datetime | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+Event = Message | Ack | Revoke | Edit | Reaction | SessionStatus

@@ -1,0 +1,910 @@
+"""`Pipeline.ingest()`: the only write path for provider events.
+
+Poller, webhook, backfill and replay hand their events here. Concurrent callers are grouped:
+one writer task commits up to `batch_max_events` events (or whatever arrived within
+`batch_max_wait_ms`) in a single transaction and answers every caller when it commits. Each
+transaction resolves identities, upserts chats, creates leads and admin notifications for new
+numbers, inserts messages deduplicated on `(session_id, provider_message_id)`, applies acks
+monotonically (an ack for a message not seen yet waits in `pending_updates`), records edits,
+revokes and session states, advances poll cursors and appends one `events` row per change.
+New event rows are published to subscribers only after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import and_, case, delete, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wasync.config import CrmConfig
+from wasync.errors import StoreUnavailable
+from wasync.events import (
+    Ack,
+    AckLevel,
+    Address,
+    ChatKind,
+    Edit,
+    Event,
+    Message,
+    MessageType,
+    Reaction,
+    Revoke,
+    SessionStatus,
+)
+from wasync.phones import phone_jid
+from wasync.store import Store, is_unavailable
+from wasync.store import models as m
+from wasync.store.db import INGEST_LOCK
+
+log = logging.getLogger(__name__)
+
+T_SESSIONS = m.Session.__table__  # type: ignore[attr-defined]
+T_IDENTITIES = m.Identity.__table__  # type: ignore[attr-defined]
+T_LEADS = m.Lead.__table__  # type: ignore[attr-defined]
+T_CHATS = m.Chat.__table__  # type: ignore[attr-defined]
+T_MESSAGES = m.Message.__table__  # type: ignore[attr-defined]
+T_PENDING = m.PendingUpdate.__table__  # type: ignore[attr-defined]
+T_NOTIFICATIONS = m.Notification.__table__  # type: ignore[attr-defined]
+T_EVENTS = m.EventRow.__table__  # type: ignore[attr-defined]
+T_CURSORS = m.Cursor.__table__  # type: ignore[attr-defined]
+T_OUTBOX = m.Outbox.__table__  # type: ignore[attr-defined]
+
+# Event-log types: a public contract with WebSocket clients.
+NEW_MESSAGE = "chat:new-message"
+MESSAGE_ACK = "chat:message-ack"
+MESSAGE_EDITED = "chat:message-edited"
+MESSAGE_REVOKED = "chat:message-revoked"
+CHAT_UPDATED = "chat:updated"
+LEAD_CREATED = "lead:created"
+NOTIFICATION_NEW = "notification:new"
+SESSION_STATUS = "session:status"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CursorUpdate:
+    """Move a poll cursor, in the same transaction as the messages it covers."""
+
+    session_id: int
+    scope: str = "*"
+    ts: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedEvent:
+    """An event-log row, as handed to subscribers after commit."""
+
+    id: int
+    tenant_id: str
+    type: str
+    chat_id: int | None
+    message_id: int | None
+    data: Mapping[str, Any]
+
+
+@dataclass(slots=True, kw_only=True)
+class IngestResult:
+    """What one `ingest()` call changed."""
+
+    new: int = 0
+    duplicate: int = 0
+    ignored: int = 0
+    rejected: int = 0
+    event_ids: list[int] = field(default_factory=list)  # every id of the shared transaction
+    new_messages: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Subscriber(Protocol):
+    """Receives committed event-log rows (the real-time hub)."""
+
+    def publish(self, events: Sequence[PublishedEvent]) -> None:
+        """Called after commit, in id order; must not block."""
+
+
+@dataclass(slots=True, kw_only=True)
+class _Job:
+    events: Sequence[Event]
+    source: str
+    cursors: Sequence[CursorUpdate]
+    notify: bool
+    future: asyncio.Future[IngestResult]
+    result: IngestResult = field(default_factory=IngestResult)
+
+
+class Pipeline:
+    """The group-committing writer. Use as an async context manager; one per process."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        crm: CrmConfig | None = None,
+        admins: Mapping[str, Sequence[str]] | None = None,
+        subscribers: Sequence[Subscriber] = (),
+        batch_max_events: int = 500,
+        batch_max_wait_ms: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.crm = crm or CrmConfig()
+        self.admins = {k: list(v) for k, v in (admins or {}).items()}
+        self.subscribers = list(subscribers)
+        self.batch_max_events = batch_max_events
+        self.batch_max_wait_s = batch_max_wait_ms / 1000
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._tenants: dict[int, str] = {}
+
+    async def __aenter__(self) -> Pipeline:
+        self._writer = asyncio.create_task(self._run(), name="wasync-pipeline-writer")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Finish every queued job, then stop the writer."""
+        if self._writer is None:
+            return
+        self._queue.put_nowait(None)
+        await self._writer
+        self._writer = None
+
+    async def ingest(
+        self,
+        events: Iterable[Event],
+        *,
+        source: str,
+        cursor: CursorUpdate | Sequence[CursorUpdate] | None = None,
+        notify: bool = True,
+    ) -> IngestResult:
+        """Store `events` in one transaction (shared with concurrent callers); return the counts.
+
+        Raises StoreUnavailable when the database cannot be reached; nothing is half-written.
+        """
+        if self._writer is None:
+            raise RuntimeError("Pipeline is not running: use `async with Pipeline(...)`")
+        cursors = [cursor] if isinstance(cursor, CursorUpdate) else list(cursor or [])
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        job = _Job(
+            events=list(events), source=source, cursors=cursors, notify=notify, future=future
+        )
+        self._queue.put_nowait(job)
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            jobs, stopping = await self._collect(first)
+            await self._commit(jobs)
+
+    async def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """Take more queued jobs until the batch is full or the wait is over."""
+        jobs, size = [first], len(first.events)
+        deadline = asyncio.get_running_loop().time() + self.batch_max_wait_s
+        while size < self.batch_max_events:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            size += len(job.events)
+        return jobs, False
+
+    async def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            published = await self._transaction(jobs)
+        except Exception as exc:
+            if len(jobs) > 1 and not is_unavailable(exc):
+                # One bad job must not fail its neighbours: retry each alone.
+                for job in jobs:
+                    job.result = IngestResult()
+                    await self._commit([job])
+                return
+            error = exc if isinstance(exc, StoreUnavailable) else _wrap(exc)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        self._publish(published)
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_result(job.result)
+
+    async def _transaction(self, jobs: list[_Job]) -> list[PublishedEvent]:
+        async with self.store.write() as conn:
+            tx = _Tx(self, conn, jobs)
+            return await tx.run()
+
+    def _publish(self, events: list[PublishedEvent]) -> None:
+        if not events:
+            return
+        for sub in self.subscribers:
+            try:
+                sub.publish(events)
+            except Exception:  # a broken subscriber never breaks ingest
+                log.exception("subscriber %r failed", sub)
+
+
+def _wrap(exc: BaseException) -> BaseException:
+    if is_unavailable(exc):
+        return StoreUnavailable(f"database unavailable: {type(exc).__name__}")
+    return exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _ChatRow:
+    id: int
+    tenant_id: str
+    jid: str
+    kind: str
+    phone: str | None
+    lead_id: int | None
+
+
+@dataclass(slots=True, kw_only=True)
+class _Item:
+    """One Message/Reaction event with its job and resolved chat."""
+
+    job: _Job
+    event: Message | Reaction
+    tenant_id: str
+    chat: Address
+    chat_id: int = 0
+
+
+class _Tx:
+    """One ingest transaction over a batch of jobs."""
+
+    def __init__(self, pipeline: Pipeline, conn: AsyncConnection, jobs: list[_Job]) -> None:
+        self.p = pipeline
+        self.conn = conn
+        self.jobs = jobs
+        self.pg = not pipeline.store.is_sqlite
+        self.now = _now()
+        self.events: list[dict[str, Any]] = []
+        self.chats: dict[tuple[str, str], _ChatRow] = {}
+        self._acks: dict[tuple[int, str], AckLevel] = {}
+        self._edits: dict[tuple[int, str], tuple[str | None, datetime | None]] = {}
+        self._revokes: dict[tuple[int, str], datetime | None] = {}
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self.pg else sqlite.insert)(table)
+
+    def _emit(
+        self,
+        tenant_id: str,
+        type_: str,
+        chat_id: int | None = None,
+        message_id: int | None = None,
+        **data: Any,
+    ) -> None:
+        self.events.append(
+            {
+                "tenant_id": tenant_id,
+                "type": type_,
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "data": data or None,
+                "created_at": self.now,
+            }
+        )
+
+    async def run(self) -> list[PublishedEvent]:
+        if self.pg:
+            # Serialise ingest across nodes: event ids become visible in id order, and the
+            # first-message races (lead, chat, pending acks) cannot interleave.
+            await self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK})
+        await self._load_tenants()
+        items = self._items()
+        if items:
+            await self._resolve_identities(items)
+            await self._resolve_chats(items)
+            await self._insert_messages(items)
+        await self._apply_updates()
+        await self._apply_statuses()
+        await self._advance_cursors()
+        return await self._append_events()
+
+    # --- sessions and filtering -------------------------------------------------------------
+
+    async def _load_tenants(self) -> None:
+        wanted = {e.session_id for j in self.jobs for e in j.events} - self.p._tenants.keys()
+        if not wanted:
+            return
+        rows = await self.conn.execute(
+            select(T_SESSIONS.c.id, T_SESSIONS.c.tenant_id).where(T_SESSIONS.c.id.in_(wanted))
+        )
+        self.p._tenants.update({int(r.id): str(r.tenant_id) for r in rows})
+
+    def _tenant(self, job: _Job, session_id: int) -> str | None:
+        tenant = self.p._tenants.get(session_id)
+        if tenant is None:
+            job.result.rejected += 1
+            log.warning("event for unknown session id %s rejected", session_id)
+        return tenant
+
+    def _items(self) -> list[_Item]:
+        items: list[_Item] = []
+        for job in self.jobs:
+            for ev in job.events:
+                if not isinstance(ev, Message | Reaction):
+                    continue
+                tenant = self._tenant(job, ev.session_id)
+                if tenant is None:
+                    continue
+                if not self._wanted(ev.chat):
+                    job.result.ignored += 1
+                    continue
+                items.append(_Item(job=job, event=ev, tenant_id=tenant, chat=ev.chat))
+        return items
+
+    def _wanted(self, chat: Address) -> bool:
+        if chat.kind is ChatKind.BROADCAST:
+            return self.p.crm.keep_status_broadcast
+        if chat.kind is ChatKind.NEWSLETTER:
+            return self.p.crm.keep_newsletters
+        return True
+
+    # --- identities ---------------------------------------------------------------------------
+
+    async def _resolve_identities(self, items: list[_Item]) -> None:
+        """Learn LID→phone pairs, and give LID-only addresses their phone when we know it."""
+        pairs: dict[tuple[str, str], str] = {}
+        for it in items:
+            for addr in (it.chat, it.event.sender):
+                if addr is not None and addr.lid and addr.phone:
+                    pairs[(it.tenant_id, addr.lid)] = addr.phone
+        if pairs:
+            await self._upsert_identities(pairs)
+        unknown = {(it.tenant_id, it.chat.lid) for it in items if it.chat.lid and not it.chat.phone}
+        known = await self._lookup_identities(unknown - pairs.keys()) if unknown else {}
+        known.update(pairs)
+        for it in items:
+            lid = it.chat.lid
+            if lid and not it.chat.phone and (it.tenant_id, lid) in known:
+                phone = known[(it.tenant_id, lid)]
+                it.chat = Address(jid=phone_jid(phone), kind=it.chat.kind, phone=phone, lid=lid)
+
+    async def _upsert_identities(self, pairs: Mapping[tuple[str, str], str]) -> None:
+        rows = [
+            {"tenant_id": t, "lid": lid, "phone": phone, "created_at": self.now}
+            for (t, lid), phone in sorted(pairs.items())
+        ]
+        stmt = self._insert(T_IDENTITIES)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "lid"], set_={"phone": stmt.excluded.phone}
+        )
+        await self.conn.execute(stmt, rows)
+
+    async def _lookup_identities(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        for tenant, lids in _group(keys).items():
+            rows = await self.conn.execute(
+                select(T_IDENTITIES.c.lid, T_IDENTITIES.c.phone).where(
+                    T_IDENTITIES.c.tenant_id == tenant, T_IDENTITIES.c.lid.in_(lids)
+                )
+            )
+            found.update({(tenant, r.lid): r.phone for r in rows})
+        return found
+
+    # --- chats, leads, notifications ----------------------------------------------------------
+
+    async def _resolve_chats(self, items: list[_Item]) -> None:
+        wanted: dict[tuple[str, str], _Item] = {}
+        for it in items:
+            wanted.setdefault((it.tenant_id, it.chat.jid), it)
+        lid_keys = {
+            (t, it.chat.lid) for (t, _), it in wanted.items() if it.chat.lid and it.chat.phone
+        }
+        await self._select_chats(set(wanted) | lid_keys)
+        for key in sorted(lid_keys):
+            await self._merge_lid_chat(key, wanted)
+        missing = sorted(k for k in wanted if k not in self.chats)
+        if missing:
+            await self._create_chats([wanted[k] for k in missing])
+        await self._ensure_leads([wanted[k] for k in sorted(wanted)])
+        for it in items:
+            it.chat_id = self.chats[(it.tenant_id, it.chat.jid)].id
+
+    async def _select_chats(self, keys: set[tuple[str, str]]) -> None:
+        c = T_CHATS.c
+        for tenant, jids in _group(keys).items():
+            rows = await self.conn.execute(
+                select(c.id, c.tenant_id, c.jid, c.kind, c.phone, c.lead_id).where(
+                    c.tenant_id == tenant, c.jid.in_(jids)
+                )
+            )
+            for r in rows:
+                self.chats[(r.tenant_id, r.jid)] = _ChatRow(*r)
+
+    async def _merge_lid_chat(self, key: tuple[str, str], wanted: Mapping[Any, _Item]) -> None:
+        """A LID-only chat becomes, or joins, the phone chat once the phone is known."""
+        lid_chat = self.chats.pop(key, None)
+        if lid_chat is None:
+            return
+        it = next(i for (t, _), i in wanted.items() if t == key[0] and i.chat.lid == key[1])
+        phone_key = (key[0], it.chat.jid)
+        target = self.chats.get(phone_key)
+        if target is None:
+            await self.conn.execute(
+                update(T_CHATS)
+                .where(T_CHATS.c.id == lid_chat.id)
+                .values(jid=it.chat.jid, phone=it.chat.phone, lid=it.chat.lid, updated_at=self.now)
+            )
+            lid_chat.jid, lid_chat.phone = it.chat.jid, it.chat.phone
+            self.chats[phone_key] = lid_chat
+            self._emit(key[0], CHAT_UPDATED, lid_chat.id, phone=it.chat.phone, lid=it.chat.lid)
+            return
+        for table in (T_MESSAGES, T_OUTBOX):
+            await self.conn.execute(
+                update(table).where(table.c.chat_id == lid_chat.id).values(chat_id=target.id)
+            )
+        await self.conn.execute(delete(T_CHATS).where(T_CHATS.c.id == lid_chat.id))
+        self._emit(key[0], CHAT_UPDATED, target.id, mergedChatId=lid_chat.id, lid=it.chat.lid)
+
+    async def _create_chats(self, items: list[_Item]) -> None:
+        rows = [
+            {
+                "tenant_id": it.tenant_id,
+                "session_id": it.event.session_id,
+                "kind": it.chat.kind.value,
+                "jid": it.chat.jid,
+                "phone": it.chat.phone if it.chat.kind is ChatKind.DIRECT else None,
+                "lid": it.chat.lid,
+                "name": _chat_name(it),
+                "status": "OPEN",
+                "unread_count": 0,
+                "created_at": self.now,
+                "updated_at": self.now,
+            }
+            for it in items
+        ]
+        c = T_CHATS.c
+        stmt = self._insert(T_CHATS).on_conflict_do_nothing()
+        stmt = stmt.returning(c.id, c.tenant_id, c.jid, c.kind, c.phone, c.lead_id)
+        created = await self.conn.execute(stmt, rows)
+        for r in created:
+            self.chats[(r.tenant_id, r.jid)] = _ChatRow(*r)
+            self._emit(r.tenant_id, CHAT_UPDATED, r.id, created=True, jid=r.jid, kind=r.kind)
+        # Rows not returned were created by a concurrent writer: read them.
+        await self._select_chats({(it.tenant_id, it.chat.jid) for it in items} - self.chats.keys())
+
+    async def _ensure_leads(self, items: list[_Item]) -> None:
+        """Every direct chat with a phone gets a lead; a new lead notifies the tenant's admins."""
+        todo: dict[tuple[str, str], list[_ChatRow]] = defaultdict(list)
+        notify: dict[tuple[str, str], bool] = defaultdict(bool)
+        for it in items:
+            chat = self.chats[(it.tenant_id, it.chat.jid)]
+            if chat.kind == ChatKind.DIRECT.value and chat.phone and chat.lead_id is None:
+                todo[(chat.tenant_id, chat.phone)].append(chat)
+                notify[(chat.tenant_id, chat.phone)] |= it.job.notify
+        if not todo:
+            return
+        leads = await self._insert_leads(sorted(todo), notify)
+        for key, chats in todo.items():
+            for chat in chats:
+                chat.lead_id = leads[key]
+                await self.conn.execute(
+                    update(T_CHATS).where(T_CHATS.c.id == chat.id).values(lead_id=leads[key])
+                )
+
+    async def _insert_leads(
+        self, keys: list[tuple[str, str]], notify: Mapping[tuple[str, str], bool]
+    ) -> dict[tuple[str, str], int]:
+        defaults = self.p.crm.lead
+        rows = [
+            {
+                "tenant_id": tenant,
+                "first_name": _fill(defaults.first_name, phone),
+                "last_name": _fill(defaults.last_name, phone),
+                "email": _fill(defaults.email, phone),
+                "phone": phone,
+                "source": defaults.source,
+                "status": defaults.status,
+                "score": defaults.score,
+                "created_at": self.now,
+            }
+            for tenant, phone in keys
+        ]
+        c = T_LEADS.c
+        stmt = self._insert(T_LEADS).on_conflict_do_nothing().returning(c.id, c.tenant_id, c.phone)
+        leads: dict[tuple[str, str], int] = {}
+        for r in await self.conn.execute(stmt, rows):
+            leads[(r.tenant_id, r.phone)] = r.id
+            chat = next(
+                ch
+                for ch in self.chats.values()
+                if (ch.tenant_id, ch.phone) == (r.tenant_id, r.phone)
+            )
+            self._emit(r.tenant_id, LEAD_CREATED, chat.id, leadId=r.id, phone=r.phone)
+            if notify[(r.tenant_id, r.phone)]:
+                await self._notify_admins(r.tenant_id, r.phone, chat.id, r.id)
+        for tenant, phones in _group(set(keys) - leads.keys()).items():
+            rows_ = await self.conn.execute(
+                select(c.id, c.phone).where(c.tenant_id == tenant, c.phone.in_(phones))
+            )
+            leads.update({(tenant, r.phone): r.id for r in rows_})
+        return leads
+
+    async def _notify_admins(self, tenant: str, phone: str, chat_id: int, lead_id: int) -> None:
+        texts = self.p.crm.notification
+        admins = self.p.admins.get(tenant, [])
+        if not admins:
+            return
+        rows = [
+            {
+                "tenant_id": tenant,
+                "user_id": user,
+                "type": texts.type,
+                "title": _fill(texts.title, phone, chat_id),
+                "message": _fill(texts.message, phone, chat_id),
+                "link": _fill(texts.link, phone, chat_id),
+                "chat_id": chat_id,
+                "lead_id": lead_id,
+                "read": False,
+                "created_at": self.now,
+            }
+            for user in admins
+        ]
+        stmt = self._insert(T_NOTIFICATIONS).returning(
+            T_NOTIFICATIONS.c.id, T_NOTIFICATIONS.c.user_id, sort_by_parameter_order=True
+        )
+        for r in await self.conn.execute(stmt, rows):
+            self._emit(tenant, NOTIFICATION_NEW, chat_id, notificationId=r.id, userId=r.user_id)
+
+    # --- messages -----------------------------------------------------------------------------
+
+    async def _insert_messages(self, items: list[_Item]) -> None:
+        by_key: dict[tuple[int, str], _Item] = {}
+        dupes: list[_Item] = []
+        for it in items:
+            key = (it.event.session_id, it.event.provider_message_id)
+            if key in by_key:
+                dupes.append(it)
+            else:
+                by_key[key] = it
+        rows = [self._message_row(by_key[k]) for k in sorted(by_key)]
+        c = T_MESSAGES.c
+        stmt = self._insert(T_MESSAGES).on_conflict_do_nothing()
+        stmt = stmt.returning(c.id, c.session_id, c.provider_message_id)
+        inserted = {
+            (r.session_id, r.provider_message_id): r.id for r in await self.conn.execute(stmt, rows)
+        }
+        for key, it in by_key.items():
+            if key in inserted:
+                self._new_message(it, inserted[key])
+            else:
+                dupes.append(it)
+        for it in dupes:
+            it.job.result.duplicate += 1
+            ack = it.event.ack if isinstance(it.event, Message) else None
+            if ack is not None:
+                self._acks[(it.event.session_id, it.event.provider_message_id)] = max(
+                    ack, self._acks.get((it.event.session_id, it.event.provider_message_id), ack)
+                )
+        if inserted:
+            await self._bump_chats([i for k, i in by_key.items() if k in inserted])
+            await self._drain_pending(set(inserted))
+
+    def _new_message(self, it: _Item, message_id: int) -> None:
+        it.job.result.new += 1
+        it.job.result.new_messages.append((it.event.session_id, it.event.provider_message_id))
+        self._emit(it.tenant_id, NEW_MESSAGE, it.chat_id, message_id)
+
+    def _message_row(self, it: _Item) -> dict[str, Any]:
+        ev = it.event
+        row: dict[str, Any] = {
+            "tenant_id": it.tenant_id,
+            "chat_id": it.chat_id,
+            "session_id": ev.session_id,
+            "provider_message_id": ev.provider_message_id,
+            "from_me": ev.from_me,
+            "sender_jid": ev.sender.jid if ev.sender else None,
+            "sender_phone": ev.sender.phone if ev.sender else None,
+            "sent_at": _utc(ev.timestamp),
+            "source": it.job.source,
+            "raw": dict(ev.raw) if ev.raw is not None else None,
+            "edited": False,
+            "revoked": False,
+            "media_voice": False,
+            "created_at": self.now,
+        }
+        if isinstance(ev, Reaction):
+            row.update(
+                type=MessageType.REACTION.value, body=ev.emoji, reply_to=ev.target_message_id
+            )
+            row.update(ack=None, push_name=None, extra={"target": ev.target_message_id})
+            row.update(media_url=None, media_mimetype=None, media_filename=None, media_size=None)
+            return row
+        media = ev.media
+        row.update(
+            type=ev.type.value,
+            body=ev.body,
+            ack=int(ev.ack) if ev.ack is not None else None,
+            push_name=ev.push_name,
+            reply_to=ev.reply_to,
+            extra=dict(ev.extra) or None,
+            media_url=media.url if media else None,
+            media_mimetype=media.mimetype if media else None,
+            media_filename=media.filename if media else None,
+            media_size=media.size if media else None,
+            media_voice=bool(media and media.voice),
+        )
+        return row
+
+    async def _bump_chats(self, items: list[_Item]) -> None:
+        """Last message time and unread count of the chats that got new messages."""
+        latest: dict[int, datetime] = {}
+        unread: dict[int, int] = defaultdict(int)
+        inbound_session: dict[int, int] = {}
+        for it in items:
+            ts = _utc(it.event.timestamp)
+            latest[it.chat_id] = max(ts, latest.get(it.chat_id, ts))
+            if not it.event.from_me:
+                unread[it.chat_id] += 1
+                inbound_session[it.chat_id] = it.event.session_id
+        c = T_CHATS.c
+        for chat_id in sorted(latest):
+            values: dict[str, Any] = {
+                "last_message_at": case(
+                    (
+                        or_(c.last_message_at.is_(None), c.last_message_at < latest[chat_id]),
+                        latest[chat_id],
+                    ),
+                    else_=c.last_message_at,
+                ),
+                "unread_count": c.unread_count + unread.get(chat_id, 0),
+                "updated_at": self.now,
+            }
+            if chat_id in inbound_session:
+                values["session_id"] = inbound_session[chat_id]
+            await self.conn.execute(update(T_CHATS).where(c.id == chat_id).values(**values))
+
+    # --- acks, edits, revokes -----------------------------------------------------------------
+
+    async def _drain_pending(self, keys: set[tuple[int, str]]) -> None:
+        """Apply updates that arrived before these messages."""
+        p = T_PENDING.c
+        for session_id, ids in _group(keys).items():
+            rows = (
+                await self.conn.execute(
+                    select(T_PENDING).where(
+                        p.session_id == session_id, p.provider_message_id.in_(ids)
+                    )
+                )
+            ).all()
+            if not rows:
+                continue
+            await self.conn.execute(
+                delete(T_PENDING).where(p.session_id == session_id, p.provider_message_id.in_(ids))
+            )
+            for r in rows:
+                key = (session_id, r.provider_message_id)
+                if r.ack is not None:
+                    level = AckLevel(r.ack)
+                    self._acks[key] = max(level, self._acks.get(key, level))
+                if r.edit_body is not None:
+                    self._edits[key] = (r.edit_body, r.edited_at)
+                if r.revoked_at is not None:
+                    self._revokes[key] = r.revoked_at
+
+    def _collect_updates(self) -> None:
+        for job in self.jobs:
+            for ev in job.events:
+                if not isinstance(ev, Ack | Edit | Revoke):
+                    continue
+                if self._tenant(job, ev.session_id) is None:
+                    continue
+                key = (ev.session_id, ev.provider_message_id)
+                if isinstance(ev, Ack):
+                    self._acks[key] = max(ev.ack, self._acks.get(key, ev.ack))
+                elif isinstance(ev, Edit):
+                    self._edits[key] = (ev.body, _utc(ev.timestamp) if ev.timestamp else self.now)
+                else:
+                    self._revokes[key] = _utc(ev.timestamp) if ev.timestamp else self.now
+
+    async def _apply_updates(self) -> None:
+        self._collect_updates()
+        keys = set(self._acks) | set(self._edits) | set(self._revokes)
+        if not keys:
+            return
+        current = await self._current(keys)
+        for key in sorted(keys - current.keys()):
+            await self._park(key)
+        for key, (msg_id, tenant, chat_id, ack) in sorted(current.items()):
+            await self._update_message(key, msg_id, tenant, chat_id, ack)
+
+    async def _current(
+        self, keys: set[tuple[int, str]]
+    ) -> dict[tuple[int, str], tuple[int, str, int, int | None]]:
+        c = T_MESSAGES.c
+        found: dict[tuple[int, str], tuple[int, str, int, int | None]] = {}
+        for session_id, ids in _group(keys).items():
+            rows = await self.conn.execute(
+                select(c.id, c.provider_message_id, c.tenant_id, c.chat_id, c.ack).where(
+                    c.session_id == session_id, c.provider_message_id.in_(ids)
+                )
+            )
+            for r in rows:
+                found[(session_id, r.provider_message_id)] = (r.id, r.tenant_id, r.chat_id, r.ack)
+        return found
+
+    async def _update_message(
+        self, key: tuple[int, str], msg_id: int, tenant: str, chat_id: int, ack: int | None
+    ) -> None:
+        c = T_MESSAGES.c
+        new_ack = self._acks.get(key)
+        if new_ack is not None and _advances(ack, new_ack):
+            await self.conn.execute(
+                update(T_MESSAGES).where(c.id == msg_id).values(ack=int(new_ack))
+            )
+            self._emit(tenant, MESSAGE_ACK, chat_id, msg_id, ack=int(new_ack), ackName=new_ack.name)
+        if key in self._edits:
+            body, at = self._edits[key]
+            await self.conn.execute(
+                update(T_MESSAGES)
+                .where(c.id == msg_id)
+                .values(body=body, edited=True, edited_at=at)
+            )
+            self._emit(tenant, MESSAGE_EDITED, chat_id, msg_id, body=body)
+        if key in self._revokes:
+            await self.conn.execute(
+                update(T_MESSAGES)
+                .where(c.id == msg_id)
+                .values(revoked=True, revoked_at=self._revokes[key])
+            )
+            self._emit(tenant, MESSAGE_REVOKED, chat_id, msg_id)
+
+    async def _park(self, key: tuple[int, str]) -> None:
+        """Keep an update for a message we have not seen yet."""
+        ack = self._acks.get(key)
+        edit = self._edits.get(key)
+        row = {
+            "session_id": key[0],
+            "provider_message_id": key[1],
+            "ack": int(ack) if ack is not None else None,
+            "edit_body": edit[0] if edit else None,
+            "edited_at": edit[1] if edit else None,
+            "revoked_at": self._revokes.get(key),
+            "created_at": self.now,
+        }
+        stmt = self._insert(T_PENDING)
+        p, ex = T_PENDING.c, stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["session_id", "provider_message_id"],
+            set_={
+                "ack": case(
+                    (p.ack.is_(None), ex.ack),
+                    (and_(ex.ack.is_not(None), ex.ack > p.ack), ex.ack),
+                    else_=p.ack,
+                ),
+                "edit_body": case((ex.edited_at.is_not(None), ex.edit_body), else_=p.edit_body),
+                "edited_at": case((ex.edited_at.is_not(None), ex.edited_at), else_=p.edited_at),
+                "revoked_at": case((ex.revoked_at.is_not(None), ex.revoked_at), else_=p.revoked_at),
+            },
+        )
+        await self.conn.execute(stmt, row)
+
+    # --- sessions, cursors, event log ---------------------------------------------------------
+
+    async def _apply_statuses(self) -> None:
+        latest: dict[int, tuple[_Job, SessionStatus]] = {}
+        for job in self.jobs:
+            for ev in job.events:
+                if isinstance(ev, SessionStatus) and self._tenant(job, ev.session_id) is not None:
+                    latest[ev.session_id] = (job, ev)
+        c = T_SESSIONS.c
+        for session_id, (_job, ev) in sorted(latest.items()):
+            at = _utc(ev.timestamp) if ev.timestamp else self.now
+            res = await self.conn.execute(
+                update(T_SESSIONS)
+                .where(c.id == session_id, or_(c.status.is_(None), c.status != ev.status))
+                .values(status=ev.status, status_at=at)
+                .returning(c.name)
+            )
+            name = res.scalar_one_or_none()
+            if name is not None:
+                self._emit(
+                    self.p._tenants[session_id],
+                    SESSION_STATUS,
+                    None,
+                    None,
+                    sessionId=session_id,
+                    session=name,
+                    status=ev.status,
+                    **dict(ev.detail),
+                )
+
+    async def _advance_cursors(self) -> None:
+        best: dict[tuple[int, str], float] = {}
+        for job in self.jobs:
+            for cur in job.cursors:
+                key = (cur.session_id, cur.scope)
+                best[key] = max(cur.ts, best.get(key, cur.ts))
+        if not best:
+            return
+        rows = [
+            {"session_id": s, "scope": scope, "ts": ts, "updated_at": self.now}
+            for (s, scope), ts in sorted(best.items())
+        ]
+        stmt = self._insert(T_CURSORS)
+        c, ex = T_CURSORS.c, stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["session_id", "scope"],
+            set_={"ts": case((ex.ts > c.ts, ex.ts), else_=c.ts), "updated_at": ex.updated_at},
+        )
+        await self.conn.execute(stmt, rows)
+
+    async def _append_events(self) -> list[PublishedEvent]:
+        if not self.events:
+            return []
+        stmt = self._insert(T_EVENTS).returning(T_EVENTS.c.id, sort_by_parameter_order=True)
+        ids = [r.id for r in await self.conn.execute(stmt, self.events)]
+        if self.pg:
+            await self.conn.execute(
+                text("SELECT pg_notify('wasync_events', :id)"), {"id": str(max(ids))}
+            )
+        out = [
+            PublishedEvent(
+                id=i,
+                tenant_id=e["tenant_id"],
+                type=e["type"],
+                chat_id=e["chat_id"],
+                message_id=e["message_id"],
+                data=e["data"] or {},
+            )
+            for i, e in zip(ids, self.events, strict=True)
+        ]
+        for job in self.jobs:
+            job.result.event_ids = [e.id for e in out]
+        return out
+
+
+def _advances(current: int | None, new: AckLevel) -> bool:
+    """Acks only move forward; ERROR only replaces "nothing yet" or PENDING."""
+    if current is None:
+        return True
+    if new is AckLevel.ERROR:
+        return current == AckLevel.PENDING
+    return new > current
+
+
+def _group(keys: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
+    out: dict[Any, list[Any]] = defaultdict(list)
+    for a, b in keys:
+        out[a].append(b)
+    return out
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _fill(template: str, phone: str, chat_id: int | None = None) -> str:
+    return template.format(phone=phone, last4=phone[-4:], chat_id=chat_id if chat_id else "")
+
+
+def _chat_name(it: _Item) -> str | None:
+    ev = it.event
+    if isinstance(ev, Message) and not ev.from_me and it.chat.kind is ChatKind.DIRECT:
+        return ev.push_name
+    return None

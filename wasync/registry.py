@@ -1,0 +1,106 @@
+"""The configured tenants and sessions, mirrored into the `tenants` and `sessions` tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from wasync.config import SessionConfig, Settings
+from wasync.store import Store
+from wasync.store import models as m
+
+T_TENANTS = m.Tenant.__table__  # type: ignore[attr-defined]
+T_SESSIONS = m.Session.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRef:
+    """A configured session with its database id."""
+
+    id: int
+    tenant_id: str
+    config: SessionConfig
+
+    @property
+    def name(self) -> str:
+        """The WAHA session / Evolution instance name."""
+        return self.config.name
+
+    @property
+    def provider(self) -> str:
+        """`waha` or `evolution`."""
+        return self.config.provider
+
+    @property
+    def label(self) -> str:
+        """`tenant/session`, for logs."""
+        return f"{self.tenant_id}/{self.config.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Every configured session, by id and by (tenant, name)."""
+
+    sessions: Mapping[int, SessionRef]
+
+    def __iter__(self) -> Iterator[SessionRef]:
+        return iter(self.sessions.values())
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def get(self, tenant_id: str, name: str) -> SessionRef | None:
+        """The session `name` of `tenant_id`, if configured."""
+        for ref in self.sessions.values():
+            if ref.tenant_id == tenant_id and ref.name == name:
+                return ref
+        return None
+
+    def by_name(self, name: str, provider: str | None = None) -> list[SessionRef]:
+        """Sessions with this provider-side name (several tenants may reuse `default`)."""
+        return [
+            s
+            for s in self.sessions.values()
+            if s.name == name and (provider is None or s.provider == provider)
+        ]
+
+
+async def sync(store: Store, settings: Settings) -> Registry:
+    """Upsert the configured tenants and sessions; return their ids. Nothing is deleted."""
+    pg = not store.is_sqlite
+    insert = postgresql.insert if pg else sqlite.insert
+    refs: dict[int, SessionRef] = {}
+    async with store.write() as conn:
+        for tenant in settings.tenants:
+            await conn.execute(
+                insert(T_TENANTS)
+                .values(id=tenant.id, name=tenant.name, created_at=m.utcnow())
+                .on_conflict_do_update(index_elements=["id"], set_={"name": tenant.name})
+            )
+            for cfg in tenant.sessions:
+                stmt = insert(T_SESSIONS).values(
+                    tenant_id=tenant.id,
+                    name=cfg.name,
+                    provider=cfg.provider,
+                    base_url=cfg.base_url,
+                    engine=cfg.engine,
+                    created_at=m.utcnow(),
+                )
+                stmt = stmt.on_conflict_do_nothing(index_elements=["tenant_id", "name"])
+                await conn.execute(stmt)
+                c = T_SESSIONS.c
+                await conn.execute(
+                    update(T_SESSIONS)
+                    .where(c.tenant_id == tenant.id, c.name == cfg.name)
+                    .values(provider=cfg.provider, base_url=cfg.base_url)
+                )
+                sid = (
+                    await conn.execute(
+                        select(c.id).where(c.tenant_id == tenant.id, c.name == cfg.name)
+                    )
+                ).scalar_one()
+                refs[int(sid)] = SessionRef(id=int(sid), tenant_id=tenant.id, config=cfg)
+    return Registry(refs)

@@ -1,0 +1,136 @@
+"""`Store`: one owner for the database engines, SQLite (embedded) or Postgres.
+
+SQLite runs in WAL mode with a busy timeout; write transactions start with `BEGIN IMMEDIATE`
+so two writers (the daemon and `wasync backfill`) queue on the lock instead of failing with
+"database is locked" on upgrade. Postgres uses asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Self
+
+import sqlalchemy.exc
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from wasync.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# Postgres advisory lock keys (arbitrary constants, "wasync" in ASCII).
+INGEST_LOCK = 0x776173796E63
+MIGRATE_LOCK = 0x776173796E64
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached", not "this data is bad"."""
+    if isinstance(exc, StoreUnavailable | OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError):
+        return True
+    if isinstance(exc, sqlalchemy.exc.OperationalError):
+        orig = str(exc.orig).lower()
+        return "locked" in orig or "connect" in orig or "closed" in orig
+    cause = exc.__cause__
+    return cause is not None and cause is not exc and is_unavailable(cause)
+
+
+class Store:
+    """The database: a write engine and a read engine (the same one on Postgres)."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 5) -> None:
+        self.url = make_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
+        self._busy_timeout_ms = busy_timeout_ms
+        self._pool_size = pool_size
+        self.writer: AsyncEngine
+        self.reader: AsyncEngine
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for the embedded SQLite backend."""
+        return self.dialect == "sqlite"
+
+    async def __aenter__(self) -> Self:
+        if self.is_sqlite:
+            self._prepare_sqlite_path()
+            self.writer = self._sqlite_engine(immediate=True)
+            self.reader = self._sqlite_engine(immediate=False)
+        else:
+            self.writer = create_async_engine(
+                self.url, pool_size=self._pool_size, pool_pre_ping=True, max_overflow=10
+            )
+            self.reader = self.writer
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+    def _prepare_sqlite_path(self) -> None:
+        database = self.url.database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
+        timeout_s = self._busy_timeout_ms / 1000
+        engine = create_async_engine(self.url, connect_args={"timeout": timeout_s})
+        busy = self._busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={busy}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; commits on success, rolls back on error."""
+        try:
+            async with self.writer.begin() as conn:
+                yield conn
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+            raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction."""
+        try:
+            async with self.reader.connect() as conn:
+                yield conn
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+            raise
+
+    async def upgrade(self) -> None:
+        """Apply the Alembic migrations shipped in the package (idempotent, node-safe)."""
+        from wasync.store.migrate import upgrade_connection
+
+        async with self.writer.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK})
+            await conn.run_sync(upgrade_connection)

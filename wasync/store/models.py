@@ -1,0 +1,263 @@
+"""The SQLModel tables: wasync's public schema (documented in README.md).
+
+Table and column names are a contract with the CRMs that read them: add, never rename.
+Times are UTC (`timestamptz` on Postgres; ISO text on SQLite).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; Postgres gets BIGINT identities.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """Aware UTC now; the one clock default of the schema."""
+    return datetime.now(UTC)
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
+    )
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Tenant(SQLModel, table=True):
+    """A CRM tenant, as configured."""
+
+    __tablename__ = "tenants"
+    id: str = Field(primary_key=True, max_length=100)
+    name: str | None = None
+    created_at: datetime = _created()
+
+
+class Session(SQLModel, table=True):
+    """A WAHA session or Evolution instance of a tenant."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_sessions_tenant_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=100)
+    name: str = Field(max_length=100)
+    provider: str = Field(max_length=20)
+    base_url: str
+    engine: str | None = None
+    status: str | None = None
+    status_at: datetime | None = _ts()
+    created_at: datetime = _created()
+
+
+class Identity(SQLModel, table=True):
+    """A LID (`…@lid`) known to be a phone, per tenant."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("tenant_id", "lid", name="uq_identities_tenant_lid"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=100)
+    lid: str = Field(max_length=64)
+    phone: str = Field(max_length=20, index=True)
+    created_at: datetime = _created()
+
+
+class Lead(SQLModel, table=True):
+    """A CRM lead, created the first time an unknown number writes."""
+
+    __tablename__ = "leads"
+    __table_args__ = (UniqueConstraint("tenant_id", "phone", name="uq_leads_tenant_phone"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=100)
+    first_name: str
+    last_name: str
+    email: str | None = None
+    phone: str | None = Field(default=None, max_length=20)
+    source: str
+    status: str
+    score: int
+    created_at: datetime = _created()
+
+
+class Chat(SQLModel, table=True):
+    """A conversation: one per tenant and phone (direct) or jid (group, unresolved LID)."""
+
+    __tablename__ = "chats"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "jid", name="uq_chats_tenant_jid"),
+        UniqueConstraint("tenant_id", "phone", name="uq_chats_tenant_phone"),
+        Index("ix_chats_tenant_last_message", "tenant_id", "last_message_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=100)
+    session_id: int = Field(foreign_key="sessions.id")
+    kind: str = Field(max_length=20)
+    jid: str = Field(max_length=128)
+    phone: str | None = Field(default=None, max_length=20)
+    lid: str | None = Field(default=None, max_length=64)
+    name: str | None = None
+    lead_id: int | None = Field(default=None, foreign_key="leads.id")
+    status: str = Field(default="OPEN", max_length=20)
+    assigned_user_id: str | None = Field(default=None, max_length=100, index=True)
+    last_message_at: datetime | None = _ts()
+    unread_count: int = 0
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Message(SQLModel, table=True):
+    """A message; unique per session and bare provider stanza id."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("session_id", "provider_message_id", name="uq_messages_session_pmid"),
+        Index("ix_messages_chat_sent", "chat_id", "sent_at"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    tenant_id: str = Field(max_length=100)
+    chat_id: int = Field(foreign_key="chats.id")
+    session_id: int = Field(foreign_key="sessions.id")
+    provider_message_id: str = Field(max_length=128)
+    from_me: bool
+    type: str = Field(max_length=20)
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sender_jid: str | None = Field(default=None, max_length=128)
+    sender_phone: str | None = Field(default=None, max_length=20)
+    push_name: str | None = None
+    media_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    media_mimetype: str | None = None
+    media_filename: str | None = None
+    media_size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    media_voice: bool = False
+    reply_to: str | None = Field(default=None, max_length=128)
+    extra: dict[str, Any] | None = _json()
+    sent_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ack: int | None = None
+    edited: bool = False
+    edited_at: datetime | None = _ts()
+    revoked: bool = False
+    revoked_at: datetime | None = _ts()
+    source: str = Field(max_length=20)
+    raw: dict[str, Any] | None = _json()
+    created_at: datetime = _created()
+
+
+class PendingUpdate(SQLModel, table=True):
+    """An ack, edit or revoke that arrived before its message; applied when it lands."""
+
+    __tablename__ = "pending_updates"
+    session_id: int = Field(foreign_key="sessions.id", primary_key=True)
+    provider_message_id: str = Field(max_length=128, primary_key=True)
+    ack: int | None = None
+    edit_body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    edited_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+    created_at: datetime = _created()
+
+
+class Notification(SQLModel, table=True):
+    """A notification for one user of a tenant (new lead: one per admin)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_tenant_user", "tenant_id", "user_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=100)
+    user_id: str = Field(max_length=100)
+    type: str = Field(max_length=40)
+    title: str
+    message: str
+    link: str | None = None
+    chat_id: int | None = None
+    lead_id: int | None = None
+    read: bool = False
+    read_at: datetime | None = _ts()
+    created_at: datetime = _created()
+
+
+class EventRow(SQLModel, table=True):
+    """The event log: one row per change, ids increasing and visible in id order."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_tenant_id", "tenant_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    tenant_id: str = Field(max_length=100)
+    type: str = Field(max_length=40)
+    chat_id: int | None = None
+    message_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    data: dict[str, Any] | None = _json()
+    created_at: datetime = _created()
+
+
+class Cursor(SQLModel, table=True):
+    """How far polling got, per session and scope (a chat jid, or '*' for the session)."""
+
+    __tablename__ = "cursors"
+    session_id: int = Field(foreign_key="sessions.id", primary_key=True)
+    scope: str = Field(max_length=128, primary_key=True)
+    ts: float
+    updated_at: datetime = _created()
+
+
+class Outbox(SQLModel, table=True):
+    """A message to send; survives restarts; one row per idempotency key."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_outbox_tenant_idem"),
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id", max_length=100)
+    session_id: int = Field(foreign_key="sessions.id")
+    chat_id: int | None = Field(default=None, foreign_key="chats.id")
+    message_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    to_jid: str = Field(max_length=128)
+    kind: str = Field(max_length=20)
+    payload: dict[str, Any] | None = _json()
+    status: str = Field(default="QUEUED", max_length=20)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    provider_message_id: str | None = Field(default=None, max_length=128)
+    next_attempt_at: datetime | None = _ts()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class DeadLetter(SQLModel, table=True):
+    """A raw body that could not be parsed or stored, with the error; replayable."""
+
+    __tablename__ = "dead_letters"
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=20)
+    provider: str | None = Field(default=None, max_length=20)
+    session_name: str | None = Field(default=None, max_length=100)
+    tenant_id: str | None = Field(default=None, max_length=100)
+    error: str = Field(sa_column=Column(Text, nullable=False))
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    headers: dict[str, Any] | None = _json()
+    created_at: datetime = _created()
+    replayed_at: datetime | None = _ts()
