@@ -86,3 +86,47 @@ def db_upgrade(config: ConfigOpt = None) -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Poll every configured session (and serve webhooks when enabled) until SIGTERM/SIGINT."""
+    from wasync import daemon
+
+    settings = load_settings(config)
+    setup_logging(settings.log_level)
+    run_async(daemon.run(settings))
+
+
+@app.command()
+def replay(
+    files: Annotated[
+        list[Path], typer.Argument(help="JSON files: webhook bodies or messages.")
+    ] = [],  # noqa: B006
+    config: ConfigOpt = None,
+    session: Annotated[
+        str | None, typer.Option(help="Session for bare message lists (provider from config).")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant, when a session name is ambiguous.")
+    ] = None,
+    dead_letters: Annotated[
+        bool, typer.Option("--dead-letters", help="Re-run the rows of dead_letters.")
+    ] = False,
+) -> None:
+    """Feed captured provider JSON through the pipeline; print new, duplicate and rejected."""
+    from wasync.replay import replay_cli
+
+    settings = load_settings(config)
+    setup_logging("WARNING")
+    if not files and not dead_letters:
+        raise fail("give JSON files to replay, or --dead-letters", 2)
+    report = run_async(replay_cli(settings, files, session, tenant, dead_letters))
+    for error in report.errors:
+        typer.echo(f"rejected: {error}", err=True)
+    typer.echo(
+        f"new={report.new} duplicate={report.duplicate} ignored={report.ignored} "
+        f"rejected={report.rejected}"
+    )
+    if report.rejected:
+        raise typer.Exit(1)

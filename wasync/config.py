@@ -46,6 +46,9 @@ class PollConfig(_Section):
     timeout_s: float = Field(default=30, gt=15)
     max_attempts: int = Field(default=4, ge=1)
     max_retry_wait_s: float = Field(default=30, ge=0)
+    backoff_s: float = Field(default=0.5, ge=0)
+    status_interval_s: float = Field(default=60, ge=0)
+    log_idle_cycles: bool = True
 
 
 class HttpConfig(_Section):

@@ -1,0 +1,120 @@
+"""The composition root: one AsyncExitStack owns every resource; SIGTERM drains and exits.
+
+Order of start: store (migrated) → registry → pipeline → HTTP client → pollers on the
+scheduler. Stop runs in reverse: no new poll cycles, cycles in flight finish, the pipeline
+commits what is queued, connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+
+import httpx
+
+from wasync.config import Settings
+from wasync.pipeline import Pipeline, Subscriber
+from wasync.poller import Poller
+from wasync.providers import make_provider
+from wasync.registry import Registry, sync
+from wasync.scheduler import Scheduler
+from wasync.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Daemon:
+    """What a running daemon holds; handed to `on_ready` (tests, demo)."""
+
+    settings: Settings
+    store: Store
+    registry: Registry
+    pipeline: Pipeline
+    pollers: list[Poller] = field(default_factory=list)
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Daemon], None] | None = None,
+    subscribers: list[Subscriber] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return."""
+    stop = stop or asyncio.Event()
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(
+            Store(
+                settings.database.url,
+                busy_timeout_ms=settings.database.busy_timeout_ms,
+                pool_size=settings.database.pool_size,
+            )
+        )
+        await store.upgrade()
+        registry = await sync(store, settings)
+        pipeline = await stack.enter_async_context(
+            Pipeline(
+                store,
+                crm=settings.crm,
+                admins={t.id: t.admins for t in settings.tenants},
+                subscribers=subscribers or [],
+                batch_max_events=settings.database.batch_max_events,
+                batch_max_wait_ms=settings.database.batch_max_wait_ms,
+            )
+        )
+        client = await stack.enter_async_context(_client(transport))
+        daemon = Daemon(settings=settings, store=store, registry=registry, pipeline=pipeline)
+        scheduler = _schedule(daemon, client)
+        stack.push_async_callback(scheduler.stop)
+        scheduler.start()
+        _on_signals(stop)
+        log.info(
+            "wasync running: %d session(s), polling every %ss, database %s",
+            len(daemon.pollers),
+            _interval(settings),
+            store.dialect,
+        )
+        if on_ready is not None:
+            on_ready(daemon)
+        await stop.wait()
+        log.info("stopping: finishing work in flight")
+    log.info("stopped")
+
+
+def _interval(settings: Settings) -> float:
+    """Polling is reconciliation when webhooks are on."""
+    poll = settings.poll
+    return poll.reconcile_interval_s if settings.webhook.enabled else poll.interval_s
+
+
+def _client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+    return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
+
+
+def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
+    settings = daemon.settings
+    scheduler = Scheduler(interval_s=_interval(settings), jitter_s=settings.poll.jitter_s)
+    jobs = []
+    for ref in daemon.registry:
+        if not ref.config.enabled:
+            continue
+        provider = make_provider(ref, client, settings.poll)
+        poller = Poller(provider, daemon.pipeline, daemon.store, settings.poll, label=ref.label)
+        daemon.pollers.append(poller)
+        jobs.append((f"poll:{ref.id}", poller.cycle))
+    scheduler.add_all(jobs)
+    return scheduler
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
+            loop.add_signal_handler(sig, stop.set)

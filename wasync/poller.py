@@ -1,0 +1,303 @@
+"""One session's poll cycle: cursor → fetch what changed → `Pipeline.ingest()`.
+
+Chat lists (WAHA `chats/overview`, Evolution `findChats`) say which chats have a newer last
+message than we hold; only those are read, from their cursor minus an overlap window so late
+or same-second messages are not skipped. An idle cycle is one request. Engines that list every
+chat's messages at once (WAHA GOWS/NOWEB, `chatId=all`) are read as one stream instead.
+Cursors advance in the transaction that stores what they cover; duplicates are harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from wasync.config import PollConfig
+from wasync.errors import (
+    ProviderError,
+    SessionNotWorking,
+    StoreUnavailable,
+    TransientProviderError,
+    Unauthorized,
+)
+from wasync.events import Ack, Event, Message, Reaction, SessionStatus
+from wasync.pipeline import CursorUpdate, IngestResult, Pipeline
+from wasync.providers.base import ChatHead, Provider
+from wasync.store import Store
+from wasync.store import models as m
+
+log = logging.getLogger(__name__)
+
+SESSION_SCOPE = "*"
+MAX_PAGES = 1000
+SEEN_CAPACITY = 20_000
+WORKING = frozenset({"WORKING", "open"})  # WAHA, Evolution
+
+
+@dataclass(slots=True)
+class CycleStats:
+    """What one poll cycle did; logged as one line."""
+
+    requests: int = 0
+    chats: int = 0
+    fetched: int = 0
+    new: int = 0
+    duplicate: int = 0
+    status: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    def add(self, result: IngestResult) -> None:
+        """Count one ingest."""
+        self.new += result.new
+        self.duplicate += result.duplicate
+
+
+class Poller:
+    """Polls one provider session into the pipeline; `cycle()` is what the scheduler runs."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        pipeline: Pipeline,
+        store: Store,
+        poll: PollConfig,
+        *,
+        label: str = "",
+        source: str = "poll",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.provider = provider
+        self.pipeline = pipeline
+        self.store = store
+        self.poll = poll
+        self.label = label or provider.name
+        self.source = source
+        self.clock = clock
+        self.status: str | None = None
+        self._cursors: dict[str, float] | None = None
+        self._heads: dict[str, tuple[str | None, int | None]] = {}
+        self._seen: OrderedDict[str, int | None] = OrderedDict()
+        self._state_checked_at = float("-inf")
+        self.last: CycleStats | None = None
+
+    @property
+    def session_id(self) -> int:
+        """The polled session's database id."""
+        return self.provider.session_id
+
+    async def cycle(self) -> CycleStats:
+        """Run one poll cycle; never raises (errors are counted and logged)."""
+        stats = CycleStats()
+        started, requests0 = time.perf_counter(), self._requests()
+        try:
+            await self._cycle(stats)
+        except SessionNotWorking as exc:
+            await self._set_status(exc.status_name or "NOT_WORKING", stats)
+        except Unauthorized as exc:
+            await self._set_status("UNAUTHORIZED", stats, reason=str(exc))
+            stats.error = "unauthorized"
+        except (TransientProviderError, ProviderError) as exc:
+            stats.error = str(exc)
+        except StoreUnavailable as exc:
+            stats.error = f"store: {exc}"
+        stats.requests = self._requests() - requests0
+        stats.seconds = time.perf_counter() - started
+        self.last = stats
+        self._log(stats)
+        return stats
+
+    async def _cycle(self, stats: CycleStats) -> None:
+        if self._cursors is None:
+            self._cursors = await self._load_cursors()
+        due = self.clock() - self._state_checked_at >= self.poll.status_interval_s
+        if due or self.status not in WORKING:
+            state = await self.provider.state()
+            self._state_checked_at = self.clock()
+            await self._set_status(state.status, stats)
+            if not state.working:
+                return
+        if await self.provider.supports_all_chats():
+            await self._poll_stream(stats)
+        else:
+            await self._poll_heads(stats)
+
+    # --- chat-list strategy -----------------------------------------------------------------
+
+    async def _poll_heads(self, stats: CycleStats) -> None:
+        floor = self._session_cursor() - self.poll.overlap_s
+        newest = None
+        offset = 0
+        for _ in range(MAX_PAGES):
+            heads = await self.provider.chat_heads(limit=self.poll.page_size, offset=offset)
+            for head in heads:
+                if head.last_ts is None:
+                    continue
+                if head.last_ts < floor:
+                    break
+                newest = max(newest or head.last_ts, head.last_ts)
+                await self._sync_chat(head, stats)
+            else:
+                if len(heads) >= self.poll.page_size:
+                    offset += self.poll.page_size
+                    continue
+            break
+        if newest is not None and newest > self._session_cursor():
+            await self._ingest([], stats, CursorUpdate(session_id=self.session_id, ts=newest))
+
+    async def _sync_chat(self, head: ChatHead, stats: CycleStats) -> None:
+        sig = (head.last_id, head.last_ack)
+        if self._heads.get(head.chat_id) == sig:
+            return
+        stats.chats += 1
+        assert self._cursors is not None
+        cursor = self._cursors.get(head.chat_id)
+        if cursor is not None and head.last_ts is not None and head.last_ts < cursor:
+            await self._ingest(self.provider.head_events(head), stats)  # only its ack moved
+        elif head.last_id is not None and head.last_id in self._seen:
+            await self._ingest(self.provider.head_events(head), stats)
+        else:
+            since = (cursor if cursor is not None else self._session_cursor()) - self.poll.overlap_s
+            top = await self.fetch_window(head.chat_id, since, stats)
+            ts = max(t for t in (top, head.last_ts, cursor) if t is not None)
+            await self._ingest(
+                [], stats, CursorUpdate(session_id=self.session_id, scope=head.chat_id, ts=ts)
+            )
+            self._cursors[head.chat_id] = ts
+        self._heads[head.chat_id] = sig
+
+    async def fetch_window(
+        self, chat_id: str | None, since: float, stats: CycleStats, until: float | None = None
+    ) -> float | None:
+        """Read every message of a chat in `[since, until]` into the pipeline; return the
+        newest timestamp seen. Pages by offset, and by narrowing `until` when an engine
+        ignores offsets; re-reads when Evolution's untied ordering hid rows."""
+        newest: float | None = None
+        seen: set[str] = set()
+        page_no, total = 1, None
+        for _ in range(MAX_PAGES):
+            page = await self.provider.messages(
+                chat_id, since=since, until=until, limit=self.poll.page_size, page=page_no
+            )
+            fresh = [i for i in page.ids if i not in seen]
+            seen.update(page.ids)
+            stats.fetched += page.size
+            total = page.total if page.total is not None else total
+            await self._ingest(page.events, stats)
+            if page.max_ts is not None:
+                newest = max(newest or page.max_ts, page.max_ts)
+            if page.size < self.poll.page_size or (total is not None and len(seen) >= total):
+                break
+            if fresh:
+                page_no += 1
+            elif page.min_ts is not None and page.min_ts != until:
+                until, page_no = page.min_ts, 1  # offset ignored: walk the window down instead
+            else:
+                break
+        return newest
+
+    # --- one-stream strategy (chatId=all) ---------------------------------------------------
+
+    async def _poll_stream(self, stats: CycleStats) -> None:
+        since = self._session_cursor() - self.poll.overlap_s
+        seen: set[str] = set()
+        page_no = 1
+        for _ in range(MAX_PAGES):
+            page = await self.provider.messages(
+                None, since=since, until=None, limit=self.poll.page_size, page=page_no
+            )
+            fresh = [i for i in page.ids if i not in seen]
+            seen.update(page.ids)
+            stats.fetched += page.size
+            cursor = None
+            if page.max_ts is not None and page.max_ts > self._session_cursor():
+                cursor = CursorUpdate(session_id=self.session_id, ts=page.max_ts)
+            await self._ingest(page.events, stats, cursor)
+            if page.size < self.poll.page_size:
+                break
+            if fresh:
+                page_no += 1
+            elif page.max_ts is not None and page.max_ts > since:
+                since, page_no = page.max_ts, 1
+            else:
+                break
+
+    # --- state --------------------------------------------------------------------------------
+
+    async def _ingest(
+        self, events: Sequence[Event], stats: CycleStats, cursor: CursorUpdate | None = None
+    ) -> None:
+        fresh = [ev for ev in events if not self._known(ev)]
+        if not fresh and cursor is None:
+            return
+        result = await self.pipeline.ingest(fresh, source=self.source, cursor=cursor)
+        stats.add(result)
+        for ev in fresh:
+            self._remember(ev)
+        if cursor is not None and cursor.scope == SESSION_SCOPE:
+            assert self._cursors is not None
+            self._cursors[SESSION_SCOPE] = max(cursor.ts, self._cursors.get(SESSION_SCOPE, 0.0))
+
+    def _known(self, ev: Event) -> bool:
+        if isinstance(ev, Message | Reaction | Ack):
+            key = ev.provider_message_id
+            ack = ev.ack if isinstance(ev, Message | Ack) else None
+            return key in self._seen and self._seen[key] == (int(ack) if ack is not None else None)
+        return False
+
+    def _remember(self, ev: Event) -> None:
+        if isinstance(ev, Message | Reaction | Ack):
+            ack = ev.ack if isinstance(ev, Message | Ack) else None
+            self._seen[ev.provider_message_id] = int(ack) if ack is not None else None
+            self._seen.move_to_end(ev.provider_message_id)
+            while len(self._seen) > SEEN_CAPACITY:
+                self._seen.popitem(last=False)
+
+    async def _set_status(self, status: str, stats: CycleStats, reason: str = "") -> None:
+        stats.status = status
+        if status == self.status:
+            return
+        if status == "UNAUTHORIZED" or self.status == "UNAUTHORIZED":
+            log.warning("session %s: %s %s", self.label, status.lower(), reason)
+        await self.pipeline.ingest(
+            [SessionStatus(session_id=self.session_id, status=status)], source=self.source
+        )
+        self.status = status
+
+    def _session_cursor(self) -> float:
+        assert self._cursors is not None
+        start = self.clock() - self.poll.initial_lookback_h * 3600
+        return self._cursors.get(SESSION_SCOPE, start)
+
+    async def _load_cursors(self) -> dict[str, float]:
+        table = m.Cursor.__table__  # type: ignore[attr-defined]
+        async with self.store.read() as conn:
+            rows = await conn.execute(
+                select(table.c.scope, table.c.ts).where(table.c.session_id == self.session_id)
+            )
+            return {r.scope: float(r.ts) for r in rows}
+
+    def _requests(self) -> int:
+        http = getattr(self.provider, "http", None)
+        return int(getattr(http, "requests", 0))
+
+    def _log(self, stats: CycleStats) -> None:
+        idle = not (stats.new or stats.chats or stats.error)
+        if idle and not self.poll.log_idle_cycles:
+            return
+        log.info(
+            "poll %s: chats=%d fetched=%d new=%d dup=%d requests=%d%s in %.2fs",
+            self.label,
+            stats.chats,
+            stats.fetched,
+            stats.new,
+            stats.duplicate,
+            stats.requests,
+            f" error={stats.error}" if stats.error else "",
+            stats.seconds,
+        )

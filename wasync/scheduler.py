@@ -1,0 +1,77 @@
+"""The only APScheduler import: one interval job per session, drained on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], Awaitable[Any]]
+
+
+class Scheduler:
+    """Runs each job every `interval_s` (with jitter), never two runs of one job at once."""
+
+    def __init__(self, *, interval_s: float, jitter_s: float = 0.0) -> None:
+        self.interval_s = interval_s
+        self.jitter_s = jitter_s
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def add(self, job_id: str, job: Job, *, spread: int = 0, total: int = 1) -> None:
+        """Schedule `job`; first runs are spread over one interval so sessions don't align."""
+        first = datetime.now(UTC) + timedelta(seconds=self.interval_s * spread / max(total, 1))
+        self._scheduler.add_job(
+            self._tracked(job),
+            "interval",
+            seconds=self.interval_s,
+            jitter=self.jitter_s or None,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=first,
+            misfire_grace_time=max(1, int(self.interval_s)),
+        )
+
+    def add_all(self, jobs: Sequence[tuple[str, Job]]) -> None:
+        """Schedule many jobs, spreading their first runs."""
+        for i, (job_id, job) in enumerate(jobs):
+            self.add(job_id, job, spread=i, total=len(jobs))
+
+    def _tracked(self, job: Job) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)
+            try:
+                await job()
+            except Exception:  # the top of a loop that must survive
+                log.exception("scheduled job failed")
+            finally:
+                if task is not None:
+                    self._running.discard(task)
+
+        return run
+
+    def start(self) -> None:
+        """Start firing jobs."""
+        self._scheduler.start()
+
+    async def stop(self, grace_s: float = 8.0) -> None:
+        """No new runs; let runs in flight finish (up to `grace_s`), then cancel the rest."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        running = set(self._running)
+        if not running:
+            return
+        _done, pending = await asyncio.wait(running, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
