@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from wasync.api.app import AppContext, create_app
+from wasync.api.server import serve
 from wasync.config import Settings
+from wasync.metrics import Metrics
 from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
 from wasync.providers import make_provider
@@ -35,6 +38,8 @@ class Daemon:
     store: Store
     registry: Registry
     pipeline: Pipeline
+    metrics: Metrics
+    base_url: str = ""
     pollers: list[Poller] = field(default_factory=list)
 
 
@@ -69,7 +74,22 @@ async def run(
             )
         )
         client = await stack.enter_async_context(_client(transport))
-        daemon = Daemon(settings=settings, store=store, registry=registry, pipeline=pipeline)
+        metrics = Metrics()
+        daemon = Daemon(
+            settings=settings, store=store, registry=registry, pipeline=pipeline, metrics=metrics
+        )
+        app = create_app(
+            AppContext(
+                settings=settings,
+                store=store,
+                registry=registry,
+                pipeline=pipeline,
+                metrics=metrics,
+            )
+        )
+        daemon.base_url = await stack.enter_async_context(
+            serve(app, host=settings.http.host, port=settings.http.port)
+        )
         scheduler = _schedule(daemon, client)
         stack.push_async_callback(scheduler.stop)
         scheduler.start()
@@ -106,7 +126,15 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
         if not ref.config.enabled:
             continue
         provider = make_provider(ref, client, settings.poll)
-        poller = Poller(provider, daemon.pipeline, daemon.store, settings.poll, label=ref.label)
+        poller = Poller(
+            provider,
+            daemon.pipeline,
+            daemon.store,
+            settings.poll,
+            label=ref.label,
+            metrics=daemon.metrics,
+            reconciling=settings.webhook.enabled,
+        )
         daemon.pollers.append(poller)
         jobs.append((f"poll:{ref.id}", poller.cycle))
     scheduler.add_all(jobs)

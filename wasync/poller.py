@@ -26,6 +26,7 @@ from wasync.errors import (
     Unauthorized,
 )
 from wasync.events import Ack, Event, Message, Reaction, SessionStatus
+from wasync.metrics import Metrics
 from wasync.pipeline import CursorUpdate, IngestResult, Pipeline
 from wasync.providers.base import ChatHead, Provider
 from wasync.store import Store
@@ -70,6 +71,8 @@ class Poller:
         *,
         label: str = "",
         source: str = "poll",
+        metrics: Metrics | None = None,
+        reconciling: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.provider = provider
@@ -79,6 +82,8 @@ class Poller:
         self.label = label or provider.name
         self.source = source
         self.clock = clock
+        self.metrics = metrics
+        self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
         self.status: str | None = None
         self._cursors: dict[str, float] | None = None
         self._heads: dict[str, tuple[str | None, int | None]] = {}
@@ -109,6 +114,9 @@ class Poller:
         stats.requests = self._requests() - requests0
         stats.seconds = time.perf_counter() - started
         self.last = stats
+        if self.metrics is not None:
+            self.metrics.poll_cycles.labels("error" if stats.error else "ok").inc()
+            self.metrics.poll_requests.inc(stats.requests)
         self._log(stats)
         return stats
 
@@ -237,6 +245,11 @@ class Poller:
             return
         result = await self.pipeline.ingest(fresh, source=self.source, cursor=cursor)
         stats.add(result)
+        if self.metrics is not None:
+            self.metrics.ingested.labels(self.source).inc(result.new)
+            self.metrics.duplicates.labels(self.source).inc(result.duplicate)
+            if self.reconciling:
+                self.metrics.reconciled.inc(result.new)
         for ev in fresh:
             self._remember(ev)
         if cursor is not None and cursor.scope == SESSION_SCOPE:

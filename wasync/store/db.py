@@ -28,19 +28,39 @@ INGEST_LOCK = 0x776173796E63
 MIGRATE_LOCK = 0x776173796E64
 
 
+# SQLSTATE classes meaning "the server is not there for us": connection exception (08),
+# insufficient resources (53), operator intervention / shutdown (57P), and 55000 as raised
+# for a database that is not accepting connections.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "55000")
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for errors that mean "the database cannot be reached", not "this data is bad"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _unavailable_one(current):
+            return True
+        current = current.__cause__ or getattr(current, "orig", None)
+    return False
+
+
+def _unavailable_one(exc: BaseException) -> bool:
     if isinstance(exc, StoreUnavailable | OSError | asyncio.TimeoutError):
         return True
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError):
         return True
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+        return True
     if isinstance(exc, sqlalchemy.exc.OperationalError):
         orig = str(exc.orig).lower()
-        return "locked" in orig or "connect" in orig or "closed" in orig
-    cause = exc.__cause__
-    return cause is not None and cause is not exc and is_unavailable(cause)
+        return "locked" in orig or "unable to open" in orig or "disk i/o" in orig
+    text = str(exc).lower()
+    return "connection was closed" in text or "not currently accepting connections" in text
 
 
 class Store:

@@ -1,0 +1,97 @@
+"""The daemon's one HTTP app (Starlette): webhooks, health, metrics; REST and `/ws` join it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from wasync.api.webhook import WebhookReceiver
+from wasync.config import Settings
+from wasync.metrics import Metrics
+from wasync.pipeline import Pipeline
+from wasync.registry import Registry
+from wasync.store import Store
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(slots=True, kw_only=True)
+class AppContext:
+    """What the HTTP handlers share; built by the daemon (or a test)."""
+
+    settings: Settings
+    store: Store
+    registry: Registry
+    pipeline: Pipeline
+    metrics: Metrics = field(default_factory=Metrics)
+    extra_routes: list[BaseRoute] = field(default_factory=list)
+
+
+def create_app(ctx: AppContext) -> Starlette:
+    """Build the app; the webhook routes exist only when `[webhook] enabled`."""
+    routes: list[BaseRoute] = [
+        Route("/healthz", _health(ctx), methods=["GET"]),
+        Route("/metrics", _metrics(ctx), methods=["GET"]),
+    ]
+    if ctx.settings.webhook.enabled:
+        routes += webhook_routes(ctx)
+    routes += ctx.extra_routes
+    app = Starlette(routes=routes)
+    app.state.ctx = ctx
+    return app
+
+
+def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
+    """`/api/webhooks/whatsapp` (auto-detect) plus per-provider paths and Evolution byEvents."""
+    hook = ctx.settings.webhook
+    receiver = WebhookReceiver(
+        registry=ctx.registry,
+        pipeline=ctx.pipeline,
+        store=ctx.store,
+        metrics=ctx.metrics,
+        max_body_bytes=hook.max_body_bytes,
+        rate_per_s=hook.rate_per_s,
+        burst=hook.burst,
+    )
+
+    def endpoint(hint: str | None) -> Any:
+        async def handle(request: Request) -> Response:
+            return await receiver.handle(request, hint)
+
+        return handle
+
+    return [
+        Route("/api/webhooks/whatsapp", endpoint(None), methods=["POST"]),
+        Route("/api/webhooks/waha", endpoint("waha"), methods=["POST"]),
+        Route("/api/webhooks/evolution", endpoint("evolution"), methods=["POST"]),
+        # Evolution `byEvents: true` appends `/<event-with-hyphens>` (evolution.md 3.1).
+        Route("/api/webhooks/evolution/{event}", endpoint("evolution"), methods=["POST"]),
+        Route("/api/webhooks/whatsapp/{event}", endpoint("evolution"), methods=["POST"]),
+    ]
+
+
+def _health(ctx: AppContext) -> Any:
+    async def health(_request: Request) -> Response:
+        try:
+            async with asyncio.timeout(2):
+                async with ctx.store.read() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception:
+            return JSONResponse({"status": "degraded", "database": "unavailable"}, 503)
+        return JSONResponse({"status": "ok", "database": ctx.store.dialect})
+
+    return health
+
+
+def _metrics(ctx: AppContext) -> Any:
+    async def metrics(_request: Request) -> Response:
+        return Response(ctx.metrics.render(), media_type=METRICS_TYPE)
+
+    return metrics

@@ -1,0 +1,53 @@
+"""Prometheus metrics (prometheus-client), in a registry owned by the daemon, not a global."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Every metric wasync exposes on `/metrics`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.ingested = Counter(
+            "wasync_messages_ingested_total", "Messages stored, by source.", ["source"], registry=r
+        )
+        self.duplicates = Counter(
+            "wasync_messages_duplicate_total",
+            "Messages seen again, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.reconciled = Counter(
+            "wasync_reconciled_messages_total",
+            "Messages the poller stored first although webhooks are on (lost or late webhooks).",
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "wasync_webhook_requests_total",
+            "Webhook requests by provider and outcome.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.webhook_seconds = Histogram(
+            "wasync_webhook_seconds",
+            "Webhook handling time, receipt to answer.",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.poll_cycles = Counter(
+            "wasync_poll_cycles_total", "Poll cycles by outcome.", ["outcome"], registry=r
+        )
+        self.poll_requests = Counter(
+            "wasync_poll_requests_total", "HTTP requests made by pollers.", registry=r
+        )
+        self.outbox_depth = Gauge(
+            "wasync_outbox_queued", "Outbox rows waiting to be sent.", ["session"], registry=r
+        )
+        self.ws_clients = Gauge("wasync_ws_clients", "Connected WebSocket clients.", registry=r)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
