@@ -162,7 +162,7 @@ def _expected(provider: str, body: dict[str, Any]) -> tuple[int, set[str]]:
 
 @pytest.mark.parametrize("name", sorted(WAHA_BODIES))
 async def test_every_waha_sample(env: Env, name: str):
-    """Each WAHA sample is stored (its messages become rows), ignored (200) or dead-lettered (400)."""
+    """Each WAHA sample is stored (its messages become rows), ignored (200) or dead-lettered."""
     body = WAHA_BODIES[name]
     status, ids = _expected("waha", body) if body.get("session") else (400, set())
     resp = await post_waha(env, body)
@@ -340,7 +340,7 @@ async def test_store_down_is_503_then_retry_stores(env: Env, db_url: str):
     assert retry.status_code == 200 and retry.json()["new"] == 1
 
 
-class _database_down:  # noqa: N801 - used like a function
+class _database_down:
     """Make the database refuse work: hold SQLite's write lock, or close Postgres to connections."""
 
     def __init__(self, url: str) -> None:

@@ -31,7 +31,7 @@ class DatabaseConfig(_Section):
     busy_timeout_ms: int = Field(default=10_000, ge=0)
     pool_size: int = Field(default=5, ge=1)
     batch_max_events: int = Field(default=500, ge=1)
-    batch_max_wait_ms: float = Field(default=2.0, ge=0)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0)
 
 
 class PollConfig(_Section):
@@ -165,13 +165,14 @@ class Settings(_Section):
     log_level: str = "INFO"
     tenants: list[TenantConfig] = []
 
-    @model_validator(mode="after")
-    def _unique_tenants(self) -> Settings:
-        ids = [t.id for t in self.tenants]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"tenant id {dupes[0]!r} appears twice")
-        return self
+    def check_secrets(self) -> None:
+        """Resolve every secret the daemon will need; raise ConfigError for the first missing."""
+        for tenant in self.tenants:
+            for session in tenant.sessions:
+                if session.enabled:
+                    session.resolved_api_key()
+                    if self.webhook.enabled:
+                        session.resolved_webhook_secret()
 
 
 def _secret(value: SecretStr | None, env: str | None, key: str) -> str:
@@ -188,17 +189,42 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     path = Path(path or env.get("WASYNC_CONFIG") or DEFAULT_CONFIG)
     data = _read_toml(path)
     _apply_env(data, Settings, env, ENV_PREFIX)
+    _inject_secrets(data, env)
     return parse(data)
 
 
 def parse(data: Mapping[str, Any]) -> Settings:
     """Validate an already merged mapping."""
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = _format_loc(err["loc"]) or "config"
         raise ConfigError(key, _problem(err)) from None
+    seen: set[str] = set()
+    for i, tenant in enumerate(settings.tenants):
+        if tenant.id in seen:
+            raise ConfigError(f"tenants[{i}].id", f"tenant id {tenant.id!r} appears twice")
+        seen.add(tenant.id)
+    return settings
+
+
+def _inject_secrets(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Copy secrets named by `*_env` keys from `env` into the data (they stay SecretStr)."""
+    sections: list[tuple[Any, str]] = [(data.get("auth"), "jwt_secret")]
+    for tenant in data.get("tenants") or []:
+        for session in (tenant.get("sessions") or []) if isinstance(tenant, dict) else []:
+            sections += [(session, "api_key"), (session, "webhook_secret")]
+    auth = data.setdefault("auth", {}) if isinstance(data.get("auth", {}), dict) else None
+    if auth is not None:
+        auth.setdefault("jwt_secret_env", AuthConfig.model_fields["jwt_secret_env"].default)
+        sections[0] = (auth, "jwt_secret")
+    for section, field_name in sections:
+        if not isinstance(section, dict) or section.get(field_name) is not None:
+            continue
+        name = section.get(f"{field_name}_env")
+        if isinstance(name, str) and env.get(name):
+            section[field_name] = env[name]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -53,6 +53,7 @@ async def run(
 ) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return."""
     stop = stop or asyncio.Event()
+    settings.check_secrets()
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(
             Store(

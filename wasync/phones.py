@@ -65,15 +65,19 @@ def parse_phone(text: str, *, default_region: str = "BR") -> str:
         return found
     digits = _NON_DIGITS.sub("", raw)
     # Digits-only input of 12+ digits is international without the `+` (how CRMs store phones).
-    candidate = f"+{digits}" if not raw.startswith("+") and len(digits) >= 12 else raw
+    international = not raw.startswith("+") and not digits.startswith("0") and len(digits) >= 12
+    candidate = f"+{digits}" if international else raw
     try:
         number = phonenumbers.parse(candidate, default_region)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"{text!r} is not a phone number ({exc})") from None
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError(f"{text!r} is not a possible phone number")
-    digits = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
-    return _brazil_ninth_digit(digits)
+    # The old 8-digit Brazilian mobile form is no longer a valid number: add the 9 first.
+    digits = _brazil_ninth_digit(
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    )
+    if not phonenumbers.is_valid_number(phonenumbers.parse(f"+{digits}")):
+        raise ValueError(f"{text!r} is not a valid phone number (area code missing?)")
+    return digits
 
 
 def phone_jid(phone: str) -> str:

@@ -20,7 +20,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, case, delete, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -66,6 +79,7 @@ CHAT_UPDATED = "chat:updated"
 LEAD_CREATED = "lead:created"
 NOTIFICATION_NEW = "notification:new"
 SESSION_STATUS = "session:status"
+CACHE_LIMIT = 100_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,7 +143,7 @@ class Pipeline:
         admins: Mapping[str, Sequence[str]] | None = None,
         subscribers: Sequence[Subscriber] = (),
         batch_max_events: int = 500,
-        batch_max_wait_ms: float = 2.0,
+        batch_max_wait_ms: float = 0.0,
     ) -> None:
         self.store = store
         self.crm = crm or CrmConfig()
@@ -140,6 +154,9 @@ class Pipeline:
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._tenants: dict[int, str] = {}
+        # Filled only from committed transactions; emptied whenever a transaction fails.
+        self._chats: dict[tuple[str, str], _ChatRow] = {}
+        self._identities: dict[tuple[str, str], str] = {}
 
     async def __aenter__(self) -> Pipeline:
         self._writer = asyncio.create_task(self._run(), name="wasync-pipeline-writer")
@@ -185,14 +202,16 @@ class Pipeline:
             await self._commit(jobs)
 
     async def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
-        """Take more queued jobs until the batch is full or the wait is over."""
+        """Take the jobs queued meanwhile (they piled up while the last batch committed), and
+        wait up to `batch_max_wait_ms` for more when that is configured."""
         jobs, size = [first], len(first.events)
-        deadline = asyncio.get_running_loop().time() + self.batch_max_wait_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.batch_max_wait_s
         while size < self.batch_max_events:
             try:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                remaining = deadline - asyncio.get_running_loop().time()
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
@@ -209,6 +228,8 @@ class Pipeline:
         try:
             published = await self._transaction(jobs)
         except Exception as exc:
+            self._chats.clear()
+            self._identities.clear()
             if len(jobs) > 1 and not is_unavailable(exc):
                 # One bad job must not fail its neighbours: retry each alone.
                 for job in jobs:
@@ -228,7 +249,19 @@ class Pipeline:
     async def _transaction(self, jobs: list[_Job]) -> list[PublishedEvent]:
         async with self.store.write() as conn:
             tx = _Tx(self, conn, jobs)
-            return await tx.run()
+            published = await tx.run()
+        self._remember(tx)
+        return published
+
+    def _remember(self, tx: _Tx) -> None:
+        """Keep what a committed transaction learned, bounded."""
+        if len(self._chats) > CACHE_LIMIT or len(self._identities) > CACHE_LIMIT:
+            self._chats.clear()
+            self._identities.clear()
+        for key in tx.dropped:
+            self._chats.pop(key, None)
+        self._chats.update(tx.chats)
+        self._identities.update(tx.learned)
 
     def _publish(self, events: list[PublishedEvent]) -> None:
         if not events:
@@ -248,6 +281,13 @@ def _wrap(exc: BaseException) -> BaseException:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _NewMessages:
+    """A place in the event log for the new-message events of these keys."""
+
+    keys: list[tuple[int, str]]
 
 
 @dataclass(slots=True)
@@ -280,11 +320,14 @@ class _Tx:
         self.jobs = jobs
         self.pg = not pipeline.store.is_sqlite
         self.now = _now()
-        self.events: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any] | _NewMessages] = []
         self.chats: dict[tuple[str, str], _ChatRow] = {}
         self._acks: dict[tuple[int, str], AckLevel] = {}
         self._edits: dict[tuple[int, str], tuple[str | None, datetime | None]] = {}
         self._revokes: dict[tuple[int, str], datetime | None] = {}
+        self.learned: dict[tuple[str, str], str] = {}
+        self.dropped: set[tuple[str, str]] = set()
+        self.parked: set[tuple[int, str]] = set()
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.pg else sqlite.insert)(table)
@@ -373,10 +416,15 @@ class _Tx:
             for addr in (it.chat, it.event.sender):
                 if addr is not None and addr.lid and addr.phone:
                     pairs[(it.tenant_id, addr.lid)] = addr.phone
-        if pairs:
-            await self._upsert_identities(pairs)
+        cache = self.p._identities
+        self.learned = {k: v for k, v in pairs.items() if cache.get(k) != v}
+        if self.learned:
+            await self._upsert_identities(self.learned)
         unknown = {(it.tenant_id, it.chat.lid) for it in items if it.chat.lid and not it.chat.phone}
-        known = await self._lookup_identities(unknown - pairs.keys()) if unknown else {}
+        unknown -= pairs.keys()
+        known = {k: cache[k] for k in unknown if k in cache}
+        if unknown - known.keys():
+            known.update(await self._lookup_identities(unknown - known.keys()))
         known.update(pairs)
         for it in items:
             lid = it.chat.lid
@@ -412,10 +460,17 @@ class _Tx:
         wanted: dict[tuple[str, str], _Item] = {}
         for it in items:
             wanted.setdefault((it.tenant_id, it.chat.jid), it)
+        # A pair known before this batch had its LID chat merged when it was learned.
         lid_keys = {
-            (t, it.chat.lid) for (t, _), it in wanted.items() if it.chat.lid and it.chat.phone
+            (t, it.chat.lid)
+            for (t, _), it in wanted.items()
+            if it.chat.lid and it.chat.phone and (t, it.chat.lid) in self.learned
         }
-        await self._select_chats(set(wanted) | lid_keys)
+        cached = self.p._chats
+        for key in wanted.keys() - lid_keys:
+            if key in cached:
+                self.chats[key] = cached[key]
+        await self._select_chats((set(wanted) | lid_keys) - self.chats.keys())
         for key in sorted(lid_keys):
             await self._merge_lid_chat(key, wanted)
         missing = sorted(k for k in wanted if k not in self.chats)
@@ -441,6 +496,7 @@ class _Tx:
         lid_chat = self.chats.pop(key, None)
         if lid_chat is None:
             return
+        self.dropped.add(key)
         it = next(i for (t, _), i in wanted.items() if t == key[0] and i.chat.lid == key[1])
         phone_key = (key[0], it.chat.jid)
         target = self.chats.get(phone_key)
@@ -499,16 +555,21 @@ class _Tx:
                 notify[(chat.tenant_id, chat.phone)] |= it.job.notify
         if not todo:
             return
-        leads = await self._insert_leads(sorted(todo), notify)
+        leads = await self._insert_leads(sorted(todo), todo, notify)
+        links = []
         for key, chats in todo.items():
             for chat in chats:
                 chat.lead_id = leads[key]
-                await self.conn.execute(
-                    update(T_CHATS).where(T_CHATS.c.id == chat.id).values(lead_id=leads[key])
-                )
+                links.append({"b_id": chat.id, "b_lead": leads[key]})
+        c = T_CHATS.c
+        stmt = update(T_CHATS).where(c.id == bindparam("b_id")).values(lead_id=bindparam("b_lead"))
+        await self.conn.execute(stmt, links)
 
     async def _insert_leads(
-        self, keys: list[tuple[str, str]], notify: Mapping[tuple[str, str], bool]
+        self,
+        keys: list[tuple[str, str]],
+        chats: Mapping[tuple[str, str], list[_ChatRow]],
+        notify: Mapping[tuple[str, str], bool],
     ) -> dict[tuple[str, str], int]:
         defaults = self.p.crm.lead
         rows = [
@@ -528,16 +589,16 @@ class _Tx:
         c = T_LEADS.c
         stmt = self._insert(T_LEADS).on_conflict_do_nothing().returning(c.id, c.tenant_id, c.phone)
         leads: dict[tuple[str, str], int] = {}
-        for r in await self.conn.execute(stmt, rows):
-            leads[(r.tenant_id, r.phone)] = r.id
-            chat = next(
-                ch
-                for ch in self.chats.values()
-                if (ch.tenant_id, ch.phone) == (r.tenant_id, r.phone)
-            )
-            self._emit(r.tenant_id, LEAD_CREATED, chat.id, leadId=r.id, phone=r.phone)
-            if notify[(r.tenant_id, r.phone)]:
-                await self._notify_admins(r.tenant_id, r.phone, chat.id, r.id)
+        notes: list[dict[str, Any]] = []
+        for r in sorted(await self.conn.execute(stmt, rows), key=lambda r: r.id):
+            key = (r.tenant_id, r.phone)
+            leads[key] = r.id
+            chat_id = chats[key][0].id
+            self._emit(r.tenant_id, LEAD_CREATED, chat_id, leadId=r.id, phone=r.phone)
+            if notify[key]:
+                notes += self._notification_rows(r.tenant_id, r.phone, chat_id, r.id)
+        if notes:
+            await self._insert_notifications(notes)
         for tenant, phones in _group(set(keys) - leads.keys()).items():
             rows_ = await self.conn.execute(
                 select(c.id, c.phone).where(c.tenant_id == tenant, c.phone.in_(phones))
@@ -545,12 +606,11 @@ class _Tx:
             leads.update({(tenant, r.phone): r.id for r in rows_})
         return leads
 
-    async def _notify_admins(self, tenant: str, phone: str, chat_id: int, lead_id: int) -> None:
+    def _notification_rows(
+        self, tenant: str, phone: str, chat_id: int, lead_id: int
+    ) -> list[dict[str, Any]]:
         texts = self.p.crm.notification
-        admins = self.p.admins.get(tenant, [])
-        if not admins:
-            return
-        rows = [
+        return [
             {
                 "tenant_id": tenant,
                 "user_id": user,
@@ -563,17 +623,44 @@ class _Tx:
                 "read": False,
                 "created_at": self.now,
             }
-            for user in admins
+            for user in self.p.admins.get(tenant, [])
         ]
-        stmt = self._insert(T_NOTIFICATIONS).returning(
-            T_NOTIFICATIONS.c.id, T_NOTIFICATIONS.c.user_id, sort_by_parameter_order=True
-        )
-        for r in await self.conn.execute(stmt, rows):
-            self._emit(tenant, NOTIFICATION_NEW, chat_id, notificationId=r.id, userId=r.user_id)
+
+    async def _insert_notifications(self, rows: list[dict[str, Any]]) -> None:
+        inserted = await self._insert_returning(T_NOTIFICATIONS, rows, T_NOTIFICATIONS.c.id)
+        for row, note_id in zip(rows, inserted, strict=True):
+            self._emit(
+                row["tenant_id"],
+                NOTIFICATION_NEW,
+                row["chat_id"],
+                notificationId=note_id,
+                userId=row["user_id"],
+            )
+
+    async def _insert_returning(
+        self, table: Any, rows: list[dict[str, Any]], id_col: Any
+    ) -> list[int]:
+        """Insert rows, return their ids in row order.
+
+        Postgres keeps parameter order with `sort_by_parameter_order`; on SQLite that flag
+        forces one statement per row, and is not needed: the writer holds the only write lock,
+        so ids are assigned in row order and sorting them restores it.
+        """
+        if self.pg:
+            stmt = self._insert(table).returning(id_col, sort_by_parameter_order=True)
+            return [r[0] for r in await self.conn.execute(stmt, rows)]
+        stmt = self._insert(table).returning(id_col)
+        return sorted(r[0] for r in await self.conn.execute(stmt, rows))
 
     # --- messages -----------------------------------------------------------------------------
 
     async def _insert_messages(self, items: list[_Item]) -> None:
+        """Insert what is new; duplicates only carry their ack forward.
+
+        This transaction holds the write lock (SQLite's, or the ingest advisory lock on
+        Postgres), so reading which keys exist first is race-free among wasync writers and
+        lets the insert be a plain executemany; `ON CONFLICT DO NOTHING` stays as the guard.
+        """
         by_key: dict[tuple[int, str], _Item] = {}
         dupes: list[_Item] = []
         for it in items:
@@ -582,33 +669,43 @@ class _Tx:
                 dupes.append(it)
             else:
                 by_key[key] = it
-        rows = [self._message_row(by_key[k]) for k in sorted(by_key)]
-        c = T_MESSAGES.c
-        stmt = self._insert(T_MESSAGES).on_conflict_do_nothing()
-        stmt = stmt.returning(c.id, c.session_id, c.provider_message_id)
-        inserted = {
-            (r.session_id, r.provider_message_id): r.id for r in await self.conn.execute(stmt, rows)
-        }
-        for key, it in by_key.items():
-            if key in inserted:
-                self._new_message(it, inserted[key])
-            else:
-                dupes.append(it)
+        existing = await self._existing_messages(set(by_key))
+        new = {k: it for k, it in sorted(by_key.items()) if k not in existing}
+        dupes += [it for k, it in by_key.items() if k in existing]
+        if new:
+            stmt = self._insert(T_MESSAGES).on_conflict_do_nothing()
+            await self.conn.execute(stmt, [self._message_row(it) for it in new.values()])
+            for it in new.values():
+                it.job.result.new += 1
+                it.job.result.new_messages.append(
+                    (it.event.session_id, it.event.provider_message_id)
+                )
+            self.events.append(_NewMessages(keys=list(new)))
         for it in dupes:
             it.job.result.duplicate += 1
             ack = it.event.ack if isinstance(it.event, Message) else None
             if ack is not None:
-                self._acks[(it.event.session_id, it.event.provider_message_id)] = max(
-                    ack, self._acks.get((it.event.session_id, it.event.provider_message_id), ack)
-                )
-        if inserted:
-            await self._bump_chats([i for k, i in by_key.items() if k in inserted])
-            await self._drain_pending(set(inserted))
+                key = (it.event.session_id, it.event.provider_message_id)
+                self._acks[key] = max(ack, self._acks.get(key, ack))
+        if new:
+            await self._bump_chats(list(new.values()))
+            if self.parked & new.keys():
+                await self._drain_pending(self.parked & new.keys())
 
-    def _new_message(self, it: _Item, message_id: int) -> None:
-        it.job.result.new += 1
-        it.job.result.new_messages.append((it.event.session_id, it.event.provider_message_id))
-        self._emit(it.tenant_id, NEW_MESSAGE, it.chat_id, message_id)
+    async def _existing_messages(self, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Keys already stored; also notes which keys have parked updates (one round trip)."""
+        c, p = T_MESSAGES.c, T_PENDING.c
+        found: set[tuple[int, str]] = set()
+        for session_id, ids in _group(keys).items():
+            stored = select(c.provider_message_id, literal(0).label("parked")).where(
+                c.session_id == session_id, c.provider_message_id.in_(ids)
+            )
+            parked = select(p.provider_message_id, literal(1).label("parked")).where(
+                p.session_id == session_id, p.provider_message_id.in_(ids)
+            )
+            for r in await self.conn.execute(union_all(stored, parked)):
+                (self.parked if r.parked else found).add((session_id, r.provider_message_id))
+        return found
 
     def _message_row(self, it: _Item) -> dict[str, Any]:
         ev = it.event
@@ -663,46 +760,48 @@ class _Tx:
                 unread[it.chat_id] += 1
                 inbound_session[it.chat_id] = it.event.session_id
         c = T_CHATS.c
-        for chat_id in sorted(latest):
-            values: dict[str, Any] = {
-                "last_message_at": case(
-                    (
-                        or_(c.last_message_at.is_(None), c.last_message_at < latest[chat_id]),
-                        latest[chat_id],
-                    ),
+        last = bindparam("b_ts", type_=c.last_message_at.type)
+        stmt = (
+            update(T_CHATS)
+            .where(c.id == bindparam("b_id"))
+            .values(
+                last_message_at=case(
+                    (or_(c.last_message_at.is_(None), c.last_message_at < last), last),
                     else_=c.last_message_at,
                 ),
-                "unread_count": c.unread_count + unread.get(chat_id, 0),
-                "updated_at": self.now,
+                unread_count=c.unread_count + bindparam("b_n"),
+                session_id=func.coalesce(bindparam("b_sid", type_=Integer()), c.session_id),
+                updated_at=self.now,
+            )
+        )
+        params = [
+            {
+                "b_id": cid,
+                "b_ts": latest[cid],
+                "b_n": unread.get(cid, 0),
+                "b_sid": inbound_session.get(cid),
             }
-            if chat_id in inbound_session:
-                values["session_id"] = inbound_session[chat_id]
-            await self.conn.execute(update(T_CHATS).where(c.id == chat_id).values(**values))
+            for cid in sorted(latest)
+        ]
+        await self.conn.execute(stmt, params)
 
     # --- acks, edits, revokes -----------------------------------------------------------------
 
     async def _drain_pending(self, keys: set[tuple[int, str]]) -> None:
-        """Apply updates that arrived before these messages."""
+        """Apply (and forget) updates that arrived before these messages."""
         p = T_PENDING.c
         for session_id, ids in _group(keys).items():
-            rows = (
-                await self.conn.execute(
-                    select(T_PENDING).where(
-                        p.session_id == session_id, p.provider_message_id.in_(ids)
-                    )
-                )
-            ).all()
-            if not rows:
-                continue
-            await self.conn.execute(
-                delete(T_PENDING).where(p.session_id == session_id, p.provider_message_id.in_(ids))
+            rows = await self.conn.execute(
+                delete(T_PENDING)
+                .where(p.session_id == session_id, p.provider_message_id.in_(ids))
+                .returning(p.provider_message_id, p.ack, p.edit_body, p.edited_at, p.revoked_at)
             )
             for r in rows:
                 key = (session_id, r.provider_message_id)
                 if r.ack is not None:
                     level = AckLevel(r.ack)
                     self._acks[key] = max(level, self._acks.get(key, level))
-                if r.edit_body is not None:
+                if r.edited_at is not None:
                     self._edits[key] = (r.edit_body, r.edited_at)
                 if r.revoked_at is not None:
                     self._revokes[key] = r.revoked_at
@@ -728,10 +827,42 @@ class _Tx:
         if not keys:
             return
         current = await self._current(keys)
-        for key in sorted(keys - current.keys()):
-            await self._park(key)
+        missing = sorted(keys - current.keys())
+        if missing:
+            await self._park(missing)
+        acks: list[dict[str, Any]] = []
+        edits: list[dict[str, Any]] = []
+        revokes: list[dict[str, Any]] = []
         for key, (msg_id, tenant, chat_id, ack) in sorted(current.items()):
-            await self._update_message(key, msg_id, tenant, chat_id, ack)
+            new_ack = self._acks.get(key)
+            if new_ack is not None and _advances(ack, new_ack):
+                acks.append({"b_id": msg_id, "b_ack": int(new_ack)})
+                self._emit(
+                    tenant, MESSAGE_ACK, chat_id, msg_id, ack=int(new_ack), ackName=new_ack.name
+                )
+            if key in self._edits:
+                body, at = self._edits[key]
+                edits.append({"b_id": msg_id, "b_body": body, "b_at": at})
+                self._emit(tenant, MESSAGE_EDITED, chat_id, msg_id, body=body)
+            if key in self._revokes:
+                revokes.append({"b_id": msg_id, "b_at": self._revokes[key]})
+                self._emit(tenant, MESSAGE_REVOKED, chat_id, msg_id)
+        await self._update_messages(acks, edits, revokes)
+
+    async def _update_messages(
+        self, acks: list[dict[str, Any]], edits: list[dict[str, Any]], revokes: list[dict[str, Any]]
+    ) -> None:
+        """One executemany UPDATE per kind of change."""
+        c = T_MESSAGES.c
+        by_id = update(T_MESSAGES).where(c.id == bindparam("b_id"))
+        at = bindparam("b_at", type_=c.edited_at.type)
+        for params, values in (
+            (acks, {"ack": bindparam("b_ack")}),
+            (edits, {"body": bindparam("b_body"), "edited": True, "edited_at": at}),
+            (revokes, {"revoked": True, "revoked_at": at}),
+        ):
+            if params:
+                await self.conn.execute(by_id.values(**values), params)
 
     async def _current(
         self, keys: set[tuple[int, str]]
@@ -748,45 +879,23 @@ class _Tx:
                 found[(session_id, r.provider_message_id)] = (r.id, r.tenant_id, r.chat_id, r.ack)
         return found
 
-    async def _update_message(
-        self, key: tuple[int, str], msg_id: int, tenant: str, chat_id: int, ack: int | None
-    ) -> None:
-        c = T_MESSAGES.c
-        new_ack = self._acks.get(key)
-        if new_ack is not None and _advances(ack, new_ack):
-            await self.conn.execute(
-                update(T_MESSAGES).where(c.id == msg_id).values(ack=int(new_ack))
+    async def _park(self, keys: list[tuple[int, str]]) -> None:
+        """Keep updates for messages we have not seen yet."""
+        rows = []
+        for key in keys:
+            ack = self._acks.get(key)
+            edit = self._edits.get(key)
+            rows.append(
+                {
+                    "session_id": key[0],
+                    "provider_message_id": key[1],
+                    "ack": int(ack) if ack is not None else None,
+                    "edit_body": edit[0] if edit else None,
+                    "edited_at": edit[1] if edit else None,
+                    "revoked_at": self._revokes.get(key),
+                    "created_at": self.now,
+                }
             )
-            self._emit(tenant, MESSAGE_ACK, chat_id, msg_id, ack=int(new_ack), ackName=new_ack.name)
-        if key in self._edits:
-            body, at = self._edits[key]
-            await self.conn.execute(
-                update(T_MESSAGES)
-                .where(c.id == msg_id)
-                .values(body=body, edited=True, edited_at=at)
-            )
-            self._emit(tenant, MESSAGE_EDITED, chat_id, msg_id, body=body)
-        if key in self._revokes:
-            await self.conn.execute(
-                update(T_MESSAGES)
-                .where(c.id == msg_id)
-                .values(revoked=True, revoked_at=self._revokes[key])
-            )
-            self._emit(tenant, MESSAGE_REVOKED, chat_id, msg_id)
-
-    async def _park(self, key: tuple[int, str]) -> None:
-        """Keep an update for a message we have not seen yet."""
-        ack = self._acks.get(key)
-        edit = self._edits.get(key)
-        row = {
-            "session_id": key[0],
-            "provider_message_id": key[1],
-            "ack": int(ack) if ack is not None else None,
-            "edit_body": edit[0] if edit else None,
-            "edited_at": edit[1] if edit else None,
-            "revoked_at": self._revokes.get(key),
-            "created_at": self.now,
-        }
         stmt = self._insert(T_PENDING)
         p, ex = T_PENDING.c, stmt.excluded
         stmt = stmt.on_conflict_do_update(
@@ -802,7 +911,7 @@ class _Tx:
                 "revoked_at": case((ex.revoked_at.is_not(None), ex.revoked_at), else_=p.revoked_at),
             },
         )
-        await self.conn.execute(stmt, row)
+        await self.conn.execute(stmt, rows)
 
     # --- sessions, cursors, event log ---------------------------------------------------------
 
@@ -855,28 +964,72 @@ class _Tx:
         await self.conn.execute(stmt, rows)
 
     async def _append_events(self) -> list[PublishedEvent]:
-        if not self.events:
-            return []
-        stmt = self._insert(T_EVENTS).returning(T_EVENTS.c.id, sort_by_parameter_order=True)
-        ids = [r.id for r in await self.conn.execute(stmt, self.events)]
-        if self.pg:
+        """Write the event log in emission order; new-message rows are made server-side."""
+        out: list[PublishedEvent] = []
+        run: list[dict[str, Any]] = []
+        for item in [*self.events, None]:
+            if isinstance(item, dict):
+                run.append(item)
+                continue
+            if run:
+                ids = await self._insert_returning(T_EVENTS, run, T_EVENTS.c.id)
+                out += [_published(i, e) for i, e in zip(ids, run, strict=True)]
+                run = []
+            if isinstance(item, _NewMessages):
+                out += await self._new_message_events(item)
+        if out and self.pg:
             await self.conn.execute(
-                text("SELECT pg_notify('wasync_events', :id)"), {"id": str(max(ids))}
+                text("SELECT pg_notify('wasync_events', :id)"), {"id": str(out[-1].id)}
             )
-        out = [
-            PublishedEvent(
-                id=i,
-                tenant_id=e["tenant_id"],
-                type=e["type"],
-                chat_id=e["chat_id"],
-                message_id=e["message_id"],
-                data=e["data"] or {},
-            )
-            for i, e in zip(ids, self.events, strict=True)
-        ]
         for job in self.jobs:
             job.result.event_ids = [e.id for e in out]
         return out
+
+    async def _new_message_events(self, block: _NewMessages) -> list[PublishedEvent]:
+        """`INSERT INTO events ... SELECT ... FROM messages`: no per-row parameters."""
+        c, e = T_MESSAGES.c, T_EVENTS.c
+        out: list[PublishedEvent] = []
+        for session_id, ids in _group(block.keys).items():
+            source = (
+                select(
+                    c.tenant_id,
+                    literal(NEW_MESSAGE),
+                    c.chat_id,
+                    c.id,
+                    literal(self.now, type_=e.created_at.type),
+                )
+                .where(c.session_id == session_id, c.provider_message_id.in_(ids))
+                .order_by(c.id)
+            )
+            stmt = (
+                T_EVENTS.insert()
+                .from_select(["tenant_id", "type", "chat_id", "message_id", "created_at"], source)
+                .returning(e.id, e.tenant_id, e.chat_id, e.message_id)
+            )
+            rows = sorted(await self.conn.execute(stmt), key=lambda r: r.id)
+            out += [
+                PublishedEvent(
+                    id=r.id,
+                    tenant_id=r.tenant_id,
+                    type=NEW_MESSAGE,
+                    chat_id=r.chat_id,
+                    message_id=r.message_id,
+                    data={},
+                )
+                for r in rows
+            ]
+        return out
+
+
+def _published(event_id: int, e: Mapping[str, Any]) -> PublishedEvent:
+    return PublishedEvent(
+        id=event_id,
+        tenant_id=e["tenant_id"],
+        type=e["type"],
+        chat_id=e["chat_id"],
+        message_id=e["message_id"],
+        data=e["data"] or {},
+    )
 
 
 def _advances(current: int | None, new: AckLevel) -> bool:

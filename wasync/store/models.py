@@ -42,7 +42,7 @@ def _created() -> Any:
 
 
 def _json() -> Any:
-    return Field(default=None, sa_column=Column(JSON, nullable=True))
+    return Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class Tenant(SQLModel, table=True):

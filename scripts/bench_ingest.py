@@ -1,0 +1,402 @@
+"""Benchmark `Pipeline.ingest()` against a plain SQLAlchemy Core insert of the same message rows.
+
+Usage: .venv/bin/python scripts/bench_ingest.py [--pg-url URL] [--messages N]
+
+SQLite (a temp file) always runs; Postgres runs when `--pg-url` or `WASYNC_TEST_PG_URL` is
+given. Every measurement gets a fresh database. Modes, for N new messages spread over 200 chats:
+
+- ingest batch=1 sequential: one event per `ingest()` call, one caller;
+- ingest batch=1 with 50 concurrent callers: what group commit is for (webhooks);
+- ingest batch=100: 100 events per `ingest()` call, one caller;
+- plain batch=1 / batch=100: `conn.execute(insert(messages), rows)` with the rows the pipeline
+  would write, one transaction per chunk of the batch size.
+
+The target (issue): batched ingest (100) reaches at least 0.5 of the plain insert rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import make_url
+
+from wasync.config import parse
+from wasync.events import AckLevel, Message, MessageType
+from wasync.phones import address
+from wasync.pipeline import Pipeline
+from wasync.registry import Registry, sync
+from wasync.store import Store
+from wasync.store import models as m
+
+T_MESSAGES = m.Message.__table__  # type: ignore[attr-defined]
+T_CHATS = m.Chat.__table__  # type: ignore[attr-defined]
+
+TENANT = "acme"
+PHONES = 200
+CONCURRENCY = 50
+BATCHES = (1, 100)
+TARGET_RATIO = 0.5
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+# Columns that legitimately differ between the ingest run and the plain run.
+UNCOMPARED = ("id", "chat_id", "created_at")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """One measured mode on one backend."""
+
+    backend: str
+    batch: int
+    concurrency: int
+    ingest: float  # messages per second
+    plain: float
+
+    @property
+    def ratio(self) -> float:
+        """Ingest rate over plain insert rate."""
+        return self.ingest / self.plain
+
+    @property
+    def label(self) -> str:
+        """`batch=100`, or `batch=1 concurrency=50`."""
+        extra = f" concurrency={self.concurrency}" if self.concurrency > 1 else ""
+        return f"batch={self.batch}{extra}"
+
+
+# --- databases -----------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def fresh_sqlite() -> AsyncIterator[str]:
+    """A SQLite file in a new temp dir, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="wasync-bench-") as tmp:
+        yield f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+
+
+@asynccontextmanager
+async def fresh_postgres(base_url: str) -> AsyncIterator[str]:
+    """A throwaway database next to the one in `base_url`, dropped on exit."""
+    base = make_url(base_url)
+    name = f"wasync_bench_{uuid.uuid4().hex[:12]}"
+
+    async def admin() -> Any:
+        return await asyncpg.connect(
+            host=base.host or "127.0.0.1",
+            port=base.port or 5432,
+            user=base.username or "postgres",
+            password=base.password,
+            database=base.database or "postgres",
+        )
+
+    conn = await admin()
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        conn = await admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@asynccontextmanager
+async def prepared_store(backend: str, pg_url: str | None) -> AsyncIterator[tuple[Store, Registry]]:
+    """A fresh, upgraded database with one tenant and one WAHA session."""
+    fresh = fresh_sqlite() if backend == "sqlite" else fresh_postgres(pg_url or "")
+    async with fresh as url, Store(url) as store:
+        await store.upgrade()
+        settings = parse(
+            {
+                "database": {"url": url},
+                "tenants": [
+                    {
+                        "id": TENANT,
+                        "admins": ["user-1", "user-2"],
+                        "sessions": [
+                            {
+                                "name": "default",
+                                "provider": "waha",
+                                "base_url": "http://127.0.0.1:3000",
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+        registry = await sync(store, settings)
+        async with store.write():  # open the pooled connection before timing
+            pass
+        yield store, registry
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def phone_numbers() -> list[str]:
+    """200 Brazilian mobiles in canonical 13-digit form."""
+    return [f"55319{8800_0000 + i * 37:08d}" for i in range(PHONES)]
+
+
+def make_messages(session_id: int, n: int) -> list[Message]:
+    """`n` new messages over 200 chats, about 40 % outgoing, with WAHA-like raw payloads.
+
+    Chats alternate between the `@c.us` 13-digit jid and the 12-digit `@s.whatsapp.net` jid
+    WhatsApp still uses for older Brazilian mobiles, as real traffic does.
+    """
+    rng = random.Random(20261101)
+    phones = phone_numbers()
+    out: list[Message] = []
+    for i in range(n):
+        phone = rng.choice(phones)
+        jid = f"{phone[:4]}{phone[5:]}@s.whatsapp.net" if i % 2 else f"{phone}@c.us"
+        chat = address(jid)
+        assert chat is not None
+        from_me = rng.random() < 0.4
+        pmid = f"3EB0{i:016X}"
+        at = T0 + timedelta(seconds=i)
+        body = f"mensagem {i}: " + "olá, tudo bem? " * rng.randint(1, 6)
+        raw = {
+            "id": f"{str(from_me).lower()}_{jid}_{pmid}",
+            "timestamp": int(at.timestamp()),
+            "from": "me" if from_me else jid,
+            "fromMe": from_me,
+            "body": body,
+            "hasMedia": False,
+            "ack": 1 if from_me else 0,
+        }
+        out.append(
+            Message(
+                session_id=session_id,
+                provider_message_id=pmid,
+                chat=chat,
+                from_me=from_me,
+                type=MessageType.TEXT,
+                body=body,
+                timestamp=at,
+                ack=AckLevel.SERVER if from_me else None,
+                push_name=None if from_me else f"Cliente {phone[-4:]}",
+                raw=raw,
+            )
+        )
+    return out
+
+
+def message_row(ev: Message, chat_id: int, now: datetime) -> dict[str, Any]:
+    """The `messages` row `Pipeline.ingest()` writes for a text message (same columns)."""
+    return {
+        "tenant_id": TENANT,
+        "chat_id": chat_id,
+        "session_id": ev.session_id,
+        "provider_message_id": ev.provider_message_id,
+        "from_me": ev.from_me,
+        "sender_jid": None,
+        "sender_phone": None,
+        "sent_at": ev.timestamp,
+        "source": "bench",
+        "raw": dict(ev.raw) if ev.raw is not None else None,
+        "edited": False,
+        "revoked": False,
+        "media_voice": False,
+        "created_at": now,
+        "type": ev.type.value,
+        "body": ev.body,
+        "ack": int(ev.ack) if ev.ack is not None else None,
+        "push_name": ev.push_name,
+        "reply_to": ev.reply_to,
+        "extra": dict(ev.extra) or None,
+        "media_url": None,
+        "media_mimetype": None,
+        "media_filename": None,
+        "media_size": None,
+    }
+
+
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """`items` cut into consecutive slices of `size`."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# --- measurements --------------------------------------------------------------------------
+
+
+async def timed(run: Callable[[], Awaitable[None]], n: int) -> float:
+    """Messages per second of `run`, which stores `n` messages."""
+    start = time.perf_counter()
+    await run()
+    return n / (time.perf_counter() - start)
+
+
+async def stored_sample(store: Store, n: int) -> dict[str, Any]:
+    """Check that all `n` messages were stored; return one row to compare across modes."""
+    async with store.read() as conn:
+        total = (await conn.execute(select(func.count()).select_from(T_MESSAGES))).scalar_one()
+        row = (
+            await conn.execute(select(T_MESSAGES).order_by(T_MESSAGES.c.provider_message_id))
+        ).first()
+    assert total == n, f"stored {total} of {n} messages"
+    assert row is not None
+    return {k: v for k, v in row._mapping.items() if k not in UNCOMPARED}
+
+
+async def measure_ingest(
+    backend: str, pg_url: str | None, n: int, batch: int, concurrency: int
+) -> tuple[float, dict[str, Any]]:
+    """Rate of `Pipeline.ingest()` with `batch` events per call and `concurrency` callers."""
+    async with prepared_store(backend, pg_url) as (store, registry):
+        [session] = list(registry)
+        events = make_messages(session.id, n)
+        calls = chunks(events, batch)
+        lanes = [calls[i::concurrency] for i in range(concurrency)]
+        async with Pipeline(store, admins={TENANT: ["user-1", "user-2"]}) as pipeline:
+
+            async def lane(mine: Sequence[Sequence[Message]]) -> None:
+                for call in mine:
+                    result = await pipeline.ingest(call, source="bench")
+                    assert result.new == len(call), result
+
+            async def run() -> None:
+                await asyncio.gather(*(lane(mine) for mine in lanes))
+
+            rate = await timed(run, n)
+        return rate, await stored_sample(store, n)
+
+
+async def measure_plain(
+    backend: str, pg_url: str | None, n: int, batch: int
+) -> tuple[float, dict[str, Any]]:
+    """Rate of a Core `insert(messages)` of the same rows, one transaction per chunk."""
+    async with prepared_store(backend, pg_url) as (store, registry):
+        [session] = list(registry)
+        events = make_messages(session.id, n)
+        chat_ids = await create_chats(store, session.id, events)
+        now = datetime.now(UTC)
+        rows = [message_row(ev, chat_ids[ev.chat.jid], now) for ev in events]
+
+        async def run() -> None:
+            for chunk in chunks(rows, batch):
+                async with store.write() as conn:
+                    await conn.execute(insert(T_MESSAGES), list(chunk))
+
+        rate = await timed(run, n)
+        return rate, await stored_sample(store, n)
+
+
+async def create_chats(store: Store, session_id: int, events: Sequence[Message]) -> dict[str, int]:
+    """The chats the messages belong to (untimed), by jid."""
+    now = datetime.now(UTC)
+    jids = sorted({ev.chat.jid: ev.chat.phone for ev in events}.items())
+    rows = [
+        {
+            "tenant_id": TENANT,
+            "session_id": session_id,
+            "kind": "direct",
+            "jid": jid,
+            "phone": phone,
+            "status": "OPEN",
+            "unread_count": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for jid, phone in jids
+    ]
+    async with store.write() as conn:
+        await conn.execute(insert(T_CHATS), rows)
+        found = await conn.execute(select(T_CHATS.c.jid, T_CHATS.c.id))
+        return {r.jid: r.id for r in found}
+
+
+async def bench_backend(backend: str, pg_url: str | None, n: int, console: Console) -> list[Result]:
+    """Every mode on one backend, each on a fresh database."""
+    plain: dict[int, float] = {}
+    samples: dict[int, dict[str, Any]] = {}
+    for batch in BATCHES:
+        console.print(f"[dim]{backend}: plain insert batch={batch}[/dim]")
+        plain[batch], samples[batch] = await measure_plain(backend, pg_url, n, batch)
+    results = []
+    for batch, concurrency in ((1, 1), (1, CONCURRENCY), (100, 1)):
+        console.print(f"[dim]{backend}: ingest batch={batch} concurrency={concurrency}[/dim]")
+        rate, sample = await measure_ingest(backend, pg_url, n, batch, concurrency)
+        if sample != samples[batch]:
+            diff = sorted(k for k in sample if sample[k] != samples[batch].get(k))
+            console.print(f"[red]{backend}: plain rows differ from ingest rows in {diff}[/red]")
+        results.append(
+            Result(
+                backend=backend,
+                batch=batch,
+                concurrency=concurrency,
+                ingest=rate,
+                plain=plain[batch],
+            )
+        )
+    return results
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def report(results: Sequence[Result], n: int, console: Console) -> None:
+    """A table, then one plain line per result."""
+    table = Table(title=f"Pipeline.ingest vs plain insert, {n} new messages over {PHONES} chats")
+    for col in ("backend", "mode", "ingest msg/s", "plain msg/s", "ratio"):
+        table.add_column(col, justify="right" if "msg" in col or col == "ratio" else "left")
+    for r in results:
+        style = "red" if r.batch == 100 and r.ratio < TARGET_RATIO else ""
+        table.add_row(
+            r.backend,
+            r.label,
+            f"{r.ingest:,.0f}",
+            f"{r.plain:,.0f}",
+            f"{r.ratio:.2f}",
+            style=style,
+        )
+    console.print(table)
+    for r in results:
+        print(
+            f"{r.backend} {r.label} ingest={r.ingest:.0f} msg/s plain={r.plain:.0f} msg/s "
+            f"ratio={r.ratio:.2f}"
+        )
+    for r in results:
+        if r.batch == 100:
+            verdict = "meets" if r.ratio >= TARGET_RATIO else "misses"
+            print(f"{r.backend}: batch=100 {verdict} the target ratio {TARGET_RATIO}")
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run every backend, print the figures."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--pg-url", default=os.environ.get("WASYNC_TEST_PG_URL"))
+    parser.add_argument("--messages", type=int, default=2000)
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    backends = ["sqlite"] + (["postgres"] if args.pg_url else [])
+    results: list[Result] = []
+    for backend in backends:
+        results += await bench_backend(backend, args.pg_url, args.messages, console)
+    report(results, args.messages, Console())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
