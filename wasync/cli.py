@@ -64,8 +64,11 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached" is the designed behaviour
+    # (max_instances=1) while a long first sync runs; not worth a line every interval.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 @db_app.command("upgrade")

@@ -43,7 +43,7 @@ class PollConfig(_Section):
     overlap_s: float = Field(default=120, ge=0)
     jitter_s: float = Field(default=1, ge=0)
     page_size: int = Field(default=50, ge=1, le=1000)
-    timeout_s: float = Field(default=30, gt=15)
+    timeout_s: float = Field(default=30, gt=0)  # keep above WAHA's 15 s session wait
     max_attempts: int = Field(default=4, ge=1)
     max_retry_wait_s: float = Field(default=30, ge=0)
     backoff_s: float = Field(default=0.5, ge=0)

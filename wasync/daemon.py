@@ -54,6 +54,11 @@ async def run(
     """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return."""
     stop = stop or asyncio.Event()
     settings.check_secrets()
+    if settings.poll.timeout_s <= 15:
+        log.warning(
+            "poll.timeout_s=%ss is not above WAHA's 15 s wait for a WORKING session: "
+            "expect timeouts on sessions that are starting", settings.poll.timeout_s,
+        )
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(
             Store(
