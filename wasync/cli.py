@@ -133,3 +133,20 @@ def replay(
     )
     if report.rejected:
         raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where the demo's SQLite file goes (default ./state/demo).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+) -> None:
+    """Both simulators, two tenants, live conversations: the daemon syncing them, printed live."""
+    from wasync.demo import default_state_dir, run_demo
+
+    setup_logging("WARNING")
+    synced = run_async(run_demo(state_dir or default_state_dir(), duration_s=duration))
+    typer.echo(f"demo stopped: {synced} messages in the database")
