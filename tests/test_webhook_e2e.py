@@ -1,0 +1,140 @@
+"""Webhook mode end to end: register with the simulators, deliveries land, polling reconciles."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from wasync import daemon
+from wasync.config import Settings, parse
+from wasync.sim import EvolutionSim, WahaSim, serve
+from wasync.store import Store
+from wasync.webhooks import EVOLUTION_EVENTS, WAHA_EVENTS, run_all
+
+WAHA_KEY, EVO_KEY = "waha-sim-key", "evolution-sim-key"
+HMAC = "hmac-secret-of-at-least-32-bytes-long"
+JWT_KEY = "jwt-secret-of-at-least-32-bytes-long!"
+
+
+def settings_for(url: str, waha_url: str, evo_url: str, **webhook: Any) -> Settings:
+    """One tenant, a WAHA session and an Evolution instance, webhooks on."""
+    return parse(
+        {
+            "database": {"url": url},
+            "http": {"port": 0},
+            "webhook": {"enabled": True, **webhook},
+            "poll": {"reconcile_interval_s": 0.3, "jitter_s": 0, "log_idle_cycles": False},
+            "tenants": [
+                {
+                    "id": "acme",
+                    "admins": ["u1"],
+                    "sessions": [
+                        {
+                            "name": "default",
+                            "provider": "waha",
+                            "base_url": waha_url,
+                            "api_key": WAHA_KEY,
+                            "webhook_secret": HMAC,
+                        },
+                        {
+                            "name": "vendas",
+                            "provider": "evolution",
+                            "base_url": evo_url,
+                            "api_key": EVO_KEY,
+                            "webhook_secret": JWT_KEY,
+                        },
+                    ],
+                }
+            ],
+        }
+    )
+
+
+@pytest.fixture
+async def sims() -> AsyncIterator[tuple[WahaSim, EvolutionSim, str, str]]:
+    """Both simulators on loopback, each with one empty session, able to deliver webhooks."""
+    async with httpx.AsyncClient() as client:
+        waha = WahaSim(api_key=WAHA_KEY, http=client)
+        evo = EvolutionSim(api_key=EVO_KEY, http=client, webhook_delay_s=0)
+        waha.add_session("default", engine="WEBJS")
+        evo.add_instance("vendas")
+        async with serve(waha.app) as waha_url, serve(evo.app) as evo_url:
+            yield waha, evo, waha_url, evo_url
+
+
+async def test_register_is_idempotent_and_status_shows_it(sims: Any, tmp_path: Any):
+    """Register merges our webhook (WAHA: one restart), a second register changes nothing."""
+    waha, _evo, waha_url, evo_url = sims
+    waha.session("default").config["webhooks"] = [
+        {"url": "https://other.example/hook", "events": ["message"]}
+    ]
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/w.db", waha_url, evo_url)
+    first = await run_all(settings, public_url="https://crm.example")
+    second = await run_all(settings, public_url="https://crm.example")
+    assert [s.changed for s in first] == [True, True]  # type: ignore[union-attr]
+    assert [s.changed for s in second] == [False, False]  # type: ignore[union-attr]
+    hooks = waha.session("default").config["webhooks"]
+    assert [h["url"] for h in hooks] == [
+        "https://other.example/hook",
+        "https://crm.example/api/webhooks/waha?tenant=acme",
+    ]
+    assert hooks[1]["hmac"] == {"key": HMAC} and hooks[1]["events"] == WAHA_EVENTS
+    assert waha.session("default").restarts == 1
+    status = await run_all(settings, public_url=None)
+    assert status[1].url == "https://crm.example/api/webhooks/evolution?tenant=acme"  # type: ignore[union-attr]
+    assert status[1].signed and sorted(status[1].events) == sorted(EVOLUTION_EVENTS)  # type: ignore[union-attr]
+
+
+def reconciled(d: daemon.Daemon) -> float:
+    """The value of wasync_reconciled_messages_total."""
+    return d.metrics.registry.get_sample_value("wasync_reconciled_messages_total") or 0.0
+
+
+async def wait_for(store: Store, sql: str, expected: int, timeout_s: float = 15) -> int:
+    """Poll the database until `sql` returns `expected` (or time out); return the last value."""
+    deadline = time.monotonic() + timeout_s
+    value = -1
+    while time.monotonic() < deadline:
+        async with store.read() as conn:
+            value = int((await conn.execute(text(sql))).scalar_one())
+        if value == expected:
+            return value
+        await asyncio.sleep(0.1)
+    return value
+
+
+async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str, sims: Any):
+    """Signed deliveries are stored once; a message whose webhook was lost is stored by the
+    reconciling poll and counted in wasync_reconciled_messages_total."""
+    waha, evo, waha_url, evo_url = sims
+    settings = settings_for(db_url, waha_url, evo_url)
+    ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
+    d = await asyncio.wait_for(ready, 30)
+    try:
+        await run_all(settings, public_url=d.base_url)
+        sent = waha.add_incoming("default", "5531988887777", text="pelo webhook")
+        deliveries = await waha.deliver_message("default", sent, event="message.any")
+        assert [x.status for x in deliveries] == [200]
+        key = evo.add_incoming("vendas", "553188886666", text="pelo webhook também")
+        delivery = await evo.deliver_message("vendas", key)
+        assert delivery is not None and delivery.status == 200
+        assert await wait_for(d.store, "SELECT count(*) FROM messages", 2) == 2
+        await asyncio.sleep(1.0)  # several reconcile polls see both again
+        assert reconciled(d) == 0
+        evo.add_incoming("vendas", "553188886666", text="este webhook se perdeu")
+        assert await wait_for(d.store, "SELECT count(*) FROM messages", 3) == 3
+        assert reconciled(d) == 1
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{d.base_url}/metrics")).text
+        assert "wasync_reconciled_messages_total 1.0" in metrics
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
