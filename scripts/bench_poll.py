@@ -1,0 +1,240 @@
+"""Benchmark polling at scale: 500 sessions x 20 chats in the simulators.
+
+Usage: .venv/bin/python scripts/bench_poll.py [--sessions 500] [--chats 20] [--provider mixed]
+
+Prints, after the first (full) sync:
+- requests per session per idle cycle (target: 1), counted at the simulators;
+- CPU seconds per idle cycle, beside the CPU of making the same number of bare httpx
+  requests to the same simulators (the baseline: what the HTTP alone costs);
+- wall time of one cycle that finds one new message in every session, beside an idle cycle.
+
+The simulators run in-process behind `httpx.ASGITransport` (no sockets), so the CPU figures
+include the simulators' own work in both the measurement and the baseline. Bounded: one
+sync, three idle cycles, one busy cycle. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from wasync.config import parse
+from wasync.pipeline import Pipeline
+from wasync.poller import Poller
+from wasync.providers import make_provider
+from wasync.registry import sync
+from wasync.sim import EvolutionSim, WahaSim, seed_evolution_bulk, seed_waha_bulk
+from wasync.store import Store
+
+WAHA_KEY, EVO_KEY = "waha-sim-key", "evolution-sim-key"
+CONCURRENCY = 64
+
+
+class Router(httpx.AsyncBaseTransport):
+    """Send each simulator's base URL to its ASGI app."""
+
+    def __init__(self, apps: dict[str, Any]) -> None:
+        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.transports[request.url.host].handle_async_request(request)
+
+
+def plan(provider: str, sessions: int) -> tuple[int, int]:
+    """How many WAHA sessions and Evolution instances."""
+    if provider == "waha":
+        return sessions, 0
+    if provider == "evolution":
+        return 0, sessions
+    return sessions - sessions // 2, sessions // 2
+
+
+def build(args: argparse.Namespace) -> tuple[WahaSim, EvolutionSim, list[str], list[str]]:
+    """Seeded simulators (WAHA WEBJS: the chat-list strategy, the harder idle case)."""
+    n_waha, n_evo = plan(args.provider, args.sessions)
+    waha, evo = WahaSim(api_key=WAHA_KEY), EvolutionSim(api_key=EVO_KEY)
+    now = time.time()
+    wnames = seed_waha_bulk(
+        waha,
+        sessions=n_waha,
+        chats=args.chats,
+        messages_per_chat=2,
+        engine="WEBJS",
+        prefix="w",
+        now=now,
+        span_s=3600,
+    )
+    enames = seed_evolution_bulk(
+        evo,
+        instances=n_evo,
+        chats=args.chats,
+        messages_per_chat=2,
+        prefix="e",
+        now=now,
+        span_s=3600,
+    )
+    return waha, evo, wnames, enames
+
+
+def settings_for(db: Path, wnames: Sequence[str], enames: Sequence[str]) -> Any:
+    """One tenant per session, as a hosting provider would run it."""
+    tenants = [
+        {
+            "id": f"t-{n}",
+            "sessions": [
+                {"name": n, "provider": "waha", "base_url": "http://waha", "api_key": WAHA_KEY}
+            ],
+        }
+        for n in wnames
+    ] + [
+        {
+            "id": f"t-{n}",
+            "sessions": [
+                {"name": n, "provider": "evolution", "base_url": "http://evo", "api_key": EVO_KEY}
+            ],
+        }
+        for n in enames
+    ]
+    return parse(
+        {
+            "database": {"url": f"sqlite+aiosqlite:///{db}"},
+            "poll": {"log_idle_cycles": False, "status_interval_s": 3600},
+            "tenants": tenants,
+        }
+    )
+
+
+async def each(pollers: Sequence[Poller]) -> float:
+    """One cycle of every poller, `CONCURRENCY` at a time; returns wall seconds."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(p: Poller) -> None:
+        async with gate:
+            stats = await p.cycle()
+            if stats.error:
+                raise RuntimeError(f"{p.label}: {stats.error}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(p) for p in pollers))
+    return time.perf_counter() - started
+
+
+async def bare_requests(
+    client: httpx.AsyncClient, wnames: Sequence[str], enames: Sequence[str]
+) -> float:
+    """CPU seconds for the same requests an idle cycle makes, without wasync around them."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def call(make: Callable[[], Awaitable[httpx.Response]]) -> None:
+        async with gate:
+            (await make()).raise_for_status()
+
+    calls = [
+        lambda n=n: client.get(
+            f"http://waha/api/{n}/chats/overview",
+            params={"limit": 50, "offset": 0},
+            headers={"X-Api-Key": WAHA_KEY},
+        )
+        for n in wnames
+    ] + [
+        lambda n=n: client.post(
+            f"http://evo/chat/findChats/{n}",
+            json={"take": 50, "skip": 0},
+            headers={"apikey": EVO_KEY},
+        )
+        for n in enames
+    ]
+    started = time.process_time()
+    await asyncio.gather(*(call(c) for c in calls))
+    return time.process_time() - started
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=500)
+    parser.add_argument("--chats", type=int, default=20)
+    parser.add_argument("--provider", choices=["waha", "evolution", "mixed"], default="mixed")
+    args = parser.parse_args(argv)
+    waha, evo, wnames, enames = build(args)
+    transport = Router({"waha": waha.app, "evo": evo.app})
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = settings_for(Path(tmp) / "bench.db", wnames, enames)
+        async with (
+            Store(settings.database.url) as store,
+            httpx.AsyncClient(transport=transport) as client,
+        ):
+            await store.upgrade()
+            registry = await sync(store, settings)
+            async with Pipeline(store) as pipeline:
+                pollers = [
+                    Poller(
+                        make_provider(ref, client, settings.poll),
+                        pipeline,
+                        store,
+                        settings.poll,
+                        label=ref.label,
+                    )
+                    for ref in registry
+                ]
+                await report(args, pollers, waha, evo, client, wnames, enames)
+    return 0
+
+
+def requests_total(waha: WahaSim, evo: EvolutionSim) -> int:
+    """Requests both simulators have answered."""
+    return int(waha.requests_total + evo.requests_total)
+
+
+async def report(
+    args: argparse.Namespace,
+    pollers: Sequence[Poller],
+    waha: WahaSim,
+    evo: EvolutionSim,
+    client: httpx.AsyncClient,
+    wnames: Sequence[str],
+    enames: Sequence[str],
+) -> None:
+    n = len(pollers)
+    print(f"{n} sessions ({len(wnames)} WAHA WEBJS, {len(enames)} Evolution) x {args.chats} chats")
+    first = await each(pollers)
+    stored = sum(p.last.new for p in pollers if p.last)
+    print(f"first sync: {first:.2f} s wall, {stored} messages stored")
+    idle_req, idle_cpu, idle_wall = [], [], []
+    for _ in range(3):
+        r0, c0 = requests_total(waha, evo), time.process_time()
+        idle_wall.append(await each(pollers))
+        idle_cpu.append(time.process_time() - c0)
+        idle_req.append(requests_total(waha, evo) - r0)
+    base_cpu = await bare_requests(client, wnames, enames)
+    per_session = min(idle_req) / n
+    cpu = min(idle_cpu)
+    print(f"idle cycle: {per_session:.2f} requests per session (target 1.00)")
+    print(
+        f"idle cycle: {cpu:.3f} CPU s for {n} sessions; bare httpx for the same requests "
+        f"{base_cpu:.3f} CPU s; ratio {cpu / base_cpu:.2f}"
+    )
+    for name in wnames:
+        waha.add_incoming(name, "5531988880000", text="Oi, chegou agora")
+    for name in enames:
+        evo.add_incoming(name, "5531988880000", text="Oi, chegou agora")
+    busy = await each(pollers)
+    found = sum(p.last.new for p in pollers if p.last)
+    idle = min(idle_wall)
+    print(
+        f"one new message in every session: {busy:.2f} s wall ({found} stored); idle cycle "
+        f"{idle:.2f} s; ratio {busy / idle:.2f}"
+    )
+    if found != n:
+        print(f"WARNING: expected {n} new messages, stored {found}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
