@@ -1,51 +1,83 @@
-"""uvicorn inside the caller's event loop, stopped cooperatively (the daemon owns signals)."""
+"""uvicorn inside the caller's event loop, stopped cooperatively (the owner keeps signals).
+
+Used by the daemon for its HTTP app and by the simulators for real loopback HTTP.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import uvicorn
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves SIGTERM/SIGINT to its owner."""
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers alone."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    while not server.started:
+        if task.done():
+            await task
+            raise RuntimeError("uvicorn stopped before it started serving")
+        await asyncio.sleep(0.005)
+
+
 @contextlib.asynccontextmanager
-async def serve(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve `app` until the block exits; yields the base URL (`port=0` picks a free port)."""
+async def serve(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ws: str = "websockets-sansio",
+    shutdown_timeout_s: int = 2,
+    **options: Any,
+) -> AsyncIterator[str]:
+    """Serve `app` until the block exits; yields the base URL (`port=0` picks a free port).
+
+    No signal handlers and no lifespan; leaving the block stops the server, cancelling
+    requests still running after `shutdown_timeout_s`. `ws="websockets-sansio"` is the
+    `websockets` library's current protocol implementation; `options` go to uvicorn.Config.
+    """
+    sock = _bind(host, port)
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
-        log_level="warning",
         lifespan="off",
-        ws="websockets-sansio",  # the `websockets` library, its current implementation
+        ws=ws,  # type: ignore[arg-type]
+        log_config=None,
         access_log=False,
+        timeout_graceful_shutdown=shutdown_timeout_s,
+        **options,
     )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(), name=f"uvicorn-{host}:{port}")
+    server = _QuietServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()  # raises the bind error
-                raise RuntimeError("HTTP server stopped during start-up")
-            await asyncio.sleep(0.01)
-        sock = server.servers[0].sockets[0]
-        bound = sock.getsockname()[1]
-        yield f"http://{host}:{bound}"
+        await _started(server, task)
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        yield f"http://{shown}:{bound_port}"
     finally:
         server.should_exit = True
-        await asyncio.wait({task}, timeout=5)
-        if not task.done():
-            server.force_exit = True
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        try:
+            await task
+        finally:
+            sock.close()

@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -21,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from wasync.api.server import serve as serve_app
 from wasync.sim.faults import FaultMiddleware, Faults
 
 Json = dict[str, Any]
@@ -156,62 +155,12 @@ async def post_with_retries(
     return Delivery(url=url, ok=ok, attempts=attempt, status=status, body=body, headers=headers)
 
 
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves the process's signal handlers alone."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    while not server.started:
-        if task.done():
-            await task
-            raise RuntimeError("uvicorn stopped before it started serving")
-        await asyncio.sleep(0.005)
-
-
 @contextlib.asynccontextmanager
 async def serve(
     app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, shutdown_timeout_s: int = 2
 ) -> AsyncIterator[str]:
-    """Serve `app` with uvicorn in the current event loop; yields the base URL.
-
-    Port 0 picks a free port. No signal handlers and no lifespan; leaving the block stops the
-    server, cancelling requests still running after `shutdown_timeout_s`.
-    """
-    sock = _bind(host, port)
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        ws="none",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=shutdown_timeout_s,
-    )
-    server = _QuietServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await _started(server, task)
-        bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        yield f"http://{shown}:{bound_port}"
-    finally:
-        server.should_exit = True
-        try:
-            await task
-        finally:
-            sock.close()
+    """Serve a simulator on a loopback port (no WebSocket); yields the base URL."""
+    async with serve_app(
+        app, host=host, port=port, ws="none", shutdown_timeout_s=shutdown_timeout_s
+    ) as url:
+        yield url
