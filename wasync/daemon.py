@@ -57,7 +57,8 @@ async def run(
     if settings.poll.timeout_s <= 15:
         log.warning(
             "poll.timeout_s=%ss is not above WAHA's 15 s wait for a WORKING session: "
-            "expect timeouts on sessions that are starting", settings.poll.timeout_s,
+            "expect timeouts on sessions that are starting",
+            settings.poll.timeout_s,
         )
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(
