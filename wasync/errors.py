@@ -58,3 +58,8 @@ class FatalProviderError(ProviderError):
 
 class PayloadError(WasyncError):
     """A provider body that can never be parsed; it belongs in `dead_letters`."""
+
+
+class SendOutcomeUnknown(ProviderError):
+    """A send that may have reached the provider (timeout after the request was written, 5xx,
+    a cut answer): reconcile against the chat before any resend, never retry blindly."""

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from wasync.events import Event
+from wasync.events import Event, Message
+from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +74,19 @@ class Provider(Protocol):
 
     def head_events(self, head: ChatHead) -> list[Event]:
         """Events carried by a chat head's newest message (free: no request)."""
+        ...
+
+    async def check_number(self, phone: str) -> NumberCheck:
+        """Is this canonical phone on WhatsApp, and under which jid (Brazil: 12 or 13 digits)?"""
+        ...
+
+    async def send(self, outgoing: Outgoing) -> SendReceipt:
+        """Send one message with exactly one request (`sending.post_once` semantics)."""
+        ...
+
+    async def sent_messages(self, to_jid: str, *, since: float) -> list[Message]:
+        """Our own (fromMe) messages in the chat of `to_jid` since `since`: for reconciling a
+        send whose outcome is unknown."""
         ...
 
 

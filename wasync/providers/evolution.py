@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from wasync import phones
-from wasync.errors import PayloadError
+from wasync.errors import PayloadError, SendOutcomeUnknown
 from wasync.events import (
     Ack,
     AckLevel,
@@ -47,6 +47,7 @@ from wasync.providers.parsing import (
     message_content,
     parse_timestamp,
 )
+from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 
 # --- parsing (pure) ---
 
@@ -484,6 +485,41 @@ class EvolutionProvider:
         event = _safe_parse(head.last_message, self.session_id)
         return [event] if event is not None else []
 
+    # --- sending (evolution.md section 6) ---
+
+    async def check_number(self, phone: str) -> NumberCheck:
+        """`POST /chat/whatsappNumbers/{instance}`: Evolution tries both Brazilian forms and
+        answers the `jid` WhatsApp registered (evolution.md 7.1)."""
+        data = await self.http.post(f"/chat/whatsappNumbers/{self._i}", {"numbers": [phone]})
+        for item in data if isinstance(data, list) else []:
+            if isinstance(item, Mapping) and item.get("exists") is True:
+                jid = item.get("jid")
+                return NumberCheck(exists=True, jid=jid if isinstance(jid, str) else None)
+        return NumberCheck(exists=False)
+
+    async def send(self, outgoing: Outgoing) -> SendReceipt:
+        """One `sendText` / `sendMedia` / `sendWhatsAppAudio` request."""
+        route, body = _send_request(outgoing)
+        path = f"/message/{route}/{self._i}"
+        receipt = _receipt(await post_once(self.http, path, body))
+        if receipt is None:
+            raise SendOutcomeUnknown(f"POST {path}: accepted without a message id")
+        return receipt
+
+    async def sent_messages(self, to_jid: str, *, since: float) -> list[Message]:
+        """`POST /chat/findMessages/{instance}` with `key.fromMe: true`; both time bounds are
+        needed or the window is ignored (evolution.md 5.2)."""
+        where = {
+            "key": {"remoteJid": to_jid, "remoteJidAlt": to_jid, "fromMe": True},
+            "messageTimestamp": {"gte": _iso(since), "lte": _iso(time.time() + 86_400)},
+        }
+        body = {"where": where, "page": 1, "offset": 100}
+        data = await self.http.post(f"/chat/findMessages/{self._i}", body)
+        box = data.get("messages") if isinstance(data, Mapping) else None
+        rows = box.get("records") if isinstance(box, Mapping) else None
+        parsed = [_safe_parse(r, self.session_id) for r in rows or [] if isinstance(r, Mapping)]
+        return [e for e in parsed if isinstance(e, Message) and e.from_me]
+
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -516,3 +552,37 @@ def _chat_head(item: Any) -> ChatHead | None:
     return ChatHead(
         chat_id=item["remoteJid"], last_ts=ts, last_id=last_id, last_ack=ack, last_message=last
     )
+
+
+# --- send bodies and answers (pure) ---
+
+
+def _number(jid: str) -> str:
+    """Evolution takes digits or a full jid; `@c.us` is WAHA's spelling of a phone jid."""
+    user, _, server = jid.partition("@")
+    return f"{user}@s.whatsapp.net" if server == "c.us" else jid
+
+
+def _send_request(out: Outgoing) -> tuple[str, dict[str, Any]]:
+    """Route and JSON body (evolution.md 6): media is a URL or RAW base64 (no `data:` prefix);
+    a base64 document needs `fileName`; a voice note is `sendWhatsAppAudio` (PTT)."""
+    number = _number(out.to_jid)
+    if out.kind == "text":
+        return "sendText", {"number": number, "text": out.text or ""}
+    media = out.url or out.data or ""
+    if out.kind == "voice":
+        return "sendWhatsAppAudio", {"number": number, "audio": media}
+    body: dict[str, Any] = {"number": number, "mediatype": out.kind, "media": media}
+    body.update(compact(mimetype=out.mimetype, caption=out.text, fileName=out.filename))
+    return "sendMedia", body
+
+
+def _receipt(answer: Any) -> SendReceipt | None:
+    """`key.id` and `messageTimestamp` (a number or a string) of a send answer."""
+    if not isinstance(answer, Mapping):
+        return None
+    key_id = dig(answer, "key", "id")
+    if not isinstance(key_id, str) or not key_id:
+        return None
+    stamp = maybe_timestamp(answer.get("messageTimestamp"))
+    return SendReceipt(provider_message_id=key_id, timestamp=stamp.timestamp() if stamp else None)

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from wasync import phones
-from wasync.errors import PayloadError, ProviderError
+from wasync.errors import PayloadError, ProviderError, SendOutcomeUnknown
 from wasync.events import (
     Ack,
     AckLevel,
@@ -48,6 +48,7 @@ from wasync.providers.parsing import (
     maybe_timestamp,
     message_content,
 )
+from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 
 # --- parsing (pure) ---
 
@@ -726,6 +727,47 @@ class WahaProvider:
             self._lids[lid] = phones.canonical_phone(pn) if isinstance(pn, str) else None
         return self._lids[lid]
 
+    # --- sending (waha.md section 6) ---
+
+    async def check_number(self, phone: str) -> NumberCheck:
+        """`GET /api/contacts/check-exists`: Brazil resolves the ninth digit here; the 8-digit
+        form is asked too when the 9-digit one is absent (waha.md 6)."""
+        for variant in phones.phone_variants(phone):
+            data = await self.http.get(
+                "/api/contacts/check-exists", params={"phone": variant, "session": self.session}
+            )
+            jid = data.get("chatId") if isinstance(data, Mapping) else None
+            if isinstance(data, Mapping) and data.get("numberExists") is True:
+                return NumberCheck(
+                    exists=True, jid=jid if isinstance(jid, str) else f"{variant}@c.us"
+                )
+        return NumberCheck(exists=False)
+
+    async def send(self, outgoing: Outgoing) -> SendReceipt:
+        """One `sendText` / `sendImage` / `sendVideo` / `sendVoice` / `sendFile` request."""
+        path, body = _send_request(outgoing, self.session)
+        answer = await post_once(self.http, path, body)
+        receipt = _receipt(answer)
+        if receipt is None:  # WEBJS 2025.6.5 answered an empty body (#1087)
+            raise SendOutcomeUnknown(f"POST {path}: accepted without a message id")
+        return receipt
+
+    async def sent_messages(self, to_jid: str, *, since: float) -> list[Message]:
+        """`GET /api/{s}/chats/{chat}/messages?filter.fromMe=true`, newest first."""
+        params: dict[str, Any] = {
+            "limit": 100,
+            "downloadMedia": "false",
+            "sortBy": "timestamp",
+            "sortOrder": "desc",
+            "filter.fromMe": "true",
+            "filter.timestamp.gte": int(since),
+        }
+        chat = quote(_cus_jid(to_jid), safe="")
+        data = await self.http.get(f"/api/{self._s}/chats/{chat}/messages", params=params)
+        rows = [row for row in data or [] if isinstance(row, Mapping)]
+        parsed = [_safe_parse(row, self.session_id) for row in rows]
+        return [e for e in parsed if isinstance(e, Message) and e.from_me]
+
 
 def _safe_parse(row: Mapping[str, Any], session_id: int) -> Event | None:
     try:
@@ -754,3 +796,54 @@ def _chat_head(item: Any) -> ChatHead | None:
         last_ack=last.get("ack") if isinstance(last.get("ack"), int) else None,
         last_message=last,
     )
+
+
+# --- send bodies and answers (pure) ---
+
+_SEND_PATHS: Mapping[str, str] = MappingProxyType(
+    {
+        "text": "/api/sendText",
+        "image": "/api/sendImage",
+        "video": "/api/sendVideo",
+        "voice": "/api/sendVoice",
+        "audio": "/api/sendFile",  # WAHA has no plain-audio send: it goes as a file
+        "document": "/api/sendFile",
+    }
+)
+
+
+def _cus_jid(jid: str) -> str:
+    """WAHA addresses people as `<digits>@c.us`; groups and LIDs keep their server."""
+    user, _, server = jid.partition("@")
+    return f"{user}@c.us" if server in ("s.whatsapp.net", "") else jid
+
+
+def _send_request(out: Outgoing, session: str) -> tuple[str, dict[str, Any]]:
+    """Path and JSON body of a send (waha.md 6): `file` is a RemoteFile (`url`) or a
+    BinaryFile (`data`); voice is converted to opus by WAHA (`convert: true`)."""
+    body: dict[str, Any] = {"session": session, "chatId": _cus_jid(out.to_jid)}
+    if out.kind == "text":
+        body["text"] = out.text or ""
+        return _SEND_PATHS["text"], body
+    file: dict[str, Any] = {"mimetype": out.mimetype or "application/octet-stream"}
+    file.update(compact(url=out.url, data=out.data, filename=out.filename))
+    body["file"] = file
+    if out.kind == "voice":
+        body["convert"] = True
+    elif out.kind == "video":
+        body["convert"] = (out.mimetype or "") != "video/mp4"
+    if out.text and out.kind != "voice":
+        body["caption"] = out.text
+    return _SEND_PATHS[out.kind], body
+
+
+def _receipt(answer: Any) -> SendReceipt | None:
+    """The message id of a send answer, whatever the engine (waha.md 6, #760): NOWEB `key.id`,
+    GOWS `id` string, WEBJS `id` object."""
+    if not isinstance(answer, Mapping):
+        return None
+    key = message_key(answer.get("id")) or message_key(dig(answer, "key", "id"))
+    if key is None:
+        return None
+    stamp = maybe_timestamp(answer.get("timestamp"), answer.get("messageTimestamp"))
+    return SendReceipt(provider_message_id=key.bare, timestamp=stamp.timestamp() if stamp else None)
