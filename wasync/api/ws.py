@@ -1,0 +1,248 @@
+"""`/ws`: the event log pushed to WebSocket clients, scoped by JWT, resumable with `since`.
+
+Protocol. Connect to `/ws` with `Authorization: Bearer <jwt>` or `?token=<jwt>`; a missing,
+bad or expired token is refused before the upgrade with HTTP 401 (a bad `since`: 422). Each
+text frame is one event-log row: `{"id", "type", "tenantId", "chatId", "messageId", "at",
+"data", "message"?}`, ids increasing; `message` (chat:new-message) is the stored row as read
+when the frame is built, so a replayed one shows later acks and edits. `?since=<id>` first
+replays what the client may see after `id`, then continues live, with no gap and no duplicate.
+When `since` is older than the retained log (or unknown to this database) the first frame is
+`{"type": "resync", "id": ...}`: reload through REST, then carry on from that id.
+
+Scope (`wasync.auth.can_see`, as REST): the token's tenant only; ADMIN every chat, USER the
+chats assigned to it (an assignment also reaches the user it moves away from); `notification:*`
+only the notified user; rows without a chat (`session:status`) the whole tenant.
+
+Close codes: 4008 the client was too slow (its queue of `[http] ws_queue_frames` overflowed),
+1001 the server is stopping, 1011 the store failed during a replay; the reason ends with
+`since=<id>`: reconnect with it. Dead connections are dropped by WebSocket ping/pong
+(`[http] ws_ping_interval_s`, `ws_ping_timeout_s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from wasync.auth import AuthError, Principal, bearer, verify_token
+from wasync.errors import StoreUnavailable, WasyncError
+from wasync.hub import Client, Hub
+from wasync.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 60.0  # a peer that reads nothing is dropped sooner, by the ping timeout
+
+
+def ws_routes(hub: Hub, secret: str | None, metrics: Metrics | None = None) -> list[BaseRoute]:
+    """The `/ws` route; `secret` None (not configured) refuses every connection."""
+
+    gauges = metrics or Metrics()
+
+    async def endpoint(ws: WebSocket) -> None:
+        await _handle(ws, hub, secret, gauges)
+
+    return [WebSocketRoute("/ws", endpoint)]
+
+
+async def _handle(ws: WebSocket, hub: Hub, secret: str | None, metrics: Metrics) -> None:
+    principal = _authenticate(ws, secret)
+    if principal is None:
+        return await _deny(ws, 401, "missing, invalid or expired token")
+    raw_since = ws.query_params.get("since")
+    if raw_since is not None and not (raw_since.isdigit() and len(raw_since) < 19):
+        return await _deny(ws, 422, "since must be a non-negative integer")
+    since = int(raw_since) if raw_since is not None else None
+    client = hub.subscribe(principal)
+    metrics.ws_clients.inc()
+    try:
+        await ws.accept()
+        await _Connection(ws, hub, client).run(since)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unsubscribe(client)
+        metrics.ws_clients.dec()
+
+
+def _authenticate(ws: WebSocket, secret: str | None) -> Principal | None:
+    token = bearer(ws.headers, ws.query_params)
+    if token is None or secret is None:
+        return None
+    try:
+        return verify_token(secret, token)
+    except AuthError:
+        return None
+
+
+async def _deny(ws: WebSocket, status: int, error: str) -> None:
+    """An HTTP answer instead of the upgrade (close before accept where unsupported: 403)."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse({"error": error}, status_code=status))
+    else:
+        await ws.close(code=1008)
+
+
+class _Connection:
+    """One accepted client: replay, then live frames; closes when its hub client must."""
+
+    def __init__(self, ws: WebSocket, hub: Hub, client: Client) -> None:
+        self.ws, self.hub, self.client = ws, hub, client
+        self.last_sent = client.start_id  # the resume point: `since` for a reconnect
+
+    async def run(self, since: int | None) -> None:
+        """Until the peer leaves, or the hub closes the client, or the store fails mid-replay."""
+        sender = asyncio.create_task(self._send(since))
+        receiver = asyncio.create_task(_until_disconnect(self.ws))
+        closing = asyncio.create_task(self.client.closing.wait())
+        done, pending = await asyncio.wait(
+            {sender, receiver, closing}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if receiver in done:
+            return
+        if closing in done:
+            await self._close(self.client.close_code, self.client.close_reason)
+            return
+        exc = sender.exception()
+        if isinstance(exc, StoreUnavailable):
+            await self._close(1011, "store unavailable")
+        elif exc is not None:
+            raise exc
+
+    async def _send(self, since: int | None) -> None:
+        if since is not None:
+            await self._replay(since)
+        queue = self.client.queue
+        while True:
+            frame_id, text = await queue.get()
+            if frame_id > self.last_sent:  # the seam: never twice
+                await self.ws.send_text(text)
+                self.last_sent = frame_id
+
+    async def _replay(self, since: int) -> None:
+        """Frames in `(since, start_id]` from the log; live ones above it wait in the queue."""
+        start, principal = self.client.start_id, self.client.principal
+        if not await self.hub.retained(since):
+            await self.ws.send_text(_resync(start, principal))
+            return
+        self.last_sent = since
+        async for page in self.hub.history(principal, after=since, until=start):
+            for frame_id, text in page:
+                await self.ws.send_text(text)
+                self.last_sent = frame_id
+        self.last_sent = max(self.last_sent, start)
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close with `since=<resume point>` in the reason; a peer that never reads is left
+        to uvicorn (ping timeout)."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.ws.close(code, f"{reason}; since={self.last_sent}")
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    """Read (and ignore) what the client sends until it goes away."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+def _resync(start_id: int, principal: Principal) -> str:
+    frame = {
+        "id": start_id,
+        "type": "resync",
+        "tenantId": principal.tenant_id,
+        "chatId": None,
+        "data": {"reason": "since is outside the retained event log: reload through REST"},
+    }
+    return json.dumps(frame, separators=(",", ":"))
+
+
+# --- client: `wasync tail` ------------------------------------------------------------------
+
+
+def ws_url(url: str, since: int | None) -> str:
+    """`http://host:port` (or a ws:// URL) → `ws://host:port/ws[?since=N]`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "http", url
+    scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+    host, _, path = rest.partition("/")
+    path = path.split("?")[0] or "ws"
+    query = f"?since={since}" if since is not None else ""
+    return f"{scheme}://{host}/{path}{query}"
+
+
+async def tail(
+    url: str,
+    token: str,
+    *,
+    out: Callable[[str], None],
+    since: int | None = None,
+    attempts: int = 5,
+    backoff_s: float = 0.5,
+) -> None:
+    """Hand every frame to `out`; after a drop reconnect with `since=<last id>`, giving up
+    after `attempts` failures in a row. Runs until cancelled (Ctrl-C)."""
+    last, failures = since, 0
+    while True:
+        try:
+            last = await _tail_once(ws_url(url, last), token, out, last)
+            failures, reason = 0, "connection closed"
+        except InvalidStatus as exc:
+            if exc.response.status_code in (401, 422):
+                raise WasyncError(f"refused with HTTP {exc.response.status_code}") from None
+            reason = f"HTTP {exc.response.status_code}"
+        except _Dropped as exc:  # it was open: the failure count starts again
+            last, failures, reason = exc.last, 0, str(exc)
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            reason = str(exc) or type(exc).__name__
+        failures += 1
+        if failures > attempts:
+            raise WasyncError(f"gave up after {attempts} reconnect attempts: {reason}")
+        await asyncio.sleep(min(backoff_s * 2 ** (failures - 1), 10.0))
+
+
+class _Dropped(Exception):
+    """A connection that ended after it was open (the frames so far were handed out)."""
+
+    def __init__(self, reason: str, last: int | None) -> None:
+        super().__init__(reason)
+        self.last = last
+
+
+async def _tail_once(
+    url: str, token: str, out: Callable[[str], None], last: int | None
+) -> int | None:
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with connect(url, additional_headers=headers, open_timeout=10) as conn:
+            async for text in conn:
+                frame_text = text if isinstance(text, str) else text.decode()
+                out(frame_text)
+                last = _frame_id(frame_text, last)
+    except ConnectionClosed as exc:
+        rcvd = exc.rcvd
+        raise _Dropped(f"closed {rcvd.code} {rcvd.reason}" if rcvd else "dropped", last) from None
+    return last
+
+
+def _frame_id(text: str, default: int | None) -> int | None:
+    try:
+        frame: Any = json.loads(text)
+    except ValueError:
+        return default
+    value = frame.get("id") if isinstance(frame, dict) else None
+    return value if isinstance(value, int) else default
