@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -28,7 +28,7 @@ from wasync.errors import (
 from wasync.events import Ack, Event, Message, Reaction, SessionStatus
 from wasync.metrics import Metrics
 from wasync.pipeline import CursorUpdate, IngestResult, Pipeline
-from wasync.providers.base import ChatHead, Provider
+from wasync.providers.base import ChatHead, Page, Provider
 from wasync.store import Store
 from wasync.store import models as m
 
@@ -57,6 +57,44 @@ class CycleStats:
         """Count one ingest."""
         self.new += result.new
         self.duplicate += result.duplicate
+
+
+async def window_pages(
+    provider: Provider,
+    chat_id: str | None,
+    *,
+    since: float,
+    until: float | None,
+    page_size: int,
+    max_pages: int = MAX_PAGES,
+) -> AsyncGenerator[Page, None]:
+    """Every page of a chat's messages in `[since, until]`, for the poller and backfill.
+
+    Pages by offset; when a page brings nothing new (an engine that ignores offsets, or
+    Evolution's untied ordering), restarts below the oldest row seen by narrowing `until`.
+    A page that is all one second (`until`) steps just below it. Stops at a short page, at
+    the provider's `total`, or after `max_pages` requests.
+    """
+    seen: set[str] = set()
+    page_no, total = 1, None
+    for _ in range(max_pages):
+        page = await provider.messages(
+            chat_id, since=since, until=until, limit=page_size, page=page_no
+        )
+        fresh = [i for i in page.ids if i not in seen]
+        seen.update(page.ids)
+        total = page.total if page.total is not None else total
+        yield page
+        if page.size < page_size or (total is not None and len(seen) >= total):
+            break
+        if fresh:
+            page_no += 1
+        elif page.min_ts is not None and page.min_ts != until:
+            until, page_no = page.min_ts, 1  # offset ignored: walk the window down instead
+        elif page.min_ts is not None and page.min_ts > since:
+            until, page_no = page.min_ts - 0.001, 1  # a full page in one second: go below it
+        else:
+            break
 
 
 class Poller:
@@ -186,27 +224,14 @@ class Poller:
         newest timestamp seen. Pages by offset, and by narrowing `until` when an engine
         ignores offsets; re-reads when Evolution's untied ordering hid rows."""
         newest: float | None = None
-        seen: set[str] = set()
-        page_no, total = 1, None
-        for _ in range(MAX_PAGES):
-            page = await self.provider.messages(
-                chat_id, since=since, until=until, limit=self.poll.page_size, page=page_no
-            )
-            fresh = [i for i in page.ids if i not in seen]
-            seen.update(page.ids)
+        pages = window_pages(
+            self.provider, chat_id, since=since, until=until, page_size=self.poll.page_size
+        )
+        async for page in pages:
             stats.fetched += page.size
-            total = page.total if page.total is not None else total
             await self._ingest(page.events, stats)
             if page.max_ts is not None:
                 newest = max(newest or page.max_ts, page.max_ts)
-            if page.size < self.poll.page_size or (total is not None and len(seen) >= total):
-                break
-            if fresh:
-                page_no += 1
-            elif page.min_ts is not None and page.min_ts != until:
-                until, page_no = page.min_ts, 1  # offset ignored: walk the window down instead
-            else:
-                break
         return newest
 
     # --- one-stream strategy (chatId=all) ---------------------------------------------------

@@ -261,3 +261,21 @@ class DeadLetter(SQLModel, table=True):
     headers: dict[str, Any] | None = _json()
     created_at: datetime = _created()
     replayed_at: datetime | None = _ts()
+
+
+class BackfillCheckpoint(SQLModel, table=True):
+    """A window of one chat's history that `wasync backfill` read and stored completely.
+
+    Written after the window's messages committed; a rerun skips covered windows. `chat_jid` is
+    the chat id as the provider lists it; `messages` counts what the window held.
+    """
+
+    __tablename__ = "backfill_checkpoints"
+    session_id: int = Field(foreign_key="sessions.id", primary_key=True)
+    chat_jid: str = Field(max_length=128, primary_key=True)
+    window_start: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
+    )
+    window_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    messages: int = 0
+    done_at: datetime = _created()
