@@ -205,3 +205,173 @@ def _print_webhooks(states: list[Any]) -> None:
         )
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def backfill(
+    since: Annotated[
+        str, typer.Option(help="Start: ISO date or date-time (UTC unless it has an offset).")
+    ],
+    config: ConfigOpt = None,
+    tenant: TenantOpt = None,
+    session: SessionOpt = None,
+    chat: Annotated[
+        str | None, typer.Option(help="Only this chat: a phone number or a jid.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="End (default: now); a date means the end of that day.")
+    ] = None,
+    max_messages: Annotated[
+        int | None, typer.Option(min=1, help="Stop after about N messages; rerun to continue.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read the providers, write nothing, report.")
+    ] = False,
+    notify: Annotated[
+        bool, typer.Option("--notify/--no-notify", help="Notify admins of leads from history.")
+    ] = False,
+) -> None:
+    """Catch up history through the pipeline, resumably: the same command continues a run."""
+    from wasync import backfill as bf
+
+    settings = load_settings(config)
+    try:
+        options = bf.make_options(
+            settings,
+            since=since,
+            until=until,
+            tenant=tenant,
+            session=session,
+            chat=chat,
+            max_messages=max_messages,
+            dry_run=dry_run,
+            notify=notify,
+        )
+    except bf.BackfillUsageError as exc:
+        raise fail(str(exc), 2) from None
+    setup_logging(settings.log_level)
+    raise typer.Exit(bf.exit_code(run_async(bf.backfill_cli(settings, options))))
+
+
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _ttl_seconds(ttl: str) -> int:
+    """`30m`, `1h`, `2d`, `45s` or plain seconds; exit 2 otherwise."""
+    number, unit = (ttl[:-1], ttl[-1]) if ttl[-1:] in _TTL_UNITS else (ttl, "s")
+    if not number.isdigit() or int(number) == 0:
+        raise fail(f"--ttl must look like 30m, 1h, 2d or a number of seconds, not {ttl!r}", 2)
+    return int(number) * _TTL_UNITS[unit]
+
+
+@app.command()
+def token(
+    tenant: Annotated[str, typer.Option(help="Tenant id (the token's tenant_id claim).")],
+    user: Annotated[str, typer.Option(help="User id (the token's sub claim).")],
+    role: Annotated[str, typer.Option(help="ADMIN (whole tenant) or USER (assigned chats).")],
+    ttl: Annotated[str, typer.Option(help="Lifetime: 30m, 1h, 2d or seconds.")] = "1h",
+    config: ConfigOpt = None,
+) -> None:
+    """Print a JWT for REST and /ws, signed with the [auth] secret."""
+    from typing import cast
+
+    from wasync.auth import ROLES, Role, issue_token
+
+    if role.upper() not in ROLES:
+        raise fail(f"--role must be ADMIN or USER, not {role!r}", 2)
+    seconds = _ttl_seconds(ttl)
+    settings = load_settings(config)
+    try:
+        secret = settings.auth.secret()
+    except ConfigError as exc:
+        raise fail(f"config error: {exc}", 2) from None
+    role_ = cast(Role, role.upper())
+    typer.echo(issue_token(secret, tenant_id=tenant, user_id=user, role=role_, ttl_s=seconds))
+
+
+@app.command()
+def tail(
+    url: Annotated[str, typer.Option(help="The daemon's base URL (http://host:port) or ws URL.")],
+    token: Annotated[str, typer.Option(help="A JWT (see `wasync token`).", envvar="WASYNC_TOKEN")],
+    since: Annotated[
+        int | None, typer.Option(min=0, help="Replay the events after this id first.")
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Reconnect attempts in a row before giving up.")
+    ] = 5,
+) -> None:
+    """Print live events, one JSON line each; after a drop reconnect with `since`; Ctrl-C ends."""
+    from wasync.api.ws import tail as tail_events
+
+    try:
+        run_async(tail_events(url, token, out=typer.echo, since=since, attempts=retries))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
+def send(
+    tenant: Annotated[str, typer.Option(help="Tenant id.")],
+    to: Annotated[str | None, typer.Option(help="Phone, e.g. +55 11 98765-4321.")] = None,
+    text: Annotated[str | None, typer.Option(help="Message text (a template with --csv).")] = None,
+    image: Annotated[str | None, typer.Option(help="Image file or URL.")] = None,
+    video: Annotated[str | None, typer.Option(help="Video file or URL.")] = None,
+    audio: Annotated[str | None, typer.Option(help="Audio file or URL.")] = None,
+    voice: Annotated[str | None, typer.Option(help="Voice note (PTT) file or URL.")] = None,
+    document: Annotated[str | None, typer.Option(help="Document file or URL.")] = None,
+    caption: Annotated[str | None, typer.Option(help="Media caption.")] = None,
+    filename: Annotated[str | None, typer.Option(help="File name shown.")] = None,
+    session: Annotated[str | None, typer.Option(help="Session (default: first).")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="One message per row.")] = None,
+    template: Annotated[str | None, typer.Option(help="Text with {fields} (CSV, lead).")] = None,
+    phone_column: Annotated[str, typer.Option(help="CSV column of the phone.")] = "phone",
+    idempotency_key: Annotated[str | None, typer.Option(help="Never send twice.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Only queue.")] = False,
+    timeout: Annotated[float | None, typer.Option(min=0.1, help="Wait at most (s).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Send through the outbox and print the provider's message id (or a campaign summary)."""
+    from wasync import campaign
+
+    media = {
+        k: v
+        for k, v in (
+            ("image", image), ("video", video), ("audio", audio), ("voice", voice),
+            ("document", document),
+        )
+        if v
+    }  # fmt: skip
+    if len(media) > 1 or (to is None) == (csv_file is None) or (text and template):
+        raise fail("give --to or --csv, and one of --text/--template or a media option", 2)
+    kind, source = next(iter(media.items()), (None, None))
+    settings = load_settings(config)
+    setup_logging("WARNING")
+    opts = campaign.SendOptions(
+        tenant=tenant, session=session, to=to, csv_path=csv_file, phone_column=phone_column,
+        text=text or template, media_kind=kind, media=source, caption=caption, filename=filename,
+        idempotency_key=idempotency_key, wait=not no_wait, timeout_s=timeout,
+    )  # fmt: skip
+    if csv_file is not None:
+        _send_campaign(settings, opts)
+        return
+    row = run_async(campaign.send_one(settings, opts))
+    if no_wait:
+        typer.echo(f"queued: outbox id {row.id} ({row.status})")
+    elif row.status == "SENT":
+        typer.echo(row.provider_message_id)
+    elif row.status == "FAILED":
+        raise fail(f"send failed (outbox id {row.id}): {row.last_error}")
+    else:
+        raise fail(f"outbox id {row.id} is still {row.status}: `wasync run` will send it")
+
+
+def _send_campaign(settings: config_mod.Settings, opts: Any) -> None:
+    """Queue and follow a CSV campaign; the summary on stdout, exit 1 if any send failed."""
+    from rich.console import Console
+
+    from wasync import campaign
+
+    summary = run_async(campaign.run_campaign(settings, opts, Console(stderr=True)))
+    typer.echo(summary.line())
+    if summary.failed:
+        raise typer.Exit(1)

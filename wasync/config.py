@@ -56,6 +56,9 @@ class HttpConfig(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    ws_ping_interval_s: float = Field(default=20, gt=0)  # WebSocket keepalive pings
+    ws_ping_timeout_s: float = Field(default=20, gt=0)  # no pong by then: connection dropped
+    ws_queue_frames: int = Field(default=1000, ge=1)  # per client; overflow closes with 4008
 
 
 class WebhookConfig(_Section):
@@ -153,6 +156,31 @@ class TenantConfig(_Section):
         return self
 
 
+class SendConfig(_Section):
+    """`[send]`: the durable outbox and its sender (per-session rate limit, retries, numbers)."""
+
+    rate_per_minute: float = Field(default=20, gt=0)
+    burst: int = Field(default=1, ge=1)
+    timeout_s: float = Field(default=30, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_s: float = Field(default=2, ge=0)
+    max_backoff_s: float = Field(default=300, ge=0)
+    lease_s: float = Field(default=180, gt=0)
+    reconcile_delay_s: float = Field(default=5, ge=0)
+    reconcile_window_s: float = Field(default=30, ge=0)
+    poll_interval_s: float = Field(default=1, gt=0)
+    metrics_interval_s: float = Field(default=5, gt=0)
+    max_media_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    number_cache_ttl_s: float = Field(default=6 * 3600, ge=0)
+    wait_timeout_s: float = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> SendConfig:
+        if self.lease_s <= self.timeout_s:
+            raise ValueError("lease_s must be longer than timeout_s (a send in flight keeps it)")
+        return self
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -162,6 +190,7 @@ class Settings(_Section):
     webhook: WebhookConfig = WebhookConfig()
     auth: AuthConfig = AuthConfig()
     crm: CrmConfig = CrmConfig()
+    send: SendConfig = SendConfig()
     log_level: str = "INFO"
     tenants: list[TenantConfig] = []
 

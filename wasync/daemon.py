@@ -1,6 +1,6 @@
 """The composition root: one AsyncExitStack owns every resource; SIGTERM drains and exits.
 
-Order of start: store (migrated) → registry → pipeline → HTTP client → pollers on the
+Order of start: store (migrated) → registry → hub → pipeline → HTTP client → pollers on the
 scheduler. Stop runs in reverse: no new poll cycles, cycles in flight finish, the pipeline
 commits what is queued, connections close.
 """
@@ -19,7 +19,9 @@ import httpx
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.config import Settings
+from wasync.hub import Hub
 from wasync.metrics import Metrics
+from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
 from wasync.providers import make_provider
@@ -41,6 +43,8 @@ class Daemon:
     metrics: Metrics
     base_url: str = ""
     pollers: list[Poller] = field(default_factory=list)
+    outbox: Outbox | None = None
+    hub: Hub | None = None
 
 
 async def run(
@@ -70,21 +74,29 @@ async def run(
         )
         await store.upgrade()
         registry = await sync(store, settings)
+        hub = await stack.enter_async_context(
+            Hub(store, queue_frames=settings.http.ws_queue_frames)
+        )  # real-time fan-out; on Postgres it also LISTENs for other nodes' commits
         pipeline = await stack.enter_async_context(
             Pipeline(
                 store,
                 crm=settings.crm,
                 admins={t.id: t.admins for t in settings.tenants},
-                subscribers=subscribers or [],
+                subscribers=[hub, *(subscribers or [])],
                 batch_max_events=settings.database.batch_max_events,
                 batch_max_wait_ms=settings.database.batch_max_wait_ms,
             )
         )
         client = await stack.enter_async_context(_client(transport))
         metrics = Metrics()
+        outbox = await stack.enter_async_context(  # the send queue and its sender
+            Outbox(settings, store, registry, pipeline, client, metrics=metrics, run_sender=True)
+        )
         daemon = Daemon(
             settings=settings, store=store, registry=registry, pipeline=pipeline, metrics=metrics
         )
+        daemon.outbox = outbox
+        daemon.hub = hub
         app = create_app(
             AppContext(
                 settings=settings,
@@ -92,10 +104,18 @@ async def run(
                 registry=registry,
                 pipeline=pipeline,
                 metrics=metrics,
+                outbox=outbox,
+                hub=hub,
             )
         )
         daemon.base_url = await stack.enter_async_context(
-            serve(app, host=settings.http.host, port=settings.http.port)
+            serve(
+                app,
+                host=settings.http.host,
+                port=settings.http.port,
+                ws_ping_interval=settings.http.ws_ping_interval_s,
+                ws_ping_timeout=settings.http.ws_ping_timeout_s,
+            )
         )
         scheduler = _schedule(daemon, client)
         stack.push_async_callback(scheduler.stop)

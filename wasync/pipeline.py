@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import (
     Integer,
@@ -80,6 +80,11 @@ LEAD_CREATED = "lead:created"
 NOTIFICATION_NEW = "notification:new"
 SESSION_STATUS = "session:status"
 CACHE_LIMIT = 100_000
+T = TypeVar("T")
+
+# How new messages reach real-time clients: one `chat:new-message` each, or (backfill) one
+# `chat:updated` per touched chat carrying `{"backfilled": n}`.
+Realtime = Literal["message", "summary"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +134,7 @@ class _Job:
     cursors: Sequence[CursorUpdate]
     notify: bool
     future: asyncio.Future[IngestResult]
+    realtime: Realtime = "message"
     result: IngestResult = field(default_factory=IngestResult)
 
 
@@ -177,8 +183,12 @@ class Pipeline:
         source: str,
         cursor: CursorUpdate | Sequence[CursorUpdate] | None = None,
         notify: bool = True,
+        realtime: Realtime = "message",
     ) -> IngestResult:
         """Store `events` in one transaction (shared with concurrent callers); return the counts.
+
+        `notify=False` creates no admin notifications; `realtime="summary"` logs one
+        `chat:updated` event per chat instead of one `chat:new-message` per message (backfill).
 
         Raises StoreUnavailable when the database cannot be reached; nothing is half-written.
         """
@@ -187,7 +197,12 @@ class Pipeline:
         cursors = [cursor] if isinstance(cursor, CursorUpdate) else list(cursor or [])
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         job = _Job(
-            events=list(events), source=source, cursors=cursors, notify=notify, future=future
+            events=list(events),
+            source=source,
+            cursors=cursors,
+            notify=notify,
+            future=future,
+            realtime=realtime,
         )
         self._queue.put_nowait(job)
         return await asyncio.shield(future)
@@ -271,6 +286,56 @@ class Pipeline:
                 sub.publish(events)
             except Exception:  # a broken subscriber never breaks ingest
                 log.exception("subscriber %r failed", sub)
+
+    async def record(self, work: Callable[[AsyncConnection, EventSink], Awaitable[T]]) -> T:
+        """Run `work(conn, sink)` in a write transaction of its own, for changes that are not
+        provider events (a send request, its outcome). Event-log rows added with `sink.emit`
+        get ids in order with ingest's (Postgres: the same advisory lock; SQLite: one writer)
+        and are published after the commit. Returns what `work` returns.
+        """
+        sink = EventSink()
+        async with self.store.write() as conn:
+            if not self.store.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK})
+            result = await work(conn, sink)
+            published = await sink.flush(conn, pg=not self.store.is_sqlite)
+        self._publish(published)
+        return result
+
+
+@dataclass(slots=True)
+class EventSink:
+    """Event-log rows appended by a `Pipeline.record()` transaction, in emission order."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def emit(
+        self,
+        tenant_id: str,
+        type_: str,
+        chat_id: int | None = None,
+        message_id: int | None = None,
+        **data: Any,
+    ) -> None:
+        """Add one event-log row (written when the transaction's work is done)."""
+        row: dict[str, Any] = {"tenant_id": tenant_id, "type": type_, "chat_id": chat_id}
+        row.update(message_id=message_id, data=data or None, created_at=_now())
+        self.rows.append(row)
+
+    async def flush(self, conn: AsyncConnection, *, pg: bool) -> list[PublishedEvent]:
+        """Insert the rows (ids in row order) and wake other nodes on Postgres."""
+        if not self.rows:
+            return []
+        if pg:
+            stmt = postgresql.insert(T_EVENTS).returning(
+                T_EVENTS.c.id, sort_by_parameter_order=True
+            )
+            ids = [r[0] for r in await conn.execute(stmt, self.rows)]
+            await conn.execute(text("SELECT pg_notify('wasync_events', :id)"), {"id": str(ids[-1])})
+        else:
+            stmt = sqlite.insert(T_EVENTS).returning(T_EVENTS.c.id)
+            ids = sorted(r[0] for r in await conn.execute(stmt, self.rows))
+        return [_published(i, e) for i, e in zip(ids, self.rows, strict=True)]
 
 
 def _wrap(exc: BaseException) -> BaseException:
@@ -680,7 +745,7 @@ class _Tx:
                 it.job.result.new_messages.append(
                     (it.event.session_id, it.event.provider_message_id)
                 )
-            self.events.append(_NewMessages(keys=list(new)))
+            self._announce(new)
         for it in dupes:
             it.job.result.duplicate += 1
             ack = it.event.ack if isinstance(it.event, Message) else None
@@ -691,6 +756,18 @@ class _Tx:
             await self._bump_chats(list(new.values()))
             if self.parked & new.keys():
                 await self._drain_pending(self.parked & new.keys())
+
+    def _announce(self, new: Mapping[tuple[int, str], _Item]) -> None:
+        """Event-log rows for new messages: one per message, or one per chat for summary jobs."""
+        each = [key for key, it in new.items() if it.job.realtime == "message"]
+        if each:
+            self.events.append(_NewMessages(keys=each))
+        per_chat: dict[tuple[str, int], int] = defaultdict(int)
+        for it in new.values():
+            if it.job.realtime == "summary":
+                per_chat[(it.tenant_id, it.chat_id)] += 1
+        for (tenant, chat_id), n in sorted(per_chat.items()):
+            self._emit(tenant, CHAT_UPDATED, chat_id, backfilled=n)
 
     async def _existing_messages(self, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
         """Keys already stored; also notes which keys have parked updates (one round trip)."""

@@ -1,4 +1,4 @@
-"""The daemon's one HTTP app (Starlette): webhooks, health, metrics; REST and `/ws` join it."""
+"""The daemon's one HTTP app (Starlette): webhooks, health, metrics, REST under `/api/`, `/ws`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from wasync.api.rest import jwt_secret, rest_routes
+from wasync.api.send import send_routes
 from wasync.api.webhook import WebhookReceiver
+from wasync.api.ws import ws_routes
 from wasync.config import Settings
+from wasync.hub import Hub
 from wasync.metrics import Metrics
+from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline
 from wasync.registry import Registry
 from wasync.store import Store
@@ -31,6 +36,8 @@ class AppContext:
     registry: Registry
     pipeline: Pipeline
     metrics: Metrics = field(default_factory=Metrics)
+    hub: Hub | None = None  # serves `/ws` when given
+    outbox: Outbox | None = None  # serves the send routes when given
     extra_routes: list[BaseRoute] = field(default_factory=list)
 
 
@@ -42,6 +49,12 @@ def create_app(ctx: AppContext) -> Starlette:
     ]
     if ctx.settings.webhook.enabled:
         routes += webhook_routes(ctx)
+    secret = jwt_secret(ctx.settings)
+    routes += rest_routes(ctx.store, ctx.pipeline, secret)
+    if ctx.hub is not None:
+        routes += ws_routes(ctx.hub, secret, ctx.metrics)
+    if ctx.outbox is not None:
+        routes += send_routes(ctx)
     routes += ctx.extra_routes
     app = Starlette(routes=routes)
     app.state.ctx = ctx
