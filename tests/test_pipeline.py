@@ -314,3 +314,19 @@ async def test_ingest_after_close_raises(store: Store, lookback: int):
     p = Pipeline(store)
     with pytest.raises(RuntimeError, match="not running"):
         await p.ingest([], source="poll")
+
+
+async def test_summary_ingest_announces_per_chat_and_leaves_unread_alone(
+    pipeline: Pipeline, store: Store, registry: Registry, recorder: Recorder
+):
+    """History ingested with realtime='summary' gives one chat:updated per chat, no
+    new-message events, and does not count as unread."""
+    s = sid(registry)
+    history = [msg(s, f"H{i}", JID13, at=i) for i in range(5)]
+    await pipeline.ingest(history, source="backfill", realtime="summary", notify=False)
+    types = [e.type for e in recorder.events]
+    assert "chat:new-message" not in types and "notification:new" not in types
+    assert [e.data.get("backfilled") for e in recorder.events if "backfilled" in e.data] == [5]
+    assert await scalar(store, "SELECT unread_count FROM chats") == 0
+    await pipeline.ingest([msg(s, "LIVE", JID13, at=10)], source="poll")
+    assert await scalar(store, "SELECT unread_count FROM chats") == 1

@@ -434,6 +434,7 @@ async def test_since_outside_the_log_gets_a_resync_frame(db_url: str):
             await conn.execute(text("DELETE FROM events WHERE id <= :k"), {"k": top - 2})
         for since in (1, top + 100):
             top = await n.scalar("SELECT max(id) FROM events")
+            await eventually(lambda: n.hub.position == top)  # the hub has fanned out to `top`
             async with await open_ws(n, token("acme", "u1"), since=since) as conn:
                 first = json.loads(await asyncio.wait_for(conn.recv(), 5))
                 assert (first["type"], first["id"]) == ("resync", top)
@@ -596,3 +597,16 @@ async def test_tail_prints_frames_and_resumes_after_a_drop(db_url: str):
 
 async def _marks(n: Node, count: int) -> list[str]:
     return [await sentinel(n, "acme") for _ in range(count)]
+
+
+async def test_events_written_by_another_process_reach_clients(db_url: str):
+    """Rows committed by another writer (a backfill or `wasync send` process: its own store
+    and pipeline, not subscribed to this hub) reach connected clients without a local commit."""
+    async with node(db_url) as n, await open_ws(n, token("acme", "u1")) as conn:
+        url = n.store.url.render_as_string(hide_password=False)
+        async with Store(url) as other, Pipeline(other) as elsewhere:
+            await elsewhere.ingest(
+                [SessionStatus(session_id=n.sid(), status="FROM-ELSEWHERE")], source="backfill"
+            )
+        frames = await read_until(conn, is_status("FROM-ELSEWHERE"), timeout_s=5)
+        assert frames[-1]["tenantId"] == "acme"

@@ -270,8 +270,12 @@ class Hub:
         retry_s: float = 0.5,
         max_retry_s: float = 5.0,
         listen_check_s: float = 10.0,
+        poll_s: float | None = None,
     ) -> None:
         self.store = store
+        # SQLite has no NOTIFY: rows another process wrote (wasync backfill, wasync send) are
+        # found by looking at the log every `poll_s` (one max(id) query when nobody listens).
+        self.poll_s = (1.0 if store.is_sqlite else None) if poll_s is None else poll_s
         self.queue_frames = queue_frames
         self.page_size = page_size
         self.listen = (not store.is_sqlite) if listen is None else listen
@@ -328,6 +332,11 @@ class Hub:
     def wake(self) -> None:
         """Something was committed (here or on another node): catch up with the log."""
         self._wake.set()
+
+    @property
+    def position(self) -> int:
+        """The last event-log id fanned out (new clients get live frames above it)."""
+        return self._last_id
 
     def clients(self) -> list[Client]:
         """The connected clients (for metrics and tests)."""
@@ -388,8 +397,7 @@ class Hub:
     async def _run(self) -> None:
         delay = self.retry_s
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await self._next_wake()
             try:
                 await self._catch_up()
                 delay = self.retry_s
@@ -398,6 +406,15 @@ class Hub:
                 self._wake.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_s)
+
+    async def _next_wake(self) -> None:
+        """A local commit, or (SQLite) `poll_s` without one."""
+        if self.poll_s is None:
+            await self._wake.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+        self._wake.clear()
 
     async def _catch_up(self) -> None:
         while True:

@@ -834,8 +834,9 @@ class _Tx:
             ts = _utc(it.event.timestamp)
             latest[it.chat_id] = max(ts, latest.get(it.chat_id, ts))
             if not it.event.from_me:
-                unread[it.chat_id] += 1
                 inbound_session[it.chat_id] = it.event.session_id
+                if it.job.realtime == "message":  # history (backfill) is not unread news
+                    unread[it.chat_id] += 1
         c = T_CHATS.c
         last = bindparam("b_ts", type_=c.last_message_at.type)
         stmt = (
