@@ -318,24 +318,51 @@ class EventSink:
         **data: Any,
     ) -> None:
         """Add one event-log row (written when the transaction's work is done)."""
-        row: dict[str, Any] = {"tenant_id": tenant_id, "type": type_, "chat_id": chat_id}
-        row.update(message_id=message_id, data=data or None, created_at=_now())
-        self.rows.append(row)
+        self.rows.append(event_row(tenant_id, type_, chat_id, message_id, data, _now()))
 
     async def flush(self, conn: AsyncConnection, *, pg: bool) -> list[PublishedEvent]:
         """Insert the rows (ids in row order) and wake other nodes on Postgres."""
         if not self.rows:
             return []
+        ids = await insert_returning(conn, T_EVENTS, self.rows, T_EVENTS.c.id, pg=pg)
         if pg:
-            stmt = postgresql.insert(T_EVENTS).returning(
-                T_EVENTS.c.id, sort_by_parameter_order=True
-            )
-            ids = [r[0] for r in await conn.execute(stmt, self.rows)]
             await conn.execute(text("SELECT pg_notify('wasync_events', :id)"), {"id": str(ids[-1])})
-        else:
-            stmt = sqlite.insert(T_EVENTS).returning(T_EVENTS.c.id)
-            ids = sorted(r[0] for r in await conn.execute(stmt, self.rows))
         return [_published(i, e) for i, e in zip(ids, self.rows, strict=True)]
+
+
+def event_row(
+    tenant_id: str,
+    type_: str,
+    chat_id: int | None,
+    message_id: int | None,
+    data: Mapping[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    """One `events` row."""
+    return {
+        "tenant_id": tenant_id,
+        "type": type_,
+        "chat_id": chat_id,
+        "message_id": message_id,
+        "data": dict(data) or None,
+        "created_at": at,
+    }
+
+
+async def insert_returning(
+    conn: AsyncConnection, table: Any, rows: list[dict[str, Any]], id_col: Any, *, pg: bool
+) -> list[int]:
+    """Insert rows, return their ids in row order.
+
+    Postgres keeps parameter order with `sort_by_parameter_order`; on SQLite that flag forces
+    one statement per row, and is not needed: the writer holds the only write lock, so ids are
+    assigned in row order and sorting them restores it.
+    """
+    if pg:
+        stmt = postgresql.insert(table).returning(id_col, sort_by_parameter_order=True)
+        return [r[0] for r in await conn.execute(stmt, rows)]
+    stmt = sqlite.insert(table).returning(id_col)
+    return sorted(r[0] for r in await conn.execute(stmt, rows))
 
 
 def _wrap(exc: BaseException) -> BaseException:
@@ -405,16 +432,7 @@ class _Tx:
         message_id: int | None = None,
         **data: Any,
     ) -> None:
-        self.events.append(
-            {
-                "tenant_id": tenant_id,
-                "type": type_,
-                "chat_id": chat_id,
-                "message_id": message_id,
-                "data": data or None,
-                "created_at": self.now,
-            }
-        )
+        self.events.append(event_row(tenant_id, type_, chat_id, message_id, data, self.now))
 
     async def run(self) -> list[PublishedEvent]:
         if self.pg:
@@ -705,17 +723,7 @@ class _Tx:
     async def _insert_returning(
         self, table: Any, rows: list[dict[str, Any]], id_col: Any
     ) -> list[int]:
-        """Insert rows, return their ids in row order.
-
-        Postgres keeps parameter order with `sort_by_parameter_order`; on SQLite that flag
-        forces one statement per row, and is not needed: the writer holds the only write lock,
-        so ids are assigned in row order and sorting them restores it.
-        """
-        if self.pg:
-            stmt = self._insert(table).returning(id_col, sort_by_parameter_order=True)
-            return [r[0] for r in await self.conn.execute(stmt, rows)]
-        stmt = self._insert(table).returning(id_col)
-        return sorted(r[0] for r in await self.conn.execute(stmt, rows))
+        return await insert_returning(self.conn, table, rows, id_col, pg=self.pg)
 
     # --- messages -----------------------------------------------------------------------------
 

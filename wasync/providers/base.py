@@ -7,12 +7,16 @@ of its module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from wasync.errors import PayloadError
 from wasync.events import Event, Message
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,3 +111,15 @@ def page_of(events: Sequence[Event], *, size: int, total: int | None = None) -> 
         size=size,
         total=total,
     )
+
+
+def safe_parse(parse: Callable[..., Event], row: Any, session_id: int) -> Event | None:
+    """`parse(row)`, or None (logged) for a row that cannot be parsed: one bad message never
+    stops a page."""
+    if not isinstance(row, Mapping):
+        return None
+    try:
+        return parse(row, session_id=session_id)
+    except PayloadError as exc:
+        log.warning("provider message skipped: %s", exc)
+        return None

@@ -29,7 +29,7 @@ from wasync.events import (
     Revoke,
     SessionStatus,
 )
-from wasync.providers.base import ChatHead, Page, SessionState, page_of
+from wasync.providers.base import ChatHead, Page, SessionState, page_of, safe_parse
 from wasync.providers.http import Http
 from wasync.providers.parsing import (
     EPOCH,
@@ -470,7 +470,7 @@ class EvolutionProvider:
         box = data.get("messages") if isinstance(data, Mapping) else None
         rows = box.get("records") if isinstance(box, Mapping) else None
         records = [r for r in rows or [] if isinstance(r, Mapping)]
-        events = [_safe_parse(r, self.session_id) for r in records]
+        events = [safe_parse(parse_message, r, self.session_id) for r in records]
         total = box.get("total") if isinstance(box, Mapping) else None
         return page_of(
             [e for e in events if e is not None],
@@ -482,7 +482,7 @@ class EvolutionProvider:
         """The chat list's last message (acks move without a fetch)."""
         if not isinstance(head.last_message, Mapping):
             return []
-        event = _safe_parse(head.last_message, self.session_id)
+        event = safe_parse(parse_message, head.last_message, self.session_id)
         return [event] if event is not None else []
 
     # --- sending (evolution.md section 6) ---
@@ -517,20 +517,12 @@ class EvolutionProvider:
         data = await self.http.post(f"/chat/findMessages/{self._i}", body)
         box = data.get("messages") if isinstance(data, Mapping) else None
         rows = box.get("records") if isinstance(box, Mapping) else None
-        parsed = [_safe_parse(r, self.session_id) for r in rows or [] if isinstance(r, Mapping)]
+        parsed = [safe_parse(parse_message, r, self.session_id) for r in rows or []]
         return [e for e in parsed if isinstance(e, Message) and e.from_me]
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _safe_parse(row: Mapping[str, Any], session_id: int) -> Event | None:
-    try:
-        return parse_message(row, session_id=session_id)
-    except PayloadError as exc:
-        log.warning("Evolution message skipped: %s", exc)
-        return None
 
 
 def _chat_head(item: Any) -> ChatHead | None:

@@ -101,10 +101,11 @@ class Http:
             raise TransientProviderError(f"{what}: timed out") from None
         except httpx.TransportError as exc:
             raise TransientProviderError(f"{what}: {type(exc).__name__}") from None
-        return _decode(what, resp)
+        return decode(what, resp)
 
 
-def _decode(what: str, resp: httpx.Response) -> Any:
+def decode(what: str, resp: httpx.Response) -> Any:
+    """Map a provider answer to its JSON body or to the error it means."""
     status = resp.status_code
     if status in (401, 403):
         raise Unauthorized(f"{what}: HTTP {status} (check the API key)", status=status)

@@ -10,21 +10,17 @@ errors, 429, 503, session not WORKING — safe to retry) and which leave the out
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from wasync.errors import (
-    FatalProviderError,
-    RateLimited,
     SendOutcomeUnknown,
     SessionNotWorking,
     TransientProviderError,
-    Unauthorized,
 )
-from wasync.providers.http import Http, retry_after
+from wasync.providers.http import Http, decode
 
 # Kinds of outgoing message; `voice` is a push-to-talk note, `audio` a plain audio file.
 KINDS = ("text", "image", "video", "audio", "voice", "document")
@@ -88,32 +84,17 @@ async def post_once(http: Http, path: str, body: Any) -> Any:
 
 
 def _answer(what: str, resp: httpx.Response) -> Any:
+    """The common answer mapping (`http.decode`), with what a send needs on top: a 5xx other
+    than 503, or an accepted answer we cannot read, leaves the outcome unknown."""
     status = resp.status_code
-    if status in (401, 403):
-        raise Unauthorized(f"{what}: HTTP {status} (check the API key)", status=status)
-    if status == 429:
-        raise RateLimited(f"{what}: HTTP 429", retry_after_s=retry_after(resp))
-    if status == 422 and "status is not as expected" in resp.text.lower():
-        raise SessionNotWorking(f"{what}: session not WORKING")
     if status == 400 and "connection closed" in resp.text.lower():
         # Evolution's socket is down: refused before sending (evolution.md 6).
         raise SessionNotWorking(f"{what}: instance not connected (Connection Closed)")
-    if status == 503 and "LICENSE_REQUIRED" not in resp.text:
-        # Service unavailable: nginx or the provider refused before doing anything.
-        raise TransientProviderError(f"{what}: HTTP 503 (not sent)", status=503)
-    if status >= 500:
+    if status >= 500 and status != 503:  # 503: refused before doing anything
         raise SendOutcomeUnknown(f"{what}: HTTP {status} (outcome unknown)", status=status)
-    if status >= 400:
-        raise FatalProviderError(f"{what}: HTTP {status} {_short(resp.text)}", status=status)
-    if not resp.content:
-        return None
     try:
-        return json.loads(resp.content)
-    except ValueError:
-        # Accepted (2xx) but the answer is cut: the id is unknown, the message is out.
-        raise SendOutcomeUnknown(f"{what}: HTTP {status} with an unreadable body") from None
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "…"
+        return decode(what, resp)
+    except TransientProviderError:
+        if status < 300:  # accepted, but the id is lost with the body
+            raise SendOutcomeUnknown(f"{what}: HTTP {status} with an unreadable body") from None
+        raise

@@ -30,7 +30,7 @@ from wasync.events import (
     Revoke,
     SessionStatus,
 )
-from wasync.providers.base import ChatHead, Page, SessionState, page_of
+from wasync.providers.base import ChatHead, Page, SessionState, page_of, safe_parse
 from wasync.providers.http import Http
 from wasync.providers.parsing import (
     EPOCH,
@@ -694,7 +694,7 @@ class WahaProvider:
         chat = quote(chat_id or "all", safe="")
         data = await self.http.get(f"/api/{self._s}/chats/{chat}/messages", params=params)
         rows = [row for row in data or [] if isinstance(row, Mapping)]
-        parsed = [_safe_parse(row, self.session_id) for row in rows]
+        parsed = [safe_parse(parse_message, row, self.session_id) for row in rows]
         events = await self._resolve([e for e in parsed if e is not None])
         return page_of(events, size=len(rows))
 
@@ -702,7 +702,7 @@ class WahaProvider:
         """The overview's last message (acks move without a fetch)."""
         if not isinstance(head.last_message, Mapping):
             return []
-        event = _safe_parse(head.last_message, self.session_id)
+        event = safe_parse(parse_message, head.last_message, self.session_id)
         return [event] if event is not None else []
 
     async def _resolve(self, events: list[Event]) -> list[Event]:
@@ -765,16 +765,8 @@ class WahaProvider:
         chat = quote(_cus_jid(to_jid), safe="")
         data = await self.http.get(f"/api/{self._s}/chats/{chat}/messages", params=params)
         rows = [row for row in data or [] if isinstance(row, Mapping)]
-        parsed = [_safe_parse(row, self.session_id) for row in rows]
+        parsed = [safe_parse(parse_message, row, self.session_id) for row in rows]
         return [e for e in parsed if isinstance(e, Message) and e.from_me]
-
-
-def _safe_parse(row: Mapping[str, Any], session_id: int) -> Event | None:
-    try:
-        return parse_message(row, session_id=session_id)
-    except PayloadError as exc:
-        log.warning("WAHA message skipped: %s", exc)
-        return None
 
 
 def _chat_head(item: Any) -> ChatHead | None:
