@@ -56,6 +56,15 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield url
 
 
+@pytest.fixture(params=["postgres"])
+async def pg_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A fresh Postgres database, for behaviour only Postgres has (LISTEN/NOTIFY)."""
+    if not PG_URL:
+        pytest.skip(SKIP_PG)
+    async with fresh_pg_database(PG_URL) as url:
+        yield url
+
+
 class fresh_pg_database:
     """Create a throwaway database next to the one in `base_url`, drop it on exit."""
 

@@ -434,7 +434,7 @@ async def test_since_outside_the_log_gets_a_resync_frame(db_url: str):
             await conn.execute(text("DELETE FROM events WHERE id <= :k"), {"k": top - 2})
         for since in (1, top + 100):
             top = await n.scalar("SELECT max(id) FROM events")
-            await eventually(lambda: n.hub.position == top)  # the hub has fanned out to `top`
+            await eventually(lambda t=top: n.hub.position == t)  # the hub fanned out to `top`
             async with await open_ws(n, token("acme", "u1"), since=since) as conn:
                 first = json.loads(await asyncio.wait_for(conn.recv(), 5))
                 assert (first["type"], first["id"]) == ("resync", top)
@@ -497,12 +497,10 @@ async def test_dead_connection_is_dropped_by_ping_timeout(db_url: str):
 # --- two nodes -------------------------------------------------------------------------------
 
 
-async def test_two_nodes_on_one_postgres_share_events(db_url: str):
+async def test_two_nodes_on_one_postgres_share_events(pg_url: str):
     """A client on node B sees what node A ingested (LISTEN/NOTIFY) and A's clients see B's
     REST changes; after the LISTEN connections are killed, they reconnect and catch up."""
-    if db_url.startswith("sqlite"):
-        pytest.skip("cross-node fan-out is Postgres only (SQLite is in-process)")
-    async with node(db_url) as a, node(db_url) as b:
+    async with node(pg_url) as a, node(pg_url) as b:
         on_a, on_b = await open_ws(a, token("acme", "u1")), await open_ws(b, token("acme", "u1"))
         await a.pipeline.ingest([msg(a.sid(), "X1", phone_jid(1))], source="t")
         frames = await read_until(on_b, lambda f: f["type"] == "chat:new-message")
