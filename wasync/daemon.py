@@ -122,10 +122,12 @@ async def run(
         scheduler.start()
         _on_signals(stop)
         log.info(
-            "wasync running: %d session(s), polling every %ss, database %s",
+            "wasync running: %d session(s), polling every %ss, database %s, http %s%s",
             len(daemon.pollers),
             _interval(settings),
             store.dialect,
+            daemon.base_url,
+            " (webhooks on)" if settings.webhook.enabled else "",
         )
         if on_ready is not None:
             on_ready(daemon)
