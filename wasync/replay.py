@@ -20,13 +20,11 @@ from wasync.config import Settings
 from wasync.errors import PayloadError, WasyncError
 from wasync.events import Event
 from wasync.pipeline import Pipeline
-from wasync.providers import detect, evolution, waha
+from wasync.providers import MESSAGE_PARSERS, WEBHOOK_PARSERS, detect
 from wasync.registry import Registry, SessionRef
 from wasync.store import Store
 from wasync.store import models as m
 
-WEBHOOK_PARSERS = {"waha": waha.parse_webhook, "evolution": evolution.parse_webhook}
-MESSAGE_PARSERS = {"waha": waha.parse_message, "evolution": evolution.parse_message}
 T_DEAD = m.DeadLetter.__table__  # type: ignore[attr-defined]
 
 

@@ -25,20 +25,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from wasync.errors import PayloadError, StoreUnavailable
-from wasync.events import Event
 from wasync.metrics import Metrics
 from wasync.pipeline import Pipeline
-from wasync.providers import detect, evolution, waha
+from wasync.providers import WEBHOOK_PARSERS, detect
 from wasync.registry import Registry, SessionRef
 from wasync.store import Store
 from wasync.store import models as m
 
 log = logging.getLogger(__name__)
 
-PARSERS: dict[str, Callable[..., list[Event]]] = {
-    "waha": waha.parse_webhook,
-    "evolution": evolution.parse_webhook,
-}
 # Header names whose values never reach `dead_letters` or a log line.
 SECRET_HEADERS = frozenset({"authorization", "x-webhook-hmac", "apikey", "x-api-key", "cookie"})
 T_DEAD = m.DeadLetter.__table__  # type: ignore[attr-defined]
@@ -120,7 +115,7 @@ class WebhookReceiver:
         self, request: Request, raw: bytes, body: Mapping[str, Any], provider: str, ref: SessionRef
     ) -> Response:
         try:
-            events = PARSERS[provider](body, session_id=ref.id)
+            events = WEBHOOK_PARSERS[provider](body, session_id=ref.id)
         except PayloadError as exc:
             return await self._dead(request, raw, provider, ref, str(exc))
         if not events:

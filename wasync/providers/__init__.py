@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from wasync.config import PollConfig
+from wasync.events import Event
+from wasync.providers import evolution, waha
 from wasync.providers.base import Provider
 from wasync.providers.evolution import EvolutionProvider
 from wasync.providers.http import Http, RetryPolicy
@@ -16,6 +20,15 @@ PROVIDERS: dict[str, type[WahaProvider] | type[EvolutionProvider]] = {
     "evolution": EvolutionProvider,
 }
 AUTH_HEADER = {"waha": "X-Api-Key", "evolution": "apikey"}
+# Pure parsers by provider: a webhook body into events, one provider message into an event.
+WEBHOOK_PARSERS: dict[str, Callable[..., list[Event]]] = {
+    "waha": waha.parse_webhook,
+    "evolution": evolution.parse_webhook,
+}
+MESSAGE_PARSERS: dict[str, Callable[..., Event]] = {
+    "waha": waha.parse_message,
+    "evolution": evolution.parse_message,
+}
 
 
 def make_http(ref: SessionRef, client: httpx.AsyncClient, poll: PollConfig) -> Http:
@@ -36,4 +49,11 @@ def make_provider(ref: SessionRef, client: httpx.AsyncClient, poll: PollConfig) 
     )
 
 
-__all__ = ["PROVIDERS", "Provider", "make_http", "make_provider"]
+__all__ = [
+    "MESSAGE_PARSERS",
+    "PROVIDERS",
+    "WEBHOOK_PARSERS",
+    "Provider",
+    "make_http",
+    "make_provider",
+]
