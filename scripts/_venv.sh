@@ -10,7 +10,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-EXTRAS="${1:-}"
+EXTRAS="${VENV_EXTRAS:-}"  # "dev" for scripts/test; never the caller's arguments
 STAMP=".venv/.installed${EXTRAS:+-$EXTRAS}"
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ constraints.txt -nt "$STAMP" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
