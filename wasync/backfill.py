@@ -1001,7 +1001,7 @@ async def _open_store(stack: AsyncExitStack, settings: Settings, options: Option
     if options.fetch_only or (options.dry_run and _sqlite_file_missing(settings.database.url)):
         return None
     db = settings.database
-    store = Store(db.url, busy_timeout_ms=db.busy_timeout_ms, pool_size=db.pool_size)
+    store = Store.from_config(db)
     return await stack.enter_async_context(store)
 
 
@@ -1040,14 +1040,7 @@ async def run_backfill(
 
 
 async def _pipeline(stack: AsyncExitStack, store: Store, settings: Settings) -> Pipeline:
-    pipeline = Pipeline(
-        store,
-        crm=settings.crm,
-        admins={t.id: t.admins for t in settings.tenants},
-        batch_max_events=settings.database.batch_max_events,
-        batch_max_wait_ms=settings.database.batch_max_wait_ms,
-    )
-    return await stack.enter_async_context(pipeline)
+    return await stack.enter_async_context(Pipeline.from_settings(store, settings))
 
 
 def _on_signals(stop: asyncio.Event) -> None:

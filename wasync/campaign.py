@@ -90,12 +90,11 @@ class Summary:
 async def open_outbox(settings: Settings) -> AsyncIterator[Outbox]:
     """Store (migrated), registry, pipeline, HTTP client and outbox of a CLI process."""
     db = settings.database
-    async with Store(db.url, busy_timeout_ms=db.busy_timeout_ms) as store:
+    async with Store.from_config(db) as store:
         await store.upgrade()
         registry = await sync(store, settings)
-        admins = {t.id: t.admins for t in settings.tenants}
         async with (
-            Pipeline(store, crm=settings.crm, admins=admins) as pipeline,
+            Pipeline.from_settings(store, settings) as pipeline,
             httpx.AsyncClient(follow_redirects=False) as client,
             Outbox(settings, store, registry, pipeline, client) as outbox,
         ):

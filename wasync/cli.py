@@ -79,7 +79,7 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     settings = load_settings(config)
 
     async def go() -> None:
-        async with Store(settings.database.url) as store:
+        async with Store.from_config(settings.database) as store:
             await store.upgrade()
 
     run_async(go())

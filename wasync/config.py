@@ -240,20 +240,23 @@ def parse(data: Mapping[str, Any]) -> Settings:
 
 def _inject_secrets(data: dict[str, Any], env: Mapping[str, str]) -> None:
     """Copy secrets named by `*_env` keys from `env` into the data (they stay SecretStr)."""
-    sections: list[tuple[Any, str]] = [(data.get("auth"), "jwt_secret")]
+    auth = data.setdefault("auth", {})
+    if isinstance(auth, dict):
+        auth.setdefault("jwt_secret_env", AuthConfig.model_fields["jwt_secret_env"].default)
+        _inject(auth, "jwt_secret", env)
     for tenant in data.get("tenants") or []:
         for session in (tenant.get("sessions") or []) if isinstance(tenant, dict) else []:
-            sections += [(session, "api_key"), (session, "webhook_secret")]
-    auth = data.setdefault("auth", {}) if isinstance(data.get("auth", {}), dict) else None
-    if auth is not None:
-        auth.setdefault("jwt_secret_env", AuthConfig.model_fields["jwt_secret_env"].default)
-        sections[0] = (auth, "jwt_secret")
-    for section, field_name in sections:
-        if not isinstance(section, dict) or section.get(field_name) is not None:
-            continue
-        name = section.get(f"{field_name}_env")
-        if isinstance(name, str) and env.get(name):
-            section[field_name] = env[name]
+            _inject(session, "api_key", env)
+            _inject(session, "webhook_secret", env)
+
+
+def _inject(section: Any, key: str, env: Mapping[str, str]) -> None:
+    """`section[key] = env[section[key_env]]` unless the key is set already."""
+    if not isinstance(section, dict) or section.get(key) is not None:
+        return
+    name = section.get(f"{key}_env")
+    if isinstance(name, str) and env.get(name):
+        section[key] = env[name]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -65,27 +65,14 @@ async def run(
             settings.poll.timeout_s,
         )
     async with AsyncExitStack() as stack:
-        store = await stack.enter_async_context(
-            Store(
-                settings.database.url,
-                busy_timeout_ms=settings.database.busy_timeout_ms,
-                pool_size=settings.database.pool_size,
-            )
-        )
+        store = await stack.enter_async_context(Store.from_config(settings.database))
         await store.upgrade()
         registry = await sync(store, settings)
         hub = await stack.enter_async_context(
             Hub(store, queue_frames=settings.http.ws_queue_frames)
         )  # real-time fan-out; on Postgres it also LISTENs for other nodes' commits
         pipeline = await stack.enter_async_context(
-            Pipeline(
-                store,
-                crm=settings.crm,
-                admins={t.id: t.admins for t in settings.tenants},
-                subscribers=[hub, *(subscribers or [])],
-                batch_max_events=settings.database.batch_max_events,
-                batch_max_wait_ms=settings.database.batch_max_wait_ms,
-            )
+            Pipeline.from_settings(store, settings, subscribers=[hub, *(subscribers or [])])
         )
         client = await stack.enter_async_context(_client(transport))
         metrics = Metrics()

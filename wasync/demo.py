@@ -149,7 +149,7 @@ async def _chatter(waha: WahaSim, evo: EvolutionSim, *, seed: int = 3) -> None:
 async def _print(
     queue: asyncio.Queue[PublishedEvent], settings: Settings, console: Console
 ) -> None:
-    async with Store(settings.database.url) as store:
+    async with Store.from_config(settings.database) as store:
         while True:
             first = await queue.get()
             batch = [first]
@@ -186,7 +186,7 @@ def _line(row: Any) -> str:
 
 
 async def _count(settings: Settings) -> int:
-    async with Store(settings.database.url) as store, store.read() as conn:
+    async with Store.from_config(settings.database) as store, store.read() as conn:
         return int((await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one())
 
 

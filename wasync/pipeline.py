@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wasync.config import CrmConfig
+from wasync.config import CrmConfig, Settings
 from wasync.errors import StoreUnavailable
 from wasync.events import (
     Ack,
@@ -124,7 +124,9 @@ class Subscriber(Protocol):
     """Receives committed event-log rows (the real-time hub)."""
 
     def publish(self, events: Sequence[PublishedEvent]) -> None:
-        """Called after commit, in id order; must not block."""
+        """Called after each commit with its rows in id order; must not block. Commits of
+        `Pipeline.record()` are published from their caller's task, so two batches may arrive
+        out of order: read the `events` table for a total order (the hub does)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -163,6 +165,20 @@ class Pipeline:
         # Filled only from committed transactions; emptied whenever a transaction fails.
         self._chats: dict[tuple[str, str], _ChatRow] = {}
         self._identities: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def from_settings(
+        cls, store: Store, settings: Settings, *, subscribers: Sequence[Subscriber] = ()
+    ) -> Pipeline:
+        """The pipeline the configuration describes: CRM defaults, admins, batch limits."""
+        return cls(
+            store,
+            crm=settings.crm,
+            admins={t.id: t.admins for t in settings.tenants},
+            subscribers=subscribers,
+            batch_max_events=settings.database.batch_max_events,
+            batch_max_wait_ms=settings.database.batch_max_wait_ms,
+        )
 
     async def __aenter__(self) -> Pipeline:
         self._writer = asyncio.create_task(self._run(), name="wasync-pipeline-writer")

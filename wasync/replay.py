@@ -38,6 +38,14 @@ class ReplayReport:
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: ReplayReport) -> None:
+        """Fold another report into this one."""
+        self.new += other.new
+        self.duplicate += other.duplicate
+        self.ignored += other.ignored
+        self.rejected += other.rejected
+        self.errors += other.errors
+
 
 def resolve_session(
     registry: Registry, name: str | None, provider: str | None, tenant: str | None
@@ -138,18 +146,12 @@ async def replay_cli(
     """What `wasync replay` runs: open the store, replay, close."""
     from wasync.registry import sync
 
-    async with Store(settings.database.url) as store:
+    async with Store.from_config(settings.database) as store:
         await store.upgrade()
         registry = await sync(store, settings)
         ref = resolve_session(registry, session, None, tenant) if session else None
-        admins = {t.id: t.admins for t in settings.tenants}
-        async with Pipeline(store, crm=settings.crm, admins=admins) as pipeline:
+        async with Pipeline.from_settings(store, settings) as pipeline:
             report = await replay_files(pipeline, registry, files, session=ref, tenant=tenant)
             if dead_letters:
-                more = await replay_dead_letters(pipeline, store, registry, tenant=tenant)
-                report.new += more.new
-                report.duplicate += more.duplicate
-                report.ignored += more.ignored
-                report.rejected += more.rejected
-                report.errors += more.errors
+                report.add(await replay_dead_letters(pipeline, store, registry, tenant=tenant))
     return report

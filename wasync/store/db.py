@@ -19,6 +19,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from wasync.config import DatabaseConfig
 from wasync.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ class Store:
         self._pool_size = pool_size
         self.writer: AsyncEngine
         self.reader: AsyncEngine
+
+    @classmethod
+    def from_config(cls, db: DatabaseConfig) -> Store:
+        """The store a `[database]` section describes."""
+        return cls(db.url, busy_timeout_ms=db.busy_timeout_ms, pool_size=db.pool_size)
 
     @property
     def is_sqlite(self) -> bool:
