@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text
 
 from tests.conftest import Recorder
-from tests.factories import ack, msg
+from tests.factories import T0, ack, msg
 from wasync.config import Settings
 from wasync.events import AckLevel, Edit, Media, Revoke, SessionStatus
 from wasync.pipeline import CursorUpdate, Pipeline
@@ -330,3 +331,48 @@ async def test_summary_ingest_announces_per_chat_and_leaves_unread_alone(
     assert await scalar(store, "SELECT unread_count FROM chats") == 0
     await pipeline.ingest([msg(s, "LIVE", JID13, at=10)], source="poll")
     assert await scalar(store, "SELECT unread_count FROM chats") == 1
+
+
+async def test_chat_counters_follow_new_messages(
+    pipeline: Pipeline, store: Store, registry: Registry
+):
+    """A chat's last message time only moves forward, unread counts inbound messages only
+    (duplicates and history never), and the session that last received an inbound message
+    becomes the chat's session."""
+    waha, evo = sid(registry), sid(registry, name="evo")
+
+    async def chat() -> tuple[object, ...]:
+        async with store.read() as conn:
+            row = (await conn.execute(select(m.Chat.__table__))).one()  # type: ignore[attr-defined]
+        return (row.last_message_at.replace(tzinfo=None), row.unread_count, row.session_id)
+
+    batch = [
+        msg(waha, "A1", JID13, at=30),
+        msg(waha, "A2", JID13, at=10),
+        msg(waha, "A3", JID13, at=20, from_me=True),
+    ]
+    await pipeline.ingest(batch, source="poll")
+    assert await chat() == (T0.replace(tzinfo=None) + timedelta(seconds=30), 2, waha)
+
+    # An older message, a duplicate and an outgoing one: time stays, unread +1 only.
+    await pipeline.ingest(
+        [
+            msg(waha, "A0", JID13, at=5),
+            msg(waha, "A1", JID13, at=30),
+            msg(waha, "B", JID13, at=40, from_me=True),
+        ],
+        source="poll",
+    )
+    assert await chat() == (T0.replace(tzinfo=None) + timedelta(seconds=40), 3, waha)
+
+    # An outgoing message on the other session does not move the chat; an inbound one does.
+    await pipeline.ingest([msg(evo, "E1", JID13, at=50, from_me=True)], source="poll")
+    assert (await chat())[2] == waha
+    await pipeline.ingest([msg(evo, "E2", JID13, at=45)], source="webhook")
+    assert await chat() == (T0.replace(tzinfo=None) + timedelta(seconds=50), 4, evo)
+
+    # History is not unread news, but still moves the time.
+    await pipeline.ingest(
+        [msg(waha, "H1", JID13, at=60)], source="backfill", realtime="summary", notify=False
+    )
+    assert await chat() == (T0.replace(tzinfo=None) + timedelta(seconds=60), 4, waha)

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter
 
 from wasync.config import CrmConfig, Settings
 from wasync.errors import StoreUnavailable
@@ -81,6 +82,69 @@ NOTIFICATION_NEW = "notification:new"
 SESSION_STATUS = "session:status"
 CACHE_LIMIT = 100_000
 T = TypeVar("T")
+
+# Statements run on every batch, built once: their compiled form stays cached, and an expanding
+# parameter takes the key list as one value instead of a coerced literal per key.
+_SID = bindparam("sid", type_=Integer())
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_M, _P, _E = T_MESSAGES.c, T_PENDING.c, T_EVENTS.c
+_EXISTING_OR_PARKED = union_all(
+    select(_M.provider_message_id, literal(0).label("parked")).where(
+        _M.session_id == _SID, _M.provider_message_id.in_(_IDS)
+    ),
+    select(_P.provider_message_id, literal(1).label("parked")).where(
+        _P.session_id == _SID, _P.provider_message_id.in_(_IDS)
+    ),
+)
+_NEW_MESSAGE_EVENTS = (
+    T_EVENTS.insert()
+    .from_select(
+        ["tenant_id", "type", "chat_id", "message_id", "created_at"],
+        select(
+            _M.tenant_id,
+            literal(NEW_MESSAGE),
+            _M.chat_id,
+            _M.id,
+            bindparam("now", type_=_E.created_at.type),
+        )
+        .where(_M.session_id == _SID, _M.provider_message_id.in_(_IDS))
+        .order_by(_M.id),
+    )
+    .returning(_E.id, _E.tenant_id, _E.chat_id, _E.message_id)
+)
+_C = T_CHATS.c
+# Per chat, from the messages this batch inserted: the newest time and the inbound count.
+_NEW_PER_CHAT = (
+    select(
+        _M.chat_id,
+        func.max(_M.sent_at).label("ts"),
+        func.sum(case((_M.from_me.is_(False), 1), else_=0)).label("inbound"),
+    )
+    .where(_M.session_id == _SID, _M.provider_message_id.in_(_IDS))
+    .group_by(_M.chat_id)
+    .subquery("batch")
+)
+# One UPDATE ... FROM for every chat of the batch: no per-chat parameters.
+_BUMP_CHATS = (
+    update(T_CHATS)
+    .where(_C.id == _NEW_PER_CHAT.c.chat_id)
+    .values(
+        last_message_at=case(
+            (
+                or_(_C.last_message_at.is_(None), _C.last_message_at < _NEW_PER_CHAT.c.ts),
+                _NEW_PER_CHAT.c.ts,
+            ),
+            else_=_C.last_message_at,
+        ),
+        unread_count=_C.unread_count
+        + _NEW_PER_CHAT.c.inbound * bindparam("unread", type_=Integer()),
+        session_id=case((_NEW_PER_CHAT.c.inbound > 0, _SID), else_=_C.session_id),
+        updated_at=bindparam("now", type_=_C.updated_at.type),
+    )
+)
+_CURRENT = select(_M.id, _M.provider_message_id, _M.tenant_id, _M.chat_id, _M.ack).where(
+    _M.session_id == _SID, _M.provider_message_id.in_(_IDS)
+)
 
 # How new messages reach real-time clients: one `chat:new-message` each, or (backfill) one
 # `chat:updated` per touched chat carrying `{"backfilled": n}`.
@@ -795,17 +859,11 @@ class _Tx:
 
     async def _existing_messages(self, keys: set[tuple[int, str]]) -> set[tuple[int, str]]:
         """Keys already stored; also notes which keys have parked updates (one round trip)."""
-        c, p = T_MESSAGES.c, T_PENDING.c
         found: set[tuple[int, str]] = set()
         for session_id, ids in _group(keys).items():
-            stored = select(c.provider_message_id, literal(0).label("parked")).where(
-                c.session_id == session_id, c.provider_message_id.in_(ids)
-            )
-            parked = select(p.provider_message_id, literal(1).label("parked")).where(
-                p.session_id == session_id, p.provider_message_id.in_(ids)
-            )
-            for r in await self.conn.execute(union_all(stored, parked)):
-                (self.parked if r.parked else found).add((session_id, r.provider_message_id))
+            rows = await self.conn.execute(_EXISTING_OR_PARKED, {"sid": session_id, "ids": ids})
+            for pmid, parked in rows:
+                (self.parked if parked else found).add((session_id, pmid))
         return found
 
     def _message_row(self, it: _Item) -> dict[str, Any]:
@@ -850,42 +908,17 @@ class _Tx:
         return row
 
     async def _bump_chats(self, items: list[_Item]) -> None:
-        """Last message time and unread count of the chats that got new messages."""
-        latest: dict[int, datetime] = {}
-        unread: dict[int, int] = defaultdict(int)
-        inbound_session: dict[int, int] = {}
+        """Last message time, unread count and answering session of the chats that got new
+        messages, computed by the database from those messages. History (backfill) is not
+        unread news."""
+        groups: dict[tuple[int, bool], list[str]] = defaultdict(list)
         for it in items:
-            ts = _utc(it.event.timestamp)
-            latest[it.chat_id] = max(ts, latest.get(it.chat_id, ts))
-            if not it.event.from_me:
-                inbound_session[it.chat_id] = it.event.session_id
-                if it.job.realtime == "message":  # history (backfill) is not unread news
-                    unread[it.chat_id] += 1
-        c = T_CHATS.c
-        last = bindparam("b_ts", type_=c.last_message_at.type)
-        stmt = (
-            update(T_CHATS)
-            .where(c.id == bindparam("b_id"))
-            .values(
-                last_message_at=case(
-                    (or_(c.last_message_at.is_(None), c.last_message_at < last), last),
-                    else_=c.last_message_at,
-                ),
-                unread_count=c.unread_count + bindparam("b_n"),
-                session_id=func.coalesce(bindparam("b_sid", type_=Integer()), c.session_id),
-                updated_at=self.now,
+            groups[(it.event.session_id, it.job.realtime == "message")].append(
+                it.event.provider_message_id
             )
-        )
-        params = [
-            {
-                "b_id": cid,
-                "b_ts": latest[cid],
-                "b_n": unread.get(cid, 0),
-                "b_sid": inbound_session.get(cid),
-            }
-            for cid in sorted(latest)
-        ]
-        await self.conn.execute(stmt, params)
+        for (session_id, unread), ids in sorted(groups.items()):
+            params = {"sid": session_id, "ids": ids, "unread": int(unread), "now": self.now}
+            await self.conn.execute(_BUMP_CHATS, params)
 
     # --- acks, edits, revokes -----------------------------------------------------------------
 
@@ -969,16 +1002,11 @@ class _Tx:
     async def _current(
         self, keys: set[tuple[int, str]]
     ) -> dict[tuple[int, str], tuple[int, str, int, int | None]]:
-        c = T_MESSAGES.c
         found: dict[tuple[int, str], tuple[int, str, int, int | None]] = {}
         for session_id, ids in _group(keys).items():
-            rows = await self.conn.execute(
-                select(c.id, c.provider_message_id, c.tenant_id, c.chat_id, c.ack).where(
-                    c.session_id == session_id, c.provider_message_id.in_(ids)
-                )
-            )
-            for r in rows:
-                found[(session_id, r.provider_message_id)] = (r.id, r.tenant_id, r.chat_id, r.ack)
+            rows = await self.conn.execute(_CURRENT, {"sid": session_id, "ids": ids})
+            for msg_id, pmid, tenant_id, chat_id, ack in rows:
+                found[(session_id, pmid)] = (msg_id, tenant_id, chat_id, ack)
         return found
 
     async def _park(self, keys: list[tuple[int, str]]) -> None:
@@ -1089,36 +1117,20 @@ class _Tx:
 
     async def _new_message_events(self, block: _NewMessages) -> list[PublishedEvent]:
         """`INSERT INTO events ... SELECT ... FROM messages`: no per-row parameters."""
-        c, e = T_MESSAGES.c, T_EVENTS.c
         out: list[PublishedEvent] = []
         for session_id, ids in _group(block.keys).items():
-            source = (
-                select(
-                    c.tenant_id,
-                    literal(NEW_MESSAGE),
-                    c.chat_id,
-                    c.id,
-                    literal(self.now, type_=e.created_at.type),
-                )
-                .where(c.session_id == session_id, c.provider_message_id.in_(ids))
-                .order_by(c.id)
-            )
-            stmt = (
-                T_EVENTS.insert()
-                .from_select(["tenant_id", "type", "chat_id", "message_id", "created_at"], source)
-                .returning(e.id, e.tenant_id, e.chat_id, e.message_id)
-            )
-            rows = sorted(await self.conn.execute(stmt), key=lambda r: r.id)
+            params = {"sid": session_id, "ids": ids, "now": self.now}
+            rows = sorted(await self.conn.execute(_NEW_MESSAGE_EVENTS, params))
             out += [
                 PublishedEvent(
-                    id=r.id,
-                    tenant_id=r.tenant_id,
+                    id=event_id,
+                    tenant_id=tenant_id,
                     type=NEW_MESSAGE,
-                    chat_id=r.chat_id,
-                    message_id=r.message_id,
+                    chat_id=chat_id,
+                    message_id=message_id,
                     data={},
                 )
-                for r in rows
+                for event_id, tenant_id, chat_id, message_id in rows
             ]
         return out
 
