@@ -3,19 +3,22 @@
 SQLite runs in WAL mode with a busy timeout; write transactions start with `BEGIN IMMEDIATE`
 so two writers (the daemon and `wasync backfill`) queue on the lock instead of failing with
 "database is locked" on upgrade. Postgres uses asyncpg.
+
+`Store.run_write(work)` runs a whole transaction of synchronous code (the ingest pipeline's)
+through SQLAlchemy's `run_sync`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import sqlalchemy.exc
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -23,6 +26,7 @@ from wasync.config import DatabaseConfig
 from wasync.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Postgres advisory lock keys (arbitrary constants, "wasync" in ASCII).
 INGEST_LOCK = 0x776173796E63
@@ -148,6 +152,17 @@ class Store:
             if is_unavailable(exc):
                 raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
             raise
+
+    async def run_write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(conn)` in one write transaction on a synchronous connection; commit when
+        it returns, roll back when it raises, and return what it returns.
+
+        `work` runs on the event loop's thread inside SQLAlchemy's greenlet bridge (one for the
+        whole transaction rather than one per statement); the driver calls under it still
+        await their I/O, so the loop keeps serving while the database works.
+        """
+        async with self.write() as conn:
+            return await conn.run_sync(work)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
