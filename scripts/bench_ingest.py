@@ -1,15 +1,22 @@
 """Benchmark `Pipeline.ingest()` against a plain SQLAlchemy Core insert of the same message rows.
 
-Usage: .venv/bin/python scripts/bench_ingest.py [--pg-url URL] [--messages N]
+Usage: .venv/bin/python scripts/bench_ingest.py [--pg-url URL] [--messages N] [--repeat R]
 
 SQLite (a temp file) always runs; Postgres runs when `--pg-url` or `WASYNC_TEST_PG_URL` is
-given. Every measurement gets a fresh database. Modes, for N new messages spread over 200 chats:
+given. Every measurement gets a fresh database. Modes, for N new messages spread over 200 chats
+(N/4 for the one-by-one modes, which are slow):
 
 - ingest batch=1 sequential: one event per `ingest()` call, one caller;
 - ingest batch=1 with 50 concurrent callers: what group commit is for (webhooks);
-- ingest batch=100: 100 events per `ingest()` call, one caller;
+- ingest batch=100: 100 events per `ingest()` call, one caller, every chat and lead new;
+- ingest batch=100 known-chats: the same into chats and leads that exist already;
 - plain batch=1 / batch=100: `conn.execute(insert(messages), rows)` with the rows the pipeline
-  would write, one transaction per chunk of the batch size.
+  would write, one transaction per chunk of the batch size, through the same transaction path
+  as the pipeline (`Store.run_write`), so the ratio is the pipeline's own cost.
+
+Each mode runs R times as a pair (plain, then ingest) on fresh databases; the printed rates
+are the medians and the ratio is the median of the pairs' ratios, so that a noisy neighbour
+on the machine skews one pair, not the figure.
 
 The target (issue): batched ingest (100) reaches at least 0.5 of the plain insert rate.
 """
@@ -20,6 +27,7 @@ import argparse
 import asyncio
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -28,20 +36,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.engine import make_url
 
 from wasync.config import parse
 from wasync.events import AckLevel, Message, MessageType
 from wasync.phones import address
 from wasync.pipeline import Pipeline
-from wasync.registry import Registry, sync
+from wasync.registry import Registry, SessionRef, sync
 from wasync.store import Store
 from wasync.store import models as m
 
@@ -49,6 +58,10 @@ T_MESSAGES = m.Message.__table__  # type: ignore[attr-defined]
 T_CHATS = m.Chat.__table__  # type: ignore[attr-defined]
 
 TENANT = "acme"
+# Before timing, both sides write a few batches for this other tenant (new chats and leads
+# included), so that statement compilation, a one-time cost of a fresh engine, is not timed.
+WARMUP = "warmup"
+WARMUP_BATCHES = 3
 PHONES = 200
 CONCURRENCY = 50
 BATCHES = (1, 100)
@@ -60,20 +73,33 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Mode:
+    """How the messages are handed to `ingest()`."""
+
+    batch: int
+    concurrency: int = 1
+    warm: bool = False  # chats and leads exist already
+
+
+MODES = (
+    Mode(batch=1),
+    Mode(batch=1, concurrency=CONCURRENCY),
+    Mode(batch=100),
+    Mode(batch=100, warm=True),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Result:
-    """One measured mode on one backend."""
+    """One measured mode on one backend: medians over the repeated pairs."""
 
     backend: str
     batch: int
     concurrency: int
     ingest: float  # messages per second
     plain: float
+    ratio: float  # median of ingest / plain over the pairs
     warm: bool = False
-
-    @property
-    def ratio(self) -> float:
-        """Ingest rate over plain insert rate."""
-        return self.ingest / self.plain
 
     @property
     def label(self) -> str:
@@ -125,7 +151,8 @@ async def fresh_postgres(base_url: str) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def prepared_store(backend: str, pg_url: str | None) -> AsyncIterator[tuple[Store, Registry]]:
-    """A fresh, upgraded database with one tenant and one WAHA session."""
+    """A fresh, upgraded database with the measured tenant and a warm-up tenant, one WAHA
+    session each."""
     fresh = fresh_sqlite() if backend == "sqlite" else fresh_postgres(pg_url or "")
     async with fresh as url, Store(url) as store:
         await store.upgrade()
@@ -143,7 +170,18 @@ async def prepared_store(backend: str, pg_url: str | None) -> AsyncIterator[tupl
                                 "base_url": "http://127.0.0.1:3000",
                             }
                         ],
-                    }
+                    },
+                    {
+                        "id": WARMUP,
+                        "admins": ["user-1"],
+                        "sessions": [
+                            {
+                                "name": "default",
+                                "provider": "waha",
+                                "base_url": "http://127.0.0.1:3001",
+                            }
+                        ],
+                    },
                 ],
             }
         )
@@ -205,10 +243,10 @@ def make_messages(session_id: int, n: int) -> list[Message]:
     return out
 
 
-def message_row(ev: Message, chat_id: int, now: datetime) -> dict[str, Any]:
+def message_row(ev: Message, chat_id: int, now: datetime, tenant: str = TENANT) -> dict[str, Any]:
     """The `messages` row `Pipeline.ingest()` writes for a text message (same columns)."""
     return {
-        "tenant_id": TENANT,
+        "tenant_id": tenant,
         "chat_id": chat_id,
         "session_id": ev.session_id,
         "provider_message_id": ev.provider_message_id,
@@ -250,12 +288,15 @@ async def timed(run: Callable[[], Awaitable[None]], n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def stored_sample(store: Store, n: int, skip: int = 0) -> dict[str, Any]:
-    """Check that all `n` messages were stored (besides `skip` warm-up ones); return one row
-    to compare across modes."""
-    bench = T_MESSAGES.c.provider_message_id.like("3EB0%")
+async def stored_sample(store: Store, session_id: int, n: int, skip: int = 0) -> dict[str, Any]:
+    """Check that all `n` messages were stored in the measured session (besides `skip`
+    earlier ones); return one row to compare across modes."""
+    mine = T_MESSAGES.c.session_id == session_id
+    bench = mine & T_MESSAGES.c.provider_message_id.like("3EB0%")
     async with store.read() as conn:
-        total = (await conn.execute(select(func.count()).select_from(T_MESSAGES))).scalar_one()
+        total = (
+            await conn.execute(select(func.count()).select_from(T_MESSAGES).where(mine))
+        ).scalar_one()
         row = (
             await conn.execute(
                 select(T_MESSAGES).where(bench).order_by(T_MESSAGES.c.provider_message_id)
@@ -275,11 +316,14 @@ async def measure_ingest(
     are), which is how a running daemon mostly ingests.
     """
     async with prepared_store(backend, pg_url) as (store, registry):
-        [session] = list(registry)
+        session, warmup = sessions(registry)
         events = make_messages(session.id, n)
         calls = chunks(events, batch)
         lanes = [calls[i::concurrency] for i in range(concurrency)]
-        async with Pipeline(store, admins={TENANT: ["user-1", "user-2"]}) as pipeline:
+        admins = {TENANT: ["user-1", "user-2"], WARMUP: ["user-1"]}
+        async with Pipeline(store, admins=admins) as pipeline:
+            for call in chunks(make_messages(warmup.id, batch * WARMUP_BATCHES), batch):
+                await pipeline.ingest(call, source="bench")
             if warm:
                 await pipeline.ingest(greetings(session.id), source="bench")
 
@@ -292,7 +336,7 @@ async def measure_ingest(
                 await asyncio.gather(*(lane(mine) for mine in lanes))
 
             rate = await timed(run, n)
-        return rate, await stored_sample(store, n, skip=PHONES if warm else 0)
+        return rate, await stored_sample(store, session.id, n, skip=PHONES if warm else 0)
 
 
 def greetings(session_id: int) -> list[Message]:
@@ -314,28 +358,46 @@ async def measure_plain(
 ) -> tuple[float, dict[str, Any]]:
     """Rate of a Core `insert(messages)` of the same rows, one transaction per chunk."""
     async with prepared_store(backend, pg_url) as (store, registry):
-        [session] = list(registry)
-        events = make_messages(session.id, n)
-        chat_ids = await create_chats(store, session.id, events)
+        session, warmup = sessions(registry)
         now = datetime.now(UTC)
+        warm_events = make_messages(warmup.id, batch * WARMUP_BATCHES)
+        warm_chats = await create_chats(store, warmup.id, WARMUP, warm_events)
+        warm_rows = [message_row(ev, warm_chats[ev.chat.jid], now, WARMUP) for ev in warm_events]
+        for chunk in chunks(warm_rows, batch):
+            await store.run_write(partial(insert_rows, list(chunk)))
+        events = make_messages(session.id, n)
+        chat_ids = await create_chats(store, session.id, TENANT, events)
         rows = [message_row(ev, chat_ids[ev.chat.jid], now) for ev in events]
 
         async def run() -> None:
             for chunk in chunks(rows, batch):
-                async with store.write() as conn:
-                    await conn.execute(insert(T_MESSAGES), list(chunk))
+                await store.run_write(partial(insert_rows, list(chunk)))
 
         rate = await timed(run, n)
-        return rate, await stored_sample(store, n)
+        return rate, await stored_sample(store, session.id, n)
 
 
-async def create_chats(store: Store, session_id: int, events: Sequence[Message]) -> dict[str, int]:
+def insert_rows(rows: list[dict[str, Any]], conn: Connection) -> None:
+    """The plain insert: one Core `insert(messages)` executemany."""
+    conn.execute(insert(T_MESSAGES), rows)
+
+
+def sessions(registry: Registry) -> tuple[SessionRef, SessionRef]:
+    """The measured session and the warm-up one."""
+    session, warmup = registry.get(TENANT, "default"), registry.get(WARMUP, "default")
+    assert session is not None and warmup is not None
+    return session, warmup
+
+
+async def create_chats(
+    store: Store, session_id: int, tenant: str, events: Sequence[Message]
+) -> dict[str, int]:
     """The chats the messages belong to (untimed), by jid."""
     now = datetime.now(UTC)
     jids = sorted({ev.chat.jid: ev.chat.phone for ev in events}.items())
     rows = [
         {
-            "tenant_id": TENANT,
+            "tenant_id": tenant,
             "session_id": session_id,
             "kind": "direct",
             "jid": jid,
@@ -349,37 +411,39 @@ async def create_chats(store: Store, session_id: int, events: Sequence[Message])
     ]
     async with store.write() as conn:
         await conn.execute(insert(T_CHATS), rows)
-        found = await conn.execute(select(T_CHATS.c.jid, T_CHATS.c.id))
+        found = await conn.execute(
+            select(T_CHATS.c.jid, T_CHATS.c.id).where(T_CHATS.c.tenant_id == tenant)
+        )
         return {r.jid: r.id for r in found}
 
 
-async def bench_backend(backend: str, pg_url: str | None, n: int, console: Console) -> list[Result]:
-    """Every mode on one backend, each on a fresh database."""
-    plain: dict[int, float] = {}
-    samples: dict[int, dict[str, Any]] = {}
-    for batch in BATCHES:
-        console.print(f"[dim]{backend}: plain insert batch={batch}[/dim]")
-        plain[batch], samples[batch] = await measure_plain(backend, pg_url, n, batch)
+async def bench_backend(
+    backend: str, pg_url: str | None, n: int, repeat: int, console: Console
+) -> list[Result]:
+    """Every mode on one backend, each pair on fresh databases."""
     results = []
-    for batch, concurrency, warm in (
-        (1, 1, False),
-        (1, CONCURRENCY, False),
-        (100, 1, False),
-        (100, 1, True),
-    ):
-        console.print(f"[dim]{backend}: ingest batch={batch} concurrency={concurrency}[/dim]")
-        rate, sample = await measure_ingest(backend, pg_url, n, batch, concurrency, warm)
-        if sample != samples[batch]:
-            diff = sorted(k for k in sample if sample[k] != samples[batch].get(k))
-            console.print(f"[red]{backend}: plain rows differ from ingest rows in {diff}[/red]")
+    for mode in MODES:
+        count = n if mode.batch > 1 or mode.concurrency > 1 else max(n // 4, 100)
+        pairs: list[tuple[float, float]] = []
+        for i in range(repeat):
+            console.print(f"[dim]{backend}: {mode} pair {i + 1}/{repeat}[/dim]")
+            plain, expected = await measure_plain(backend, pg_url, count, mode.batch)
+            rate, sample = await measure_ingest(
+                backend, pg_url, count, mode.batch, mode.concurrency, mode.warm
+            )
+            if sample != expected:
+                diff = sorted(k for k in sample if sample[k] != expected.get(k))
+                console.print(f"[red]{backend}: plain rows differ from ingest rows in {diff}[/red]")
+            pairs.append((rate, plain))
         results.append(
             Result(
                 backend=backend,
-                batch=batch,
-                concurrency=concurrency,
-                ingest=rate,
-                plain=plain[batch],
-                warm=warm,
+                batch=mode.batch,
+                concurrency=mode.concurrency,
+                ingest=statistics.median(r for r, _ in pairs),
+                plain=statistics.median(p for _, p in pairs),
+                ratio=statistics.median(r / p for r, p in pairs),
+                warm=mode.warm,
             )
         )
     return results
@@ -388,9 +452,12 @@ async def bench_backend(backend: str, pg_url: str | None, n: int, console: Conso
 # --- output --------------------------------------------------------------------------------
 
 
-def report(results: Sequence[Result], n: int, console: Console) -> None:
+def report(results: Sequence[Result], n: int, repeat: int, console: Console) -> None:
     """A table, then one plain line per result."""
-    table = Table(title=f"Pipeline.ingest vs plain insert, {n} new messages over {PHONES} chats")
+    table = Table(
+        title=f"Pipeline.ingest vs plain insert, {n} new messages over {PHONES} chats "
+        f"(median of {repeat})"
+    )
     for col in ("backend", "mode", "ingest msg/s", "plain msg/s", "ratio"):
         table.add_column(col, justify="right" if "msg" in col or col == "ratio" else "left")
     for r in results:
@@ -420,13 +487,16 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pg-url", default=os.environ.get("WASYNC_TEST_PG_URL"))
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3, help="pairs per mode (median)")
     args = parser.parse_args(argv)
+    if args.messages < 100 or args.repeat < 1:
+        parser.error("--messages must be at least 100 and --repeat at least 1")
     console = Console(stderr=True)
     backends = ["sqlite"] + (["postgres"] if args.pg_url else [])
     results: list[Result] = []
     for backend in backends:
-        results += await bench_backend(backend, args.pg_url, args.messages, console)
-    report(results, args.messages, Console())
+        results += await bench_backend(backend, args.pg_url, args.messages, args.repeat, console)
+    report(results, args.messages, args.repeat, Console())
     return 0
 
 
