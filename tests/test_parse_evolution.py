@@ -285,7 +285,7 @@ def test_send_message_forces_from_me() -> None:
 
 
 def test_find_messages_record_ack_from_message_update() -> None:
-    """A findMessages record: raw @lid key + alt, ack from the last MessageUpdate status."""
+    """A findMessages record: raw @lid key + alt, ack from its MessageUpdate statuses."""
     (record,) = load("findMessages.response.reconstructed.json")["messages"]["records"]
     msg = message(record)
     assert msg.provider_message_id == "ACF74C317ABADED4BE7EDC7E41BE13EE"
@@ -592,6 +592,51 @@ def test_edited_other_protocol_type_gives_nothing() -> None:
     """Other protocolMessage types (ephemeral settings, ...) yield no event."""
     body = {"event": "messages.edited", "data": {"key": {"id": "X"}, "type": 3}}
     assert parse_webhook(body, session_id=3) == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": 3, "ephemeralExpiration": 604800},  # EPHEMERAL_SETTING
+        {"type": "HISTORY_SYNC_NOTIFICATION", "historySyncNotification": {"syncType": 2}},
+        {"type": 6, "appStateSyncKeyShare": {"keys": []}},
+    ],
+)
+def test_edited_keyless_protocol_messages_are_ignored(data: dict[str, Any]) -> None:
+    """Evolution sends every protocolMessage as messages.edited; the ones that change no
+    message have no key and are ignored, not dead-lettered (evolution.md 4.2)."""
+    assert parse_webhook({"event": "messages.edited", "data": data}, session_id=3) == []
+
+
+def test_edited_edit_without_key_is_still_an_error() -> None:
+    """An edit or a revoke must say which message: without a key it is bad input."""
+    body = {"event": "messages.edited", "data": {"type": 0}}
+    with pytest.raises(PayloadError, match=r"key\.id"):
+        parse_webhook(body, session_id=3)
+
+
+@pytest.mark.parametrize(
+    "updates",
+    [
+        [{"status": "READ"}, {"status": "EDITED"}],
+        [{"status": "READ"}, {"status": "SERVER_ACK"}],
+        [{"status": "EDITED"}, {"status": "DELIVERY_ACK"}, {"status": "READ"}],
+    ],
+)
+def test_find_messages_ack_is_the_best_of_every_update(updates: list[dict[str, str]]) -> None:
+    """MessageUpdate rows come unordered and an edit adds an `EDITED` row: the ack is the
+    highest delivery status among all of them."""
+    record = upsert("conversation", {"conversation": "x"}, fromMe=True)
+    record.update(status="EDITED", MessageUpdate=updates)
+    assert message(record).ack is AckLevel.READ
+
+
+def test_message_type_naming_absent_content_falls_back_to_the_content() -> None:
+    """An edited row keeps its `messageType` while Evolution overwrites `message` with the
+    edit (evolution.md 4.3): the text is still read."""
+    record = upsert("conversation", {"extendedTextMessage": {"text": "novo texto"}})
+    parsed = message(record)
+    assert (parsed.type, parsed.body) == (MessageType.TEXT, "novo texto")
 
 
 @pytest.mark.parametrize(

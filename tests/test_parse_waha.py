@@ -314,6 +314,16 @@ def test_gows_group_ack_fixture_with_event_name() -> None:
     assert event.ack is AckLevel.READ
 
 
+def test_webjs_group_ack_direction_comes_from_the_id() -> None:
+    """WEBJS reports a group receipt's `fromMe` flipped; the id's `true_` prefix says whose
+    message it is."""
+    body = load("message.ack.webjs.group.lid-participant.json")
+    assert body["payload"]["id"].startswith("true_") and body["payload"]["fromMe"] is False
+    assert one(body).from_me is True
+    body["payload"]["id"] = body["payload"]["id"].replace("true_", "false_", 1)
+    assert one(body).from_me is False
+
+
 def test_ack_from_ack_name_only_and_unknown() -> None:
     """ackName is used when ack is missing; GOWS `ack: null, ackName: UNKNOWN` yields nothing."""
     body = load("message.ack.json")
@@ -333,6 +343,18 @@ def test_ack_uses_envelope_timestamp() -> None:
 def test_pending_ack_zero_is_kept() -> None:
     """ack 0 (PENDING) is a real level, not a missing one."""
     assert message({"id": "true_1@c.us_X", "timestamp": 1, "ack": 0}).ack is AckLevel.PENDING
+
+
+def test_session_status_keeps_the_status_data() -> None:
+    """`payload.data` is extra info of the current status (a pairing code, a time lock)."""
+    body = {
+        "event": "session.status",
+        "session": "default",
+        "payload": {"status": "PASSKEY_CONFIRMATION_REQUIRED", "data": {"code": "1234"}},
+    }
+    status = one(body)
+    assert isinstance(status, SessionStatus)
+    assert status.detail["data"] == {"code": "1234"}
 
 
 def test_session_status_sample() -> None:

@@ -121,10 +121,13 @@ def _key_id(source: JsonMap) -> str | None:
     return found.strip() if found else None
 
 
-def _last_update_status(data: JsonMap) -> Any:
-    """`status` of the last `MessageUpdate` row of a findMessages record (evolution.md 5.2)."""
-    updates = [as_map(update) for update in as_list(data.get("MessageUpdate"))]
-    return updates[-1].get("status") if updates else None
+def _update_statuses(data: JsonMap) -> list[Any]:
+    """`status` of every `MessageUpdate` row of a findMessages record (evolution.md 5.2).
+
+    Not just the last row: Evolution selects them unordered, and an edit adds a row with
+    status `EDITED`, which is no delivery state.
+    """
+    return [as_map(update).get("status") for update in as_list(data.get("MessageUpdate"))]
 
 
 def _content(data: JsonMap) -> Content:
@@ -218,7 +221,7 @@ def _message(data: JsonMap, head: _Head, content: Content, session_id: int) -> M
         timestamp=head.timestamp,
         body=content.text,
         sender=head.sender,
-        ack=_best_ack(data.get("status"), _last_update_status(data)),
+        ack=_best_ack(data.get("status"), *_update_statuses(data)),
         media=content.media,
         push_name=first_str(data.get("pushName")),
         reply_to=_reply_to(data, content),
@@ -336,10 +339,15 @@ def _on_edited(data: Any, env: _Envelope) -> list[Event]:
     proto = _protocol_message(data)
     key = as_map(proto.get("key"))
     key_id = _key_id(key)
+    kind = proto.get("type")
+    is_change = kind in _REVOKE_TYPES or kind in _EDIT_TYPES or bool(proto.get("editedMessage"))
     if key_id is None:
+        if not is_change:
+            # Every protocolMessage goes out as messages.edited: ephemeral settings, history
+            # sync and key shares carry no key and change no message.
+            return []
         raise PayloadError("Evolution messages.edited without key.id")
     time = maybe_timestamp(proto.get("timestampMs")) or env.time
-    kind = proto.get("type")
     if kind in _REVOKE_TYPES:
         return [
             Revoke(

@@ -236,8 +236,10 @@ def _locate(message: JsonMap, message_type: str | None) -> tuple[str | None, Any
     """(content key, content value) after unwrapping ephemeral/viewOnce/documentWithCaption."""
     key = message_type
     for _ in range(_MAX_WRAPPING):
-        if key is None or (key in WRAPPERS and key not in message):
-            key = _whitelisted_key(message)
+        if key is None or key not in message:
+            # A type naming absent content: Evolution keeps `messageType` when it overwrites
+            # an edited row's `message` (evolution.md 4.3).
+            key = _whitelisted_key(message) or (None if key in WRAPPERS else key)
         if key in WRAPPERS:
             message, key = as_map(dig(message, key, "message")), None
             continue

@@ -519,7 +519,9 @@ def _on_ack(payload: JsonMap, env: _Envelope) -> list[Event]:
     ack = _ack(payload)
     if ack is None:
         return []
-    from_me = _from_me(payload, key)
+    # The id's own `true_`/`false_` first: WEBJS flips `fromMe` in group receipts (it reports
+    # the receipt's direction, not the message's: TagReceiptToMessageAck).
+    from_me = key.from_me if key.from_me is not None else _from_me(payload, key)
     chat = _chat(payload, key, from_me, _engine(payload, env.engine))
     return [
         Ack(
@@ -584,7 +586,11 @@ def _on_status(payload: JsonMap, env: _Envelope) -> list[Event]:
     if status is None:
         raise PayloadError("WAHA session.status without status")
     detail = compact(
-        name=payload.get("name"), statuses=payload.get("statuses"), me=env.me, engine=env.engine
+        name=payload.get("name"),
+        statuses=payload.get("statuses"),
+        data=payload.get("data"),  # extra info of this status: a pairing code, a time lock
+        me=env.me,
+        engine=env.engine,
     )
     return [
         SessionStatus(
