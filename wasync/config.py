@@ -181,6 +181,14 @@ class SendConfig(_Section):
         return self
 
 
+class EventsConfig(_Section):
+    """`[events]`: how long the event log (WebSocket replay, the CRM's change feed) keeps rows."""
+
+    retain_days: float = Field(default=0, ge=0)  # 0 keeps every row (the default)
+    prune_interval_s: float = Field(default=3600, gt=0)
+    prune_batch: int = Field(default=5000, ge=1)  # rows deleted per transaction
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -191,6 +199,7 @@ class Settings(_Section):
     auth: AuthConfig = AuthConfig()
     crm: CrmConfig = CrmConfig()
     send: SendConfig = SendConfig()
+    events: EventsConfig = EventsConfig()
     log_level: str = "INFO"
     tenants: list[TenantConfig] = []
 

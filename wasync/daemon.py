@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -26,6 +27,7 @@ from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
 from wasync.providers import make_provider
 from wasync.registry import Registry, sync
+from wasync.retention import prune_job
 from wasync.scheduler import Scheduler
 from wasync.store import Store
 
@@ -154,6 +156,10 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
         daemon.pollers.append(poller)
         jobs.append((f"poll:{ref.id}", poller.cycle))
     scheduler.add_all(jobs)
+    events = settings.events
+    if events.retain_days > 0:
+        prune = partial(prune_job, daemon.store, events)
+        scheduler.add("events:prune", prune, interval_s=events.prune_interval_s)
     return scheduler
 
 

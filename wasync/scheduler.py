@@ -1,4 +1,5 @@
-"""The only APScheduler import: one interval job per session, drained on stop."""
+"""The only APScheduler import: one interval job per session (and housekeeping), drained on
+stop."""
 
 from __future__ import annotations
 
@@ -24,19 +25,29 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._running: set[asyncio.Task[Any]] = set()
 
-    def add(self, job_id: str, job: Job, *, spread: int = 0, total: int = 1) -> None:
-        """Schedule `job`; first runs are spread over one interval so sessions don't align."""
-        first = datetime.now(UTC) + timedelta(seconds=self.interval_s * spread / max(total, 1))
+    def add(
+        self,
+        job_id: str,
+        job: Job,
+        *,
+        spread: int = 0,
+        total: int = 1,
+        interval_s: float | None = None,
+    ) -> None:
+        """Schedule `job` every `interval_s` (default: the scheduler's); first runs are spread
+        over one interval so sessions don't align."""
+        every = self.interval_s if interval_s is None else interval_s
+        first = datetime.now(UTC) + timedelta(seconds=every * spread / max(total, 1))
         self._scheduler.add_job(
             self._tracked(job),
             "interval",
-            seconds=self.interval_s,
+            seconds=every,
             jitter=self.jitter_s or None,
             id=job_id,
             max_instances=1,
             coalesce=True,
             next_run_time=first,
-            misfire_grace_time=max(1, int(self.interval_s)),
+            misfire_grace_time=max(1, int(every)),
         )
 
     def add_all(self, jobs: Sequence[tuple[str, Job]]) -> None:
