@@ -39,6 +39,7 @@ from wasync.outbox import (
     Queued,
     SendRejected,
     SendRequest,
+    data_request,
     media_request,
     parse_to,
     text_request,
@@ -571,6 +572,35 @@ async def _attempted(env: Env, outbox_id: int, n: int) -> bool:
     """True once the row was claimed `n` times."""
     rows = await env.sql("SELECT attempts FROM outbox WHERE id = :i", i=outbox_id)
     return bool(rows[0][0] >= n)
+
+
+@pytest.mark.parametrize(
+    "thrown", ["Error: Timed Out", "PrismaClientKnownRequestError: Unique constraint failed"]
+)
+async def test_an_error_thrown_after_the_send_is_reconciled_not_failed(
+    env: Env, thrown: str
+) -> None:
+    """Evolution answers 400 for anything thrown inside a send, also after WhatsApp took the
+    message: the outcome is unknown, so the row is reconciled (adopting the message), never
+    FAILED and never sent twice."""
+    env.evo.throw_after_send.append(thrown)
+    row = await env.queue("evolution", text_request("foi sim"))
+    done = (await env.drain([row]))[row.id]
+    assert done.status == "SENT", done.last_error
+    assert [s.status for s in env.evo.sends] == [400]
+    assert done.provider_message_id == env.evo.sends[0].message_id
+    assert len(_from_me(env, "evolution")) == 1
+
+
+async def test_a_base64_document_without_a_filename_gets_one(env: Env) -> None:
+    """Evolution refuses a base64 document without `fileName`; wasync names it by its type."""
+    request = data_request(
+        "document", base64.b64encode(PDF).decode(), mimetype="application/pdf", max_bytes=10**6
+    )
+    row = await env.queue("evolution", request)
+    done = (await env.drain([row]))[row.id]
+    assert done.status == "SENT", done.last_error
+    assert env.evo.sends[0].body["fileName"] == "document.pdf"
 
 
 async def test_connect_errors_are_retried_then_fail(db_url: str) -> None:

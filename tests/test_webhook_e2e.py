@@ -91,6 +91,19 @@ async def test_register_is_idempotent_and_status_shows_it(sims: Any, tmp_path: A
     assert status[1].signed and sorted(status[1].events) == sorted(EVOLUTION_EVENTS)  # type: ignore[union-attr]
 
 
+async def test_register_turns_off_by_events_and_base64(sims: Any, tmp_path: Any):
+    """An Evolution webhook with our URL but `byEvents` (which appends /<event> to the URL) or
+    `base64` on is set again with both off."""
+    _waha, evo, waha_url, evo_url = sims
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/w.db", waha_url, evo_url)
+    await run_all(settings, public_url="https://crm.example")
+    evo.instance("vendas").webhook.update(webhookByEvents=True, webhookBase64=True)
+    again = await run_all(settings, public_url="https://crm.example")
+    assert [s.changed for s in again] == [False, True]  # type: ignore[union-attr]
+    hook = evo.instance("vendas").webhook
+    assert (hook["webhookByEvents"], hook["webhookBase64"]) == (False, False)
+
+
 def reconciled(d: daemon.Daemon) -> float:
     """The value of wasync_reconciled_messages_total."""
     return d.metrics.registry.get_sample_value("wasync_reconciled_messages_total") or 0.0

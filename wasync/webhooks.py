@@ -140,6 +140,10 @@ async def _evolution_register(
         and found.get("url") == url
         and sorted(found.get("events") or []) == sorted(EVOLUTION_EVENTS)
         and (found.get("headers") or {}) == want_headers
+        # byEvents appends /<event> to the URL (our ?tenant= would break); base64 inlines
+        # whole media files into the bodies (evolution.md 3.1).
+        and not found.get("webhookByEvents")
+        and not found.get("webhookBase64")
     ):
         return WebhookState(
             session=ref.label, url=url, events=EVOLUTION_EVENTS, signed=bool(secret)

@@ -10,6 +10,7 @@ errors, 429, 503, session not WORKING — safe to retry) and which leave the out
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,10 @@ def _answer(what: str, resp: httpx.Response) -> Any:
     if status == 400 and "connection closed" in resp.text.lower():
         # Evolution's socket is down: refused before sending (evolution.md 6).
         raise SessionNotWorking(f"{what}: instance not connected (Connection Closed)")
+    if status == 400 and _thrown_inside_send(resp):
+        raise SendOutcomeUnknown(
+            f"{what}: HTTP 400 from an error inside the send (outcome unknown)", status=status
+        )
     if status >= 500 and status != 503:  # 503: refused before doing anything
         raise SendOutcomeUnknown(f"{what}: HTTP {status} (outcome unknown)", status=status)
     try:
@@ -98,3 +103,23 @@ def _answer(what: str, resp: httpx.Response) -> Any:
         if status < 300:  # accepted, but the id is lost with the body
             raise SendOutcomeUnknown(f"{what}: HTTP {status} with an unreadable body") from None
         raise
+
+
+# `Error: Timed Out`, `PrismaClientKnownRequestError: ...`: an Error's toString().
+_THROWN = re.compile(r"^[A-Za-z]*Error\b")
+
+
+def _thrown_inside_send(resp: httpx.Response) -> bool:
+    """Evolution turns anything thrown inside a send, including after WhatsApp took the
+    message (its own database write, a chatbot hook), into 400 `{"response": {"message":
+    ["<Name>Error: ..."]}}` (evolution.md 6). Its refusals are plain texts ("For base64 the
+    file name must be informed.") or `{exists: false}` objects, and stay permanent."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    response = body.get("response") if isinstance(body, dict) else None
+    messages = response.get("message") if isinstance(response, dict) else None
+    if not isinstance(messages, list):
+        return False
+    return any(isinstance(m, str) and _THROWN.match(m) for m in messages)

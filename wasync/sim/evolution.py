@@ -17,7 +17,7 @@ import secrets
 import time
 import uuid
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -198,6 +198,10 @@ class EvolutionSim:
         self.instances: dict[str, EvoInstance] = {}
         self.requests: Counter[str] = Counter()
         self.sends: list[SentRequest] = []
+        # Errors Evolution throws after WhatsApp took the message (its database write, a
+        # chatbot hook): each next send is stored, then answered 400 with one of these
+        # (evolution.md §6, `sendMessageWithTyping`'s catch-all).
+        self.throw_after_send: deque[str] = deque()
         self.deliveries: list[DeliveryAttempt] = []
         self._app = build_app(
             self._routes(),
@@ -961,6 +965,9 @@ class EvolutionSim:
             record.status = exc.status
             raise
         record.status, record.message_id = 201, row["key"]["id"]
+        if self.throw_after_send:
+            record.status = 400
+            raise _bad(self.throw_after_send.popleft())
         return JSONResponse(_prepared(row, lid_rewrite=False), status_code=201)
 
     async def _send_row(
