@@ -18,6 +18,7 @@ ROUTES = [
     ("GET", "/api/chats/1/messages"),
     ("POST", "/api/chats/1/assign"),
     ("POST", "/api/chats/1/status"),
+    ("POST", "/api/chats/1/read"),
     ("GET", "/api/notifications"),
     ("POST", "/api/notifications/1/read"),
 ]
@@ -196,3 +197,22 @@ async def test_notifications_are_the_callers_and_read_once(n: Node):
     ).status_code == 404
     resp = await n.http.get("/api/notifications", headers=auth(token("acme", "a1", "USER")))
     assert resp.json() == {"notifications": [], "nextCursor": None}
+
+
+async def test_marking_a_chat_read_resets_its_unread_count_once(n: Node):
+    """`POST /api/chats/{id}/read` sets unreadCount to 0 and logs one `chat:updated` with the
+    previous count; again, it changes and logs nothing; a USER may mark only its own chats."""
+    chat = await chat_id(n, 2)
+    await n.pipeline.ingest([msg(n.sid(), "A2b", phone_jid(2), at=200)], source="t")
+    assert await n.scalar("SELECT unread_count FROM chats WHERE id = :c", c=chat) == 2
+    for _ in range(2):
+        resp = await n.http.post(f"/api/chats/{chat}/read", headers=ADMIN)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["unreadCount"] == 0
+    assert await n.scalar("SELECT unread_count FROM chats WHERE id = :c", c=chat) == 0
+    marks = [e for e in await events(n, "chat:updated") if e and "unreadCount" in e]
+    assert marks == [{"unreadCount": 0, "previousUnreadCount": 2}]
+    other = await chat_id(n, 3)
+    resp = await n.http.post(f"/api/chats/{other}/read", headers=auth(token("acme", "a9", "USER")))
+    assert resp.status_code == 404
+    assert await n.scalar("SELECT unread_count FROM chats WHERE id = :c", c=other) == 1

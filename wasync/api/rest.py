@@ -82,6 +82,7 @@ def rest_routes(store: Store, pipeline: Pipeline, secret: str | None) -> list[Ba
         Route(f"{chat}/messages", api.wrap(api.list_messages), methods=["GET"]),
         Route(f"{chat}/assign", api.wrap(api.assign), methods=["POST"]),
         Route(f"{chat}/status", api.wrap(api.set_status), methods=["POST"]),
+        Route(f"{chat}/read", api.wrap(api.mark_read), methods=["POST"]),
         Route("/api/notifications", api.wrap(api.list_notifications), methods=["GET"]),
         Route(
             "/api/notifications/{notification_id}/read",
@@ -188,6 +189,14 @@ class RestApi:
         if status not in CHAT_STATUSES:
             raise Problem(422, "status must be OPEN or CLOSED")
         row = await self._change_chat(p, chat_id, "status", status, ("status", "previousStatus"))
+        return JSONResponse(chat_json(row))
+
+    async def mark_read(self, request: Request, p: Principal) -> Response:
+        """`POST /api/chats/{id}/read`: the agent has seen the chat; its unread count goes back
+        to 0 (idempotent: a change logs `chat:updated`). No read receipt goes to WhatsApp."""
+        chat_id = _path_id(request, "chat_id")
+        names = ("unreadCount", "previousUnreadCount")
+        row = await self._change_chat(p, chat_id, "unread_count", 0, names)
         return JSONResponse(chat_json(row))
 
     async def _change_chat(
