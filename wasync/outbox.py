@@ -174,6 +174,9 @@ def data_request(
         raise SendRejected(f"{kind} data is not valid base64") from None
     _check_size(kind, size, max_bytes, "data")
     mime = _checked_mime(kind, mimetype or _guess_mime(filename) or _DEFAULT_MIME[kind], "data")
+    if filename is None and kind == "document":
+        # Like a URL's or a file's own name: Evolution refuses a base64 document without one.
+        filename = "document" + (mimetypes.guess_extension(mime) or "")
     return SendRequest(
         kind=kind, text=caption, data=data, mimetype=mime, filename=filename, size=size
     )

@@ -15,12 +15,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select
 
 from wasync.config import EventsConfig
+from wasync.pipeline import T_EVENTS
 from wasync.store import Store
-from wasync.store import models as m
 
 log = logging.getLogger(__name__)
-
-T_EVENTS = m.EventRow.__table__  # type: ignore[attr-defined]
 
 
 async def prune_events(store: Store, *, before: datetime, batch: int = 5000) -> int:

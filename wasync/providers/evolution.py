@@ -7,7 +7,6 @@ issue numbers are `EvolutionAPI/evolution-api#n`.
 from __future__ import annotations
 
 import logging
-import mimetypes
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -574,12 +573,7 @@ def _send_request(out: Outgoing) -> tuple[str, dict[str, Any]]:
     if out.kind == "voice":
         return "sendWhatsAppAudio", {"number": number, "audio": media}
     body: dict[str, Any] = {"number": number, "mediatype": out.kind, "media": media}
-    filename = out.filename
-    if filename is None and out.kind == "document" and out.data:
-        # Evolution refuses a base64 document without one ("For base64 the file name must be
-        # informed."): name it after its type rather than fail the send for good.
-        filename = "document" + (mimetypes.guess_extension(out.mimetype or "") or "")
-    body.update(compact(mimetype=out.mimetype, caption=out.text, fileName=filename))
+    body.update(compact(mimetype=out.mimetype, caption=out.text, fileName=out.filename))
     return "sendMedia", body
 
 
