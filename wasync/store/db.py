@@ -1,6 +1,7 @@
 """`Store`: one owner for the database engines, SQLite (embedded) or Postgres.
 
-SQLite runs in WAL mode with a busy timeout; write transactions start with `BEGIN IMMEDIATE`
+SQLite runs in WAL mode with a busy timeout, over `wasync.store.sqlite` (aiosqlite, one
+thread trip per statement); write transactions start with `BEGIN IMMEDIATE`
 so two writers (the daemon and `wasync backfill`) queue on the lock instead of failing with
 "database is locked" on upgrade. Postgres uses asyncpg.
 
@@ -14,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from wasync.config import DatabaseConfig
 from wasync.errors import StoreUnavailable
+from wasync.store import sqlite as sqlite_driver
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,8 +125,11 @@ class Store:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
-        timeout_s = self._busy_timeout_ms / 1000
-        engine = create_async_engine(self.url, connect_args={"timeout": timeout_s})
+        (database,), kwargs = self.url.get_dialect()().create_connect_args(self.url)
+        kwargs["timeout"] = self._busy_timeout_ms / 1000
+        engine = create_async_engine(
+            self.url, async_creator=partial(sqlite_driver.connect, database, **kwargs)
+        )
         busy = self._busy_timeout_ms
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -1,0 +1,108 @@
+"""`Store` over its drivers: results, errors and transactions, on SQLite and Postgres.
+
+On SQLite these go through `wasync.store.sqlite`, whose cursors run each statement and fetch
+its rows in one trip to aiosqlite's thread; here is what SQLAlchemy reads back from them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy.exc
+from sqlalchemy import func, insert, select, update
+
+from wasync.store import Store
+from wasync.store import models as m
+
+T_TENANTS = m.Tenant.__table__  # type: ignore[attr-defined]
+T_LEADS = m.Lead.__table__  # type: ignore[attr-defined]
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def lead(phone: str) -> dict[str, object]:
+    """A `leads` row for tenant acme."""
+    return {
+        "tenant_id": "acme",
+        "first_name": "Lead",
+        "last_name": phone[-4:],
+        "email": f"{phone}@whatsapp.com",
+        "phone": phone,
+        "source": "WHATSAPP_CAMPAIGN",
+        "status": "NEW",
+        "score": 50,
+        "created_at": NOW,
+    }
+
+
+async def add_tenant(store: Store) -> None:
+    """Tenant acme, which leads belong to."""
+    async with store.write() as conn:
+        await conn.execute(insert(T_TENANTS), {"id": "acme", "name": "Acme", "created_at": NOW})
+
+
+async def test_statement_results(store: Store) -> None:
+    """Rows, row counts and RETURNING come back as SQLAlchemy reports them."""
+    await add_tenant(store)
+    phones = [f"553198888{i:04d}" for i in range(150)]
+    async with store.write() as conn:
+        await conn.execute(insert(T_LEADS), [lead(p) for p in phones[:100]])
+        returned = await conn.execute(
+            insert(T_LEADS).returning(T_LEADS.c.phone), [lead(p) for p in phones[100:]]
+        )
+        assert sorted(returned.scalars()) == phones[100:]
+        changed = await conn.execute(
+            update(T_LEADS).where(T_LEADS.c.phone.in_(phones[:7])).values(score=90)
+        )
+        assert changed.rowcount == 7
+    async with store.read() as conn:
+        rows = (await conn.execute(select(T_LEADS.c.phone).order_by(T_LEADS.c.phone))).all()
+        assert [r.phone for r in rows] == phones
+        high = await conn.scalar(select(func.count()).where(T_LEADS.c.score == 90))
+        assert high == 7
+
+
+async def test_streamed_results(store: Store) -> None:
+    """A streamed query yields every row, in chunks."""
+    await add_tenant(store)
+    phones = [f"553197777{i:04d}" for i in range(230)]
+    async with store.write() as conn:
+        await conn.execute(insert(T_LEADS), [lead(p) for p in phones])
+    async with store.read() as conn:
+        result = await conn.stream(select(T_LEADS.c.phone).order_by(T_LEADS.c.phone))
+        chunks = [chunk async for chunk in result.partitions(100)]
+    assert [len(c) for c in chunks] == [100, 100, 30]
+    assert [r.phone for c in chunks for r in c] == phones
+
+
+async def test_failed_statement_rolls_back(store: Store) -> None:
+    """A constraint violation surfaces as IntegrityError and nothing of its transaction stays;
+    the connection serves the next transaction."""
+    await add_tenant(store)
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        async with store.write() as conn:
+            await conn.execute(insert(T_LEADS), lead("5531911110000"))
+            await conn.execute(insert(T_LEADS), lead("5531911110000"))
+    async with store.write() as conn:
+        await conn.execute(insert(T_LEADS), lead("5531911112222"))
+    async with store.read() as conn:
+        phones = (await conn.execute(select(T_LEADS.c.phone))).scalars().all()
+    assert phones == ["5531911112222"]
+
+
+async def test_run_write_returns_and_rolls_back(store: Store) -> None:
+    """`run_write` commits what its work wrote and returns its value; an exception rolls
+    the whole transaction back."""
+    await add_tenant(store)
+
+    def add(phone: str, fail: bool, conn: sqlalchemy.Connection) -> int:
+        conn.execute(insert(T_LEADS), lead(phone))
+        if fail:
+            raise RuntimeError("boom")
+        return int(conn.scalar(select(func.count()).select_from(T_LEADS)) or 0)
+
+    assert await store.run_write(lambda c: add("5531933330000", False, c)) == 1
+    with pytest.raises(RuntimeError):
+        await store.run_write(lambda c: add("5531933331111", True, c))
+    async with store.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(T_LEADS)) == 1
