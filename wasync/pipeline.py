@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import (
+    JSON,
     Integer,
     and_,
     bindparam,
@@ -37,7 +38,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import BindParameter
 
 from wasync.config import CrmConfig, Settings
 from wasync.errors import StoreUnavailable
@@ -84,83 +84,115 @@ SESSION_STATUS = "session:status"
 CACHE_LIMIT = 100_000
 T = TypeVar("T")
 
-# Statements run on every batch, built once: their compiled form stays cached, and an expanding
-# parameter takes the key list as one value instead of a coerced literal per key.
+# Statements run on every batch, built once per dialect: their compiled form stays cached.
+# A key list is one parameter (`_in_list`), so the SQL text never depends on the batch size.
 _SID = bindparam("sid", type_=Integer())
-_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-_M, _P, _E = T_MESSAGES.c, T_PENDING.c, T_EVENTS.c
-_EXISTING_OR_PARKED = union_all(
-    select(_M.provider_message_id, literal(0).label("parked")).where(
-        _M.session_id == _SID, _M.provider_message_id.in_(_IDS)
-    ),
-    select(_P.provider_message_id, literal(1).label("parked")).where(
-        _P.session_id == _SID, _P.provider_message_id.in_(_IDS)
-    ),
-)
-_NEW_MESSAGE_EVENTS = (
-    T_EVENTS.insert()
-    .from_select(
-        ["tenant_id", "type", "chat_id", "message_id", "created_at"],
-        select(
-            _M.tenant_id,
-            literal(NEW_MESSAGE),
-            _M.chat_id,
-            _M.id,
-            bindparam("now", type_=_E.created_at.type),
-        )
-        .where(_M.session_id == _SID, _M.provider_message_id.in_(_IDS))
-        .order_by(_M.id),
-    )
-    .returning(_E.id, _E.tenant_id, _E.chat_id, _E.message_id)
-)
+_M, _P, _E, _C = T_MESSAGES.c, T_PENDING.c, T_EVENTS.c, T_CHATS.c
 # New messages. On Postgres, RETURNING makes SQLAlchemy send the batch as one multi-row
 # INSERT ("insertmanyvalues") instead of one INSERT per row: about 30 % faster per batch here.
 # SQLite gains nothing from it, and keeps the plain executemany.
 _INSERT_MESSAGES_PG = postgresql.insert(T_MESSAGES).on_conflict_do_nothing().returning(_M.id)
 _INSERT_MESSAGES_SQLITE = sqlite.insert(T_MESSAGES).on_conflict_do_nothing()
-_C = T_CHATS.c
-# Per chat, from the messages this batch inserted: the newest time and the inbound count.
-_NEW_PER_CHAT = (
-    select(
-        _M.chat_id,
-        func.max(_M.sent_at).label("ts"),
-        func.sum(case((_M.from_me.is_(False), 1), else_=0)).label("inbound"),
-    )
-    .where(_M.session_id == _SID, _M.provider_message_id.in_(_IDS))
-    .group_by(_M.chat_id)
-    .subquery("batch")
-)
-# One UPDATE ... FROM for every chat of the batch: no per-chat parameters.
-_BUMP_CHATS = (
-    update(T_CHATS)
-    .where(_C.id == _NEW_PER_CHAT.c.chat_id)
-    .values(
-        last_message_at=case(
-            (
-                or_(_C.last_message_at.is_(None), _C.last_message_at < _NEW_PER_CHAT.c.ts),
-                _NEW_PER_CHAT.c.ts,
+
+
+def _in_list(col: Any, name: str, *, pg: bool, type_: Any = None) -> Any:
+    """`col IN <list>` with the whole list bound as one parameter `name`: an array on Postgres
+    (`= ANY(:name)`), a JSON array read by `json_each` on SQLite.
+
+    An expanding `IN (:a, :b, ...)` costs a parameter per key to process, and gives every
+    batch size its own SQL text (on Postgres, its own prepared statement); measured at
+    0.07 ms per statement on SQLite and 0.3-0.45 ms on Postgres for 100 keys.
+    """
+    if pg:
+        return col == func.any(bindparam(name, type_=postgresql.ARRAY(type_ or col.type)))
+    values = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
+    return col.in_(select(values.c.value))
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The hot statements of an ingest transaction, for one dialect."""
+
+    existing_or_parked: Any  # keys already stored (parked=0) or with parked updates (1)
+    new_message_events: Any  # one `chat:new-message` row per new message, made server-side
+    bump_chats: Any  # chat counters from the batch's new messages
+    link_leads: Any  # each chat to the lead of its tenant and phone
+    current: Any  # id, tenant, chat and ack of stored messages
+    select_chats: Any  # a tenant's chats by jid
+
+    @classmethod
+    def build(cls, *, pg: bool) -> _Statements:
+        """Build every statement for Postgres (`pg`) or SQLite."""
+        in_batch = _in_list(_M.provider_message_id, "ids", pg=pg)
+        new_per_chat = (
+            # Per chat, from the messages this batch inserted: the newest time, inbound count.
+            select(
+                _M.chat_id,
+                func.max(_M.sent_at).label("ts"),
+                func.sum(case((_M.from_me.is_(False), 1), else_=0)).label("inbound"),
+            )
+            .where(_M.session_id == _SID, in_batch)
+            .group_by(_M.chat_id)
+            .subquery("batch")
+        )
+        return cls(
+            existing_or_parked=union_all(
+                select(_M.provider_message_id, literal(0).label("parked")).where(
+                    _M.session_id == _SID, in_batch
+                ),
+                select(_P.provider_message_id, literal(1).label("parked")).where(
+                    _P.session_id == _SID, _in_list(_P.provider_message_id, "ids", pg=pg)
+                ),
             ),
-            else_=_C.last_message_at,
-        ),
-        unread_count=_C.unread_count
-        + _NEW_PER_CHAT.c.inbound * bindparam("unread", type_=Integer()),
-        session_id=case((_NEW_PER_CHAT.c.inbound > 0, _SID), else_=_C.session_id),
-        updated_at=bindparam("now", type_=_C.updated_at.type),
+            new_message_events=T_EVENTS.insert()
+            .from_select(
+                ["tenant_id", "type", "chat_id", "message_id", "created_at"],
+                select(
+                    _M.tenant_id,
+                    literal(NEW_MESSAGE),
+                    _M.chat_id,
+                    _M.id,
+                    bindparam("now", type_=_E.created_at.type),
+                )
+                .where(_M.session_id == _SID, in_batch)
+                .order_by(_M.id),
+            )
+            .returning(_E.id, _E.tenant_id, _E.chat_id, _E.message_id),
+            bump_chats=_bump_chats(new_per_chat),
+            link_leads=update(T_CHATS)
+            .where(
+                _in_list(_C.id, "chat_ids", pg=pg),
+                T_LEADS.c.tenant_id == _C.tenant_id,
+                T_LEADS.c.phone == _C.phone,
+            )
+            .values(lead_id=T_LEADS.c.id),
+            current=select(_M.id, _M.provider_message_id, _M.tenant_id, _M.chat_id, _M.ack).where(
+                _M.session_id == _SID, in_batch
+            ),
+            select_chats=select(_C.id, _C.tenant_id, _C.jid, _C.kind, _C.phone, _C.lead_id).where(
+                _C.tenant_id == bindparam("tenant"), _in_list(_C.jid, "jids", pg=pg)
+            ),
+        )
+
+
+def _bump_chats(batch: Any) -> Any:
+    """One UPDATE ... FROM for every chat of the batch: no per-chat parameters."""
+    return (
+        update(T_CHATS)
+        .where(_C.id == batch.c.chat_id)
+        .values(
+            last_message_at=case(
+                (or_(_C.last_message_at.is_(None), _C.last_message_at < batch.c.ts), batch.c.ts),
+                else_=_C.last_message_at,
+            ),
+            unread_count=_C.unread_count + batch.c.inbound * bindparam("unread", type_=Integer()),
+            session_id=case((batch.c.inbound > 0, _SID), else_=_C.session_id),
+            updated_at=bindparam("now", type_=_C.updated_at.type),
+        )
     )
-)
-# Each chat to the lead of its tenant and phone, in one statement.
-_LINK_LEADS = (
-    update(T_CHATS)
-    .where(
-        _C.id.in_(bindparam("chat_ids", expanding=True)),
-        T_LEADS.c.tenant_id == _C.tenant_id,
-        T_LEADS.c.phone == _C.phone,
-    )
-    .values(lead_id=T_LEADS.c.id)
-)
-_CURRENT = select(_M.id, _M.provider_message_id, _M.tenant_id, _M.chat_id, _M.ack).where(
-    _M.session_id == _SID, _M.provider_message_id.in_(_IDS)
-)
+
+
+_STATEMENTS = {pg: _Statements.build(pg=pg) for pg in (False, True)}
 
 # How new messages reach real-time clients: one `chat:new-message` each, or (backfill) one
 # `chat:updated` per touched chat carrying `{"backfilled": n}`.
@@ -515,6 +547,7 @@ class _Tx:
         self.conn: Connection  # set by run(), which the store calls with its connection
         self.jobs = jobs
         self.pg = not pipeline.store.is_sqlite
+        self.sql = _STATEMENTS[self.pg]
         self.now = _now()
         self.events: list[dict[str, Any] | _NewMessages] = []
         self.chats: dict[tuple[str, str], _ChatRow] = {}
@@ -670,13 +703,8 @@ class _Tx:
             it.chat_id = self.chats[(it.tenant_id, it.chat.jid)].id
 
     def _select_chats(self, keys: set[tuple[str, str]]) -> None:
-        c = T_CHATS.c
         for tenant, jids in _group(keys).items():
-            rows = self.conn.execute(
-                select(c.id, c.tenant_id, c.jid, c.kind, c.phone, c.lead_id).where(
-                    c.tenant_id == tenant, c.jid.in_(jids)
-                )
-            )
+            rows = self.conn.execute(self.sql.select_chats, {"tenant": tenant, "jids": jids})
             for r in rows:
                 self.chats[(r.tenant_id, r.jid)] = _ChatRow(*r)
 
@@ -749,7 +777,7 @@ class _Tx:
             for chat in chats:
                 chat.lead_id = leads[key]
         chat_ids = sorted(chat.id for chats in todo.values() for chat in chats)
-        self.conn.execute(_LINK_LEADS, {"chat_ids": chat_ids})
+        self.conn.execute(self.sql.link_leads, {"chat_ids": chat_ids})
 
     def _insert_leads(
         self,
@@ -885,7 +913,7 @@ class _Tx:
         """Keys already stored; also notes which keys have parked updates (one round trip)."""
         found: set[tuple[int, str]] = set()
         for session_id, ids in _group(keys).items():
-            rows = self.conn.execute(_EXISTING_OR_PARKED, {"sid": session_id, "ids": ids})
+            rows = self.conn.execute(self.sql.existing_or_parked, {"sid": session_id, "ids": ids})
             for pmid, parked in rows:
                 (self.parked if parked else found).add((session_id, pmid))
         return found
@@ -942,7 +970,7 @@ class _Tx:
             )
         for (session_id, unread), ids in sorted(groups.items()):
             params = {"sid": session_id, "ids": ids, "unread": int(unread), "now": self.now}
-            self.conn.execute(_BUMP_CHATS, params)
+            self.conn.execute(self.sql.bump_chats, params)
 
     # --- acks, edits, revokes -----------------------------------------------------------------
 
@@ -1028,7 +1056,7 @@ class _Tx:
     ) -> dict[tuple[int, str], tuple[int, str, int, int | None]]:
         found: dict[tuple[int, str], tuple[int, str, int, int | None]] = {}
         for session_id, ids in _group(keys).items():
-            rows = self.conn.execute(_CURRENT, {"sid": session_id, "ids": ids})
+            rows = self.conn.execute(self.sql.current, {"sid": session_id, "ids": ids})
             for msg_id, pmid, tenant_id, chat_id, ack in rows:
                 found[(session_id, pmid)] = (msg_id, tenant_id, chat_id, ack)
         return found
@@ -1144,7 +1172,7 @@ class _Tx:
         out: list[PublishedEvent] = []
         for session_id, ids in _group(block.keys).items():
             params = {"sid": session_id, "ids": ids, "now": self.now}
-            rows = sorted(self.conn.execute(_NEW_MESSAGE_EVENTS, params))
+            rows = sorted(self.conn.execute(self.sql.new_message_events, params))
             out += [
                 PublishedEvent(
                     id=event_id,
