@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import signal
@@ -187,8 +188,12 @@ def phone_jid(i: int) -> str:
 # --- handshake -------------------------------------------------------------------------------
 
 
-async def test_bad_tokens_are_refused_before_the_upgrade(db_url: str):
-    """No token, a bad signature, an expired token or a bad role: HTTP 401, no WebSocket."""
+async def test_bad_tokens_are_refused_before_the_upgrade(
+    db_url: str, caplog: pytest.LogCaptureFixture
+):
+    """No token, a bad signature, an expired token or a bad role: HTTP 401, no WebSocket,
+    and no ERROR in the log (uvicorn logs one per denial unless wasync filters it)."""
+    caplog.set_level(logging.INFO)
     async with node(db_url) as n:
         forged = issue_token(
             "another-secret-0123456789abcdef0123",
@@ -204,6 +209,8 @@ async def test_bad_tokens_are_refused_before_the_upgrade(db_url: str):
                 await connect(n.ws_url(), additional_headers=headers, open_timeout=5)
             assert info.value.response.status_code == 401
         assert n.hub.client_count == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
 
 
 async def test_query_token_and_bad_since(db_url: str):

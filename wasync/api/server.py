@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -20,6 +21,27 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+class _DenialNoise(logging.Filter):
+    """Drop uvicorn's "ASGI callable returned without completing handshake." ERROR.
+
+    uvicorn's websockets-sansio protocol logs it after every WebSocket refused with a denial
+    response (wasync's 401 and 422), which the client did receive correctly: `send()` never
+    marks the handshake complete (uvicorn PR #3138, open). Alerting on ERROR would fire on
+    every bad token. wasync's handlers always accept or deny, so the message carries nothing.
+    """
+
+    MESSAGE = "ASGI callable returned without completing handshake."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.MESSAGE
+
+
+def _quiet_denials() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DenialNoise) for f in logger.filters):
+        logger.addFilter(_DenialNoise())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -60,6 +82,7 @@ async def serve(
     requests still running after `shutdown_timeout_s`. `ws="websockets-sansio"` is the
     `websockets` library's current protocol implementation; `options` go to uvicorn.Config.
     """
+    _quiet_denials()
     sock = _bind(host, port)
     config = uvicorn.Config(
         app,
