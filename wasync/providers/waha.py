@@ -787,10 +787,13 @@ def _chat_head(item: Any) -> ChatHead | None:
     if not isinstance(last, Mapping):
         return ChatHead(chat_id=chat_id, last_ts=None, last_id=None)
     ts = last.get("timestamp")
+    # The bare stanza id, as messages are stored and as the poller remembers them: the
+    # overview gives `true_<chat>_<id>` (or a WEBJS id object).
+    key = message_key(last.get("id"))
     return ChatHead(
         chat_id=chat_id,
         last_ts=float(ts) if isinstance(ts, int | float) else None,
-        last_id=str(last.get("id")) if last.get("id") else None,
+        last_id=key.bare if key is not None else None,
         last_ack=last.get("ack") if isinstance(last.get("ack"), int) else None,
         last_message=last,
     )
