@@ -85,10 +85,29 @@ async def test_register_is_idempotent_and_status_shows_it(sims: Any, tmp_path: A
         "https://crm.example/api/webhooks/waha?tenant=acme",
     ]
     assert hooks[1]["hmac"] == {"key": HMAC} and hooks[1]["events"] == WAHA_EVENTS
+    assert waha.session("default").config["webjs"] == {"tagsEventsOn": True}  # WEBJS acks
     assert waha.session("default").restarts == 1
     status = await run_all(settings, public_url=None)
     assert status[1].url == "https://crm.example/api/webhooks/evolution?tenant=acme"  # type: ignore[union-attr]
     assert status[1].signed and sorted(status[1].events) == sorted(EVOLUTION_EVENTS)  # type: ignore[union-attr]
+
+
+async def test_register_turns_on_webjs_ack_events(sims: Any, tmp_path: Any):
+    """WEBJS sends no message.ack without `config.webjs.tagsEventsOn` (waha#1311): a webhook
+    that is ours but lacks it is set again; other engines' configs get no `webjs` key."""
+    waha, _evo, waha_url, evo_url = sims
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/w.db", waha_url, evo_url)
+    await run_all(settings, public_url="https://crm.example")
+    session = waha.session("default")
+    session.config["webjs"] = {"tagsEventsOn": False}
+    again = await run_all(settings, public_url="https://crm.example")
+    assert again[0].changed and "tagsEventsOn" in again[0].note  # type: ignore[union-attr]
+    assert session.config["webjs"] == {"tagsEventsOn": True} and session.restarts == 2
+    session.engine = "NOWEB"
+    session.config.pop("webjs")
+    session.config["webhooks"] = []
+    await run_all(settings, public_url="https://crm.example")
+    assert "webjs" not in session.config and session.config["webhooks"]
 
 
 async def test_register_turns_off_by_events_and_base64(sims: Any, tmp_path: Any):

@@ -91,9 +91,14 @@ async def _waha_register(http: Http, ref: SessionRef, url: str, secret: str | No
     others = [h for h in config.get("webhooks") or [] if h.get("url") != url]
     ours = _waha_hook(url, secret)
     current = [h for h in config.get("webhooks") or [] if h.get("url") == url]
-    if len(current) == 1 and _same(current[0], ours):
+    tags = _needs_webjs_tags(info, config)
+    if len(current) == 1 and _same(current[0], ours) and not tags:
         return WebhookState(session=ref.label, url=url, events=WAHA_EVENTS, signed=bool(secret))
     config["webhooks"] = [*others, ours]
+    note = "WAHA restarts the session to apply a new config"
+    if tags:
+        config["webjs"] = {**(config.get("webjs") or {}), "tagsEventsOn": True}
+        note += "; webjs.tagsEventsOn turned on (WEBJS sends no acks without it)"
     await http.call("PUT", path, json={"config": config})
     return WebhookState(
         session=ref.label,
@@ -101,8 +106,17 @@ async def _waha_register(http: Http, ref: SessionRef, url: str, secret: str | No
         events=WAHA_EVENTS,
         signed=bool(secret),
         changed=True,
-        note="WAHA restarts the session to apply a new config",
+        note=note,
     )
+
+
+def _needs_webjs_tags(info: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+    """A WEBJS session sends `message.ack` only with `config.webjs.tagsEventsOn` (off by
+    default since WAHA 2025.8.3; waha.md section 2, waha#1311)."""
+    engine = info.get("engine")
+    name = engine.get("engine") if isinstance(engine, Mapping) else engine
+    webjs = config.get("webjs")
+    return name == "WEBJS" and not (isinstance(webjs, Mapping) and webjs.get("tagsEventsOn"))
 
 
 def _same(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
