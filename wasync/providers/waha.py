@@ -7,6 +7,7 @@ numbers are `devlikeapro/waha#n`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -15,7 +16,12 @@ from typing import Any
 from urllib.parse import quote
 
 from wasync import phones
-from wasync.errors import PayloadError, ProviderError, SendOutcomeUnknown
+from wasync.errors import (
+    PayloadError,
+    ProviderError,
+    SendOutcomeUnknown,
+    TransientProviderError,
+)
 from wasync.events import (
     Ack,
     AckLevel,
@@ -99,6 +105,8 @@ class _Envelope:
 
 
 log = logging.getLogger(__name__)
+# How long a LID whose phone WAHA did not know is left alone before asking again.
+LID_RETRY_S = 600.0
 
 
 def message_key(value: Any) -> MessageKey | None:
@@ -650,12 +658,22 @@ class WahaProvider:
 
     name = "waha"
 
-    def __init__(self, http: Http, *, session: str, session_id: int, engine: str | None = None):
+    def __init__(
+        self,
+        http: Http,
+        *,
+        session: str,
+        session_id: int,
+        engine: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.http = http
         self.session = session
         self.session_id = session_id
         self.engine = engine.upper() if engine else None
-        self._lids: dict[str, str | None] = {}
+        self.clock = clock
+        self._lids: dict[str, str] = {}  # LID -> phone, once known it does not change
+        self._lid_misses: dict[str, float] = {}  # LID -> when to ask again
 
     @property
     def _s(self) -> str:
@@ -724,14 +742,31 @@ class WahaProvider:
         return out
 
     async def _lid_phone(self, lid: str) -> str | None:
-        if lid not in self._lids:
-            try:
-                data = await self.http.get(f"/api/{self._s}/lids/{quote(lid, safe='')}")
-            except ProviderError:
-                data = None  # old WAHA without the lids API, or unknown: keep the LID
-            pn = data.get("pn") if isinstance(data, Mapping) else None
-            self._lids[lid] = phones.canonical_phone(pn) if isinstance(pn, str) else None
-        return self._lids[lid]
+        """The phone behind a LID, or None (the chat then stays LID-only for now).
+
+        WAHA learns a mapping later (a contact saved, a group joined) and `pn` was null by a
+        bug until 2026.3.1 (waha#1712): a miss is asked again after `LID_RETRY_S`. A
+        transient error is not remembered at all; an old WAHA without the lids API (an
+        error answer) counts as a miss.
+        """
+        if lid in self._lids:
+            return self._lids[lid]
+        if self._lid_misses.get(lid, 0.0) > self.clock():
+            return None
+        try:
+            data = await self.http.get(f"/api/{self._s}/lids/{quote(lid, safe='')}")
+        except TransientProviderError:
+            return None
+        except ProviderError:
+            data = None
+        pn = data.get("pn") if isinstance(data, Mapping) else None
+        phone = phones.canonical_phone(pn) if isinstance(pn, str) else None
+        if phone is None:
+            self._lid_misses[lid] = self.clock() + LID_RETRY_S
+            return None
+        self._lids[lid] = phone
+        self._lid_misses.pop(lid, None)
+        return phone
 
     # --- sending (waha.md section 6) ---
 
