@@ -124,11 +124,12 @@ def waha_headers(raw: bytes, key: str = WAHA_KEY) -> dict[str, str]:
     }
 
 
-def evo_headers(key: str = EVO_KEY, exp_s: int = 600) -> dict[str, str]:
-    """Headers Evolution sends when its webhook `headers` hold `jwt_key`."""
-    now = int(time.time())
+def evo_headers(key: str = EVO_KEY, age_s: int = 0) -> dict[str, str]:
+    """Headers Evolution sends when its webhook `headers` hold `jwt_key`; `age_s` ago is when
+    it minted the token (exp = iat + 600 s), negative for a clock ahead of ours."""
+    iat = int(time.time()) - age_s
     token = jwt.encode(
-        {"iat": now, "exp": now + exp_s, "app": "evolution", "action": "webhook"}, key, "HS256"
+        {"iat": iat, "exp": iat + 600, "app": "evolution", "action": "webhook"}, key, "HS256"
     )
     return {"content-type": "application/json", "authorization": f"Bearer {token}"}
 
@@ -242,15 +243,25 @@ async def test_hmac_is_checked_on_the_raw_bytes(env: Env):
 
 @pytest.mark.parametrize("case", ["wrong-key", "expired", "missing"])
 async def test_bad_jwt_is_401(env: Env, case: str):
-    """An Evolution JWT signed with another key, expired, or absent is refused."""
+    """An Evolution JWT signed with another key, expired for hours, or absent is refused."""
     headers = {
         "wrong-key": evo_headers("another-key-that-is-32-bytes-long!!"),
-        "expired": evo_headers(exp_s=-60),
+        "expired": evo_headers(age_s=3 * 3600),
         "missing": {"content-type": "application/json"},
     }[case]
     body = json.dumps(EVO_BODIES["messages.upsert.text.pn.json"]).encode()
     resp = await env.client.post("/api/webhooks/evolution", content=body, headers=headers)
     assert resp.status_code == 401
+
+
+@pytest.mark.parametrize("age_s", [675, 1800, -5])
+async def test_late_retries_and_clock_skew_are_accepted(env: Env, age_s: int):
+    """Evolution re-sends an event with the JWT it minted for the first attempt, for up to
+    20-30 minutes (a 401 is not retried: the event would be lost); its clock may run ahead."""
+    body = json.dumps(EVO_BODIES["messages.upsert.text.pn.json"]).encode()
+    headers = evo_headers(age_s=age_s)
+    resp = await env.client.post("/api/webhooks/evolution", content=body, headers=headers)
+    assert resp.status_code == 200
 
 
 async def test_static_bearer_token_is_accepted(env: Env):

@@ -215,9 +215,17 @@ def _waha_hmac_ok(secret: str, request: Request, raw: bytes) -> bool:
     return hmac.compare_digest(expected, given.strip().lower())
 
 
+# Evolution mints the JWT (exp = iat + 600 s) once per event and sends the same one with every
+# retry, and retries for 20-30 minutes (evolution.md 3.3); a 401 is not retried. Accept tokens
+# up to 35 minutes past `exp`, and an `iat` up to as far ahead (the two hosts' clocks differ).
+# A replay inside that window is harmless: ingest is idempotent.
+EVOLUTION_JWT_LEEWAY_S = 35 * 60
+
+
 def _evolution_token_ok(secret: str, request: Request) -> bool:
     """Evolution does not sign: a HS256 JWT it mints from `headers.jwt_key` (checked with
-    `exp`), or a static token in `Authorization: Bearer` / `X-Wasync-Token`."""
+    `exp`, see `EVOLUTION_JWT_LEEWAY_S`), or a static token in `Authorization: Bearer` /
+    `X-Wasync-Token`."""
     auth = request.headers.get("authorization", "")
     token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
     static = request.headers.get("x-wasync-token", "")
@@ -230,7 +238,13 @@ def _evolution_token_ok(secret: str, request: Request) -> bool:
     try:
         with warnings.catch_warnings():  # a short jwt_key is the operator's choice, warned at start
             warnings.simplefilter("ignore", InsecureKeyLengthWarning)
-            jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
+            jwt.decode(
+                token,
+                secret,
+                algorithms=["HS256"],
+                options={"require": ["exp"]},
+                leeway=EVOLUTION_JWT_LEEWAY_S,
+            )
     except jwt.PyJWTError:
         return False
     return True
