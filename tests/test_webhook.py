@@ -294,6 +294,27 @@ async def test_truncated_body_is_400_and_kept(env: Env):
     assert "x-webhook-hmac" not in headers
 
 
+async def test_dead_letters_keep_no_instance_token(env: Env):
+    """Evolution's envelope carries the instance token in `apikey`: a body kept in
+    dead_letters has it blanked, whole or cut off, and keeps every other byte."""
+    body = dict(EVO_BODIES["messages.upsert.text.json"], data={"key": {"remoteJid": "1@x"}})
+    token = body["apikey"]
+    assert isinstance(token, str) and token
+    whole = json.dumps(body).encode()
+    cut = whole[: whole.index(token.encode()) + 6]
+    for raw in (whole, cut):
+        resp = await env.client.post("/api/webhooks/evolution", content=raw, headers=evo_headers())
+        assert resp.status_code == 400
+    async with env.store.read() as conn:
+        kept = [
+            bytes(r.body)
+            for r in await conn.execute(text("SELECT body FROM dead_letters ORDER BY id"))
+        ]
+    assert len(kept) == 2
+    assert all(token[:6].encode() not in b for b in kept)
+    assert kept[0] == whole.replace(token.encode(), b"[redacted]")
+
+
 async def test_body_over_limit_is_413(db_url: str):
     """A body above `max_body_bytes` is refused with 413 before it is parsed."""
     settings = _settings(db_url, max_body_bytes=2048)

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -165,7 +166,7 @@ class WebhookReceiver:
             "session_name": ref.name if ref else None,
             "tenant_id": ref.tenant_id if ref else None,
             "error": error,
-            "body": raw,
+            "body": _without_keys(raw),
             "headers": {
                 k: v for k, v in request.headers.items() if k.lower() not in SECRET_HEADERS
             },
@@ -178,6 +179,18 @@ class WebhookReceiver:
             return self._answer(provider, "store_unavailable", 503, "store unavailable")
         log.warning("webhook body rejected into dead_letters: %s", error)
         return self._answer(provider, "dead_letter", 400, error)
+
+
+# An API key inside a body: Evolution puts the instance token in its envelope's `apikey`
+# (evolution.md 3.2, when AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES is on, as in its example
+# env); with it anyone can send as the business.
+_BODY_KEY = re.compile(rb'("(?:apikey|api_key)"\s*:\s*")((?:[^"\\]|\\.)*)("|\Z)', re.IGNORECASE)
+
+
+def _without_keys(raw: bytes) -> bytes:
+    """The body to keep in `dead_letters`: byte for byte, but API key values blanked (found by
+    pattern, so a body that is not valid JSON, even one cut inside the key, is scrubbed too)."""
+    return _BODY_KEY.sub(rb"\1[redacted]\3", raw)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
