@@ -234,6 +234,40 @@ def test_message_content_unknown_key_is_other() -> None:
     assert message_content({}).type is MessageType.OTHER
 
 
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        (
+            {"buttonsResponseMessage": {"selectedDisplayText": "Sim", "selectedButtonId": "b1"}},
+            "Sim",
+        ),
+        ({"buttonsResponseMessage": {"selectedButtonId": "b1"}}, "b1"),
+        (
+            {"templateButtonReplyMessage": {"selectedDisplayText": "Quero", "selectedId": "t"}},
+            "Quero",
+        ),
+        (
+            {
+                "listResponseMessage": {
+                    "title": "Opção 2",
+                    "singleSelectReply": {"selectedRowId": "r2"},
+                }
+            },
+            "Opção 2",
+        ),
+        ({"listResponseMessage": {"singleSelectReply": {"selectedRowId": "r2"}}}, "r2"),
+        ({"interactiveResponseMessage": {"body": {"text": "Confirmar"}}}, "Confirmar"),
+        ({"pollCreationMessageV3": {"name": "Qual horário?"}}, "Qual horário?"),
+    ],
+)
+def test_replies_to_buttons_and_lists_keep_the_answer(message: dict[str, Any], text: str) -> None:
+    """A customer's button, list or interactive reply is kept as `other` with what they chose
+    as body (evolution.md 4.2 lists these content keys), so the agent sees the answer."""
+    content = message_content(message)
+    assert content.type is MessageType.OTHER
+    assert content.text == text
+
+
 def test_message_content_contacts_array_keeps_every_vcard() -> None:
     """contactsArrayMessage keeps each vCard and the display name as body."""
     content = message_content(

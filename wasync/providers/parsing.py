@@ -252,7 +252,7 @@ def message_content(message: Any, message_type: str | None = None) -> Content:
     takes precedence over the key whitelist. Unknown content gives type OTHER."""
     key, value = _locate(as_map(message), message_type)
     kind = CONTENT_TYPES.get(key, MessageType.OTHER) if key else MessageType.OTHER
-    body = as_str(value) if isinstance(value, str) else _text(kind, as_map(value))
+    body = as_str(value) if isinstance(value, str) else _text(key, kind, as_map(value))
     return Content(
         key=key,
         type=kind,
@@ -263,12 +263,30 @@ def message_content(message: Any, message_type: str | None = None) -> Content:
     )
 
 
-def _text(kind: MessageType, value: JsonMap) -> str | None:
+# Where the words are in content kept as `other`: what a customer chose in a button or list
+# reply (the CRM's agent must see the answer), a poll's question (evolution.md 4.2).
+_OTHER_TEXT: Mapping[str, tuple[tuple[str, ...], ...]] = MappingProxyType(
+    {
+        "buttonsResponseMessage": (("selectedDisplayText",), ("selectedButtonId",)),
+        "templateButtonReplyMessage": (("selectedDisplayText",), ("selectedId",)),
+        "listResponseMessage": (("title",), ("singleSelectReply", "selectedRowId")),
+        "interactiveResponseMessage": (("body", "text"),),
+        "pollCreationMessage": (("name",),),
+        "pollCreationMessageV2": (("name",),),
+        "pollCreationMessageV3": (("name",),),
+    }
+)
+
+
+def _text(key: str | None, kind: MessageType, value: JsonMap) -> str | None:
     """Text or caption of a content value (reactions carry an emoji, not a body)."""
     if kind is MessageType.REACTION:
         return None
     if kind is MessageType.CONTACT:
         return first_str(value.get("displayName"))
+    paths = _OTHER_TEXT.get(key or "")
+    if paths is not None:
+        return first_str(*(dig(value, *path) for path in paths))
     return first_str(value.get("text"), value.get("caption"), value.get("comment"))
 
 
