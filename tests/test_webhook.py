@@ -264,6 +264,17 @@ async def test_late_retries_and_clock_skew_are_accepted(env: Env, age_s: int):
     assert resp.status_code == 200
 
 
+async def test_by_events_suffix_after_the_tenant_query(env: Env):
+    """Evolution's webhookByEvents appends `/<event>` to the URL we registered, after its
+    `?tenant=` query: the delivery still reaches the tenant's session; another tenant's
+    name with the same suffix does not."""
+    body = EVO_BODIES["messages.upsert.text.pn.json"]
+    ok = await post_evo(env, body, "/api/webhooks/evolution?tenant=acme/messages-upsert")
+    assert ok.status_code == 200 and ok.json()["new"] == 1
+    other = await post_evo(env, body, "/api/webhooks/evolution?tenant=acm/messages-upsert")
+    assert other.status_code == 404
+
+
 async def test_static_bearer_token_is_accepted(env: Env):
     """Evolution configured with a static `authorization: Bearer <secret>` header works too."""
     body = json.dumps(EVO_BODIES["messages.upsert.text.pn.json"]).encode()

@@ -99,7 +99,7 @@ class WebhookReceiver:
             return await self._dead(request, raw, provider, None, "body names no session")
         candidates = self.registry.by_name(name, provider)
         tenant = request.query_params.get("tenant")
-        candidates = [c for c in candidates if tenant is None or c.tenant_id == tenant]
+        candidates = [c for c in candidates if tenant is None or _tenant_is(tenant, c.tenant_id)]
         if not candidates:
             return self._answer(provider, "unknown_session", 404, f"unknown session {name!r}")
         ref = next((c for c in candidates if _authentic(c, provider, request, raw)), None)
@@ -216,6 +216,12 @@ def _authentic(ref: SessionRef, provider: str, request: Request, raw: bytes) -> 
     if provider == "waha":
         return _waha_hmac_ok(secret, request, raw)
     return _evolution_token_ok(secret, request)
+
+
+def _tenant_is(given: str, tenant_id: str) -> bool:
+    """`?tenant=<id>`. Evolution with `webhookByEvents` appends `/<event>` to the registered
+    URL, query string included (evolution.md 3.1): `?tenant=<id>/messages-upsert`."""
+    return given == tenant_id or given.startswith(f"{tenant_id}/")
 
 
 def _waha_hmac_ok(secret: str, request: Request, raw: bytes) -> bool:
