@@ -31,6 +31,7 @@ from tests.factories import T0, msg
 from wasync.api.app import AppContext, create_app
 from wasync.config import Settings, parse
 from wasync.events import AckLevel, MessageType
+from wasync.events import Message as WaMessage
 from wasync.metrics import Metrics
 from wasync.outbox import (
     NotOnWhatsApp,
@@ -45,6 +46,7 @@ from wasync.outbox import (
     text_request,
 )
 from wasync.pipeline import Pipeline
+from wasync.providers import evolution
 from wasync.providers.sending import Outgoing
 from wasync.registry import Registry, sync
 from wasync.sender import RateLimiter, Sender, match_sent, wait_final
@@ -915,6 +917,23 @@ def test_reconcile_matches_only_our_own_unclaimed_message() -> None:
     got = match_sent(out, typed, since=since, exclude={"owned"})
     assert got is not None and got.provider_message_id == "ours-1"
     assert match_sent(out, typed, since=since, exclude={"owned", "ours-1", "ours-2"}) is None
+
+
+def test_reconcile_skips_what_evolution_says_the_phone_typed() -> None:
+    """Evolution marks each message with the device behind its id: the agent's phone
+    (android, ios) is never our send; an API send shows as web or unknown."""
+    chat = f"{PHONE}@s.whatsapp.net"
+    out = Outgoing(to_jid=chat, kind="text", text="Olá!")
+    records = [
+        {"key": {"remoteJid": chat, "fromMe": True, "id": f"3EB0{n}"}, "source": source}
+        | {"message": {"conversation": "Olá!"}, "messageTimestamp": int(T0.timestamp()) + n}
+        for n, source in enumerate(["android", "ios", "web"], start=1)
+    ]
+    cands = [evolution.parse_message(r, session_id=1) for r in records]
+    assert all(isinstance(c, WaMessage) for c in cands)
+    assert [c.extra.get("device") for c in cands] == ["android", "ios", "web"]
+    got = match_sent(out, cands, since=T0.timestamp(), exclude=set())  # type: ignore[arg-type]
+    assert got is not None and got.provider_message_id == "3EB03"
 
 
 def _with_source(message: Any, source: str) -> Any:

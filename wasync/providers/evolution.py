@@ -211,7 +211,13 @@ def _reaction(head: _Head, content: Content, session_id: int) -> Reaction | None
 def _message(data: JsonMap, head: _Head, content: Content, session_id: int) -> Message:
     """Assemble the Message; `status` or the last findMessages `MessageUpdate` gives the ack."""
     deleted = data.get("status") == "DELETED" or dig(data, "key", "deleted") is True
-    flags = compact(deleted=deleted or None, timestamp_missing=head.missing_time or None)
+    # `source`: the device that made the message id (android | ios | web | desktop | unknown,
+    # evolution.md 4.1); API sends show as web/unknown, the phone app as android/ios.
+    flags = compact(
+        deleted=deleted or None,
+        timestamp_missing=head.missing_time or None,
+        device=first_str(data.get("source")),
+    )
     return Message(
         session_id=session_id,
         provider_message_id=head.message_id,
