@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -14,11 +15,13 @@ from sqlalchemy import text
 from wasync.config import parse
 from wasync.events import Message
 from wasync.pipeline import Pipeline
-from wasync.poller import Poller
+from wasync.poller import Poller, window_pages
 from wasync.providers import make_provider
+from wasync.providers.evolution import EvolutionProvider
 from wasync.providers.http import Http, RetryPolicy
 from wasync.providers.waha import LID_RETRY_S, WahaProvider
 from wasync.registry import sync
+from wasync.sim.evolution import EvolutionSim
 from wasync.sim.faults import Fault
 from wasync.sim.waha import WahaSim
 from wasync.store import Store
@@ -133,3 +136,62 @@ async def test_a_lid_without_a_known_phone_is_asked_again_later() -> None:
         now[0] += LID_RETRY_S + 1
         assert await chat_phone() == PHONE
         assert await chat_phone() == PHONE and sim.requests["lids.get"] == asked + 1
+
+
+def http_for(client: httpx.AsyncClient, header: str, key: str) -> Http:
+    """A provider's Http over the simulator, no retries."""
+    return Http(client, "http://sim", headers={header: key}, retry=RetryPolicy(attempts=1))
+
+
+async def read_all(provider: Any, chat: str, page_size: int, **options: Any) -> list[str]:
+    """Every message id `window_pages` yields for `chat`, in order of arrival."""
+    ids: list[str] = []
+    async for page in window_pages(
+        provider, chat, since=0, until=None, page_size=page_size, **options
+    ):
+        ids += page.ids
+    return ids
+
+
+async def test_a_short_webjs_page_is_not_the_end() -> None:
+    """WEBJS takes `limit` rows from its store, then drops notification rows: a page comes
+    back short while older messages remain ("increase offset always by limit, even if you
+    get less messages", waha.md 3). Paging goes on to an empty page; other engines stop at a
+    short one."""
+    sim = WahaSim(api_key=KEY)
+    now = int(time.time())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app)) as client:
+        for engine in ("WEBJS", "GOWS"):
+            sim.add_session(engine, engine=engine)
+            wanted = {
+                sim.add_incoming(engine, PHONE, text=f"m{i}", ts=now - 100 + i).rsplit("_", 1)[-1]
+                for i in range(25)
+            }
+            sim.add_notification(engine, PHONE, ts=now - 80)  # on the oldest page's edge
+            sim.add_notification(engine, PHONE, ts=now - 78)  # in the second page (newest first)
+            provider = WahaProvider(
+                http_for(client, "X-Api-Key", KEY), session=engine, session_id=1, engine=engine
+            )
+            ids = await read_all(provider, f"{PHONE}@c.us", page_size=10)
+            assert set(ids) == wanted, engine
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_rows_of_one_second_across_a_page_boundary_are_all_read(seed: int) -> None:
+    """Evolution orders findMessages by second only: rows of the second a page ends on can
+    swap into the next page and one of them is never returned (evolution.md 5.2). Fewer rows
+    than `total` after the walk: the boundary seconds are read again on their own."""
+    now = 1_763_000_000
+    sim = EvolutionSim(api_key="evo-key", seed=seed, clock=lambda: float(now))
+    sim.add_instance("main")
+    chat = "5511987650001"
+    wanted = {
+        sim.add_incoming("main", chat, text=f"m{i}", ts=now - 600 + i // 3) for i in range(82)
+    }
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app)) as client:
+        provider = EvolutionProvider(
+            http_for(client, "apikey", "evo-key"), session="main", session_id=1
+        )
+        jid = f"{chat}@s.whatsapp.net"
+        ids = await read_all(provider, jid, page_size=50, reread_ties=True)
+    assert set(ids) == wanted

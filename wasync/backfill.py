@@ -583,8 +583,8 @@ class _Read:
         return self.pages > self.limit or (self.total or 0) > self.limit * self.page_size
 
     def add(self, page: Page) -> None:
-        """Count one page."""
-        self.pages += 1
+        """Count one page (an empty one only ends a walk: it is not counted)."""
+        self.pages += 1 if page.size else 0
         self.skipped += page.size - len(page.events)
         self.total = page.total if page.total is not None else self.total
 

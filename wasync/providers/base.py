@@ -58,6 +58,12 @@ class Provider(Protocol):
     name: str
     session_id: int
 
+    @property
+    def short_pages(self) -> bool:
+        """True when a page may hold fewer rows than asked before the end (only an empty page
+        ends a walk then)."""
+        ...
+
     async def state(self) -> SessionState:
         """Ask the provider for the session state."""
         ...

@@ -439,6 +439,8 @@ class EvolutionProvider:
     """One Evolution API instance over HTTP (`apikey` header), for the poller and backfill."""
 
     name = "evolution"
+    # findMessages pages a database and gives `total`: a short page is the end.
+    short_pages = False
 
     def __init__(self, http: Http, *, session: str, session_id: int, engine: str | None = None):
         self.http = http

@@ -688,6 +688,12 @@ class WahaProvider:
             self.engine = self.engine or str(engine["engine"]).upper()
         return SessionState(status=status, working=status == "WORKING", engine=self.engine)
 
+    @property
+    def short_pages(self) -> bool:
+        """WEBJS drops notification rows from a page after applying `limit` (waha.md 3), so a
+        short page is not the end there; GOWS and NOWEB page a database."""
+        return self.engine not in ("GOWS", "NOWEB")
+
     async def supports_all_chats(self) -> bool:
         """GOWS and NOWEB answer `chats/all/messages`; WEBJS does not (waha.md section 3)."""
         if self.engine is None:

@@ -183,6 +183,9 @@ class WahaSession:
     order: list[Json] = field(default_factory=list)
     index: dict[str, Json] = field(default_factory=dict)
     media: dict[str, Content] = field(default_factory=dict)
+    # WEBJS only: notification rows (e2e, group changes) in the browser store, per chat, by
+    # timestamp; they take places in a page and are then dropped from it (waha.md 3).
+    notices: dict[str, list[int]] = field(default_factory=dict)
     restarts: int = 0
     activity_ms: int | None = None
 
@@ -411,6 +414,13 @@ class WahaSim:
     def add_outgoing(self, session: str, chat: str, *, text: str, ts: int | None = None) -> str:
         """Append a message we typed on the phone (fromMe, source `app`)."""
         return self.add_message(session, chat, _text(text), from_me=True, ts=ts, ack=1)
+
+    def add_notification(self, session: str, chat: str, *, ts: int | None = None) -> None:
+        """A WEBJS notification row (e2e change, group event) in `chat`: never listed, but it
+        takes a place in the page it falls in (waha.md 3)."""
+        sess = self.session(session)
+        when = int(self.clock()) if ts is None else ts
+        sess.notices.setdefault(self._address(chat), []).append(when)
 
     def set_ack(self, session: str, message_id: str, ack: int) -> Json:
         """Change a message's ack; returns the `message.ack` payload to `deliver()`."""
@@ -869,10 +879,16 @@ class WahaSim:
         else:
             chat = session.chats.get(chat_id)
             found = list(chat.messages) if chat else []
-        found = [m for m in sorted(found, key=_ts) if query.accepts(m)]
+        if session.engine == "WEBJS":
+            found += [{"timestamp": t, _NOTICE: True} for t in session.notices.get(chat_id, ())]
+        found = [m for m in sorted(found, key=_ts) if m.get(_NOTICE) or query.accepts(m)]
+        found = [m for m in found if not m.get(_NOTICE) or query.in_window(m)]
         if query.descending or session.engine == "WEBJS":  # WEBJS: always newest first
             found.reverse()
-        page = found[query.offset : query.offset + query.limit]
+        # WEBJS takes `limit` rows from the browser store, then skips notification rows: a
+        # page comes back short before the end (waha.md 3, "increase offset always by limit,
+        # even if you get less messages").
+        page = [m for m in found[query.offset : query.offset + query.limit] if not m.get(_NOTICE)]
         base = str(request.base_url).rstrip("/")
         return JSONResponse([self._with_media(session, m, query.download, base) for m in page])
 
@@ -1065,6 +1081,9 @@ def _first(participants: Sequence[str], group_id: str) -> str:
     return participants[0]
 
 
+_NOTICE = "_wasync_sim_notice"
+
+
 def _ts(msg: Json) -> int:
     return int(msg["timestamp"])
 
@@ -1158,12 +1177,14 @@ class _MessageQuery:
             ack=acks[ack_name] if ack_name is not None else None,
         )
 
+    def in_window(self, msg: Json) -> bool:
+        """Inclusive timestamp bounds (seconds)."""
+        ts = msg["timestamp"]
+        return (self.gte is None or ts >= self.gte) and (self.lte is None or ts <= self.lte)
+
     def accepts(self, msg: Json) -> bool:
         """Inclusive timestamp bounds (seconds), fromMe and ack filters."""
-        ts = msg["timestamp"]
-        if self.gte is not None and ts < self.gte:
-            return False
-        if self.lte is not None and ts > self.lte:
+        if not self.in_window(msg):
             return False
         if self.from_me is not None and msg["fromMe"] is not self.from_me:
             return False
