@@ -195,3 +195,25 @@ async def test_rows_of_one_second_across_a_page_boundary_are_all_read(seed: int)
         jid = f"{chat}@s.whatsapp.net"
         ids = await read_all(provider, jid, page_size=50, reread_ties=True)
     assert set(ids) == wanted
+
+
+async def test_a_group_sender_known_by_lid_gets_its_phone() -> None:
+    """A WEBJS group message whose author is given only as `@lid` (NOWEB and GOWS add the
+    phone as participantAlt/SenderAlt) carries the author's phone once the lids API knows it,
+    as a LID-only direct chat does (waha.md 8)."""
+    sim = WahaSim(api_key=KEY)
+    sim.add_session("default", engine="WEBJS")
+    lid = "123456789012345@lid"
+    sim.add_contact("default", PHONE, lid=lid)
+    group = "120363025555555555@g.us"
+    sim.add_group("default", group, subject="Vendas", participants=[lid])
+    sim.add_incoming("default", group, text="Bom dia", sender=lid, ts=int(time.time()) - 5)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app)) as client:
+        provider = WahaProvider(
+            http_for(client, "X-Api-Key", KEY), session="default", session_id=1, engine="WEBJS"
+        )
+        page = await provider.messages(group, since=0, until=None, limit=50, page=1)
+    (message,) = page.events
+    assert isinstance(message, Message) and message.sender is not None
+    assert (message.sender.lid, message.sender.phone) == (lid, PHONE)
+    assert message.chat.jid == group

@@ -736,16 +736,25 @@ class WahaProvider:
         return [event] if event is not None else []
 
     async def _resolve(self, events: list[Event]) -> list[Event]:
-        """Give LID-only chats their phone via `GET /api/{s}/lids/{lid}` (cached)."""
+        """Give LID-only chats and group senders their phone via `GET /api/{s}/lids/{lid}`
+        (cached): WAHA does not put the phone of a `@lid` party in messages (waha.md 8)."""
         out: list[Event] = []
         for ev in events:
-            if isinstance(ev, Message | Reaction) and ev.chat.lid and not ev.chat.phone:
-                phone = await self._lid_phone(ev.chat.lid)
-                if phone:
-                    chat = phones.address(ev.chat.lid, f"{phone}@c.us")
-                    ev = replace(ev, chat=chat) if chat else ev
+            if isinstance(ev, Message | Reaction):
+                chat = await self._with_phone(ev.chat)
+                sender = await self._with_phone(ev.sender) if ev.sender else None
+                if chat is not ev.chat or sender is not ev.sender:
+                    ev = replace(ev, chat=chat, sender=sender)
             out.append(ev)
         return out
+
+    async def _with_phone(self, party: Address) -> Address:
+        """`party` with its phone, when it is known only by LID and WAHA knows the phone."""
+        if not party.lid or party.phone:
+            return party
+        phone = await self._lid_phone(party.lid)
+        resolved = phones.address(party.lid, f"{phone}@c.us") if phone else None
+        return resolved or party
 
     async def _lid_phone(self, lid: str) -> str | None:
         """The phone behind a LID, or None (the chat then stays LID-only for now).
