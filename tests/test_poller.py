@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +33,9 @@ PHONE = "5531988887777"
 
 @dataclass
 class Rig:
-    """A WEBJS session in the simulator, polled into a fresh store."""
+    """A provider session in its simulator, polled into a fresh store."""
 
-    sim: WahaSim
+    sim: Any
     store: Store
     poller: Poller
 
@@ -46,42 +47,36 @@ class Rig:
             return (await conn.execute(sql, {"m": bare})).scalar()
 
 
-@pytest.fixture
-async def rig(db_url: str) -> AsyncIterator[Rig]:
-    """The simulator with one chat of two messages, the last one ours at SERVER."""
-    sim = WahaSim(api_key=KEY)
-    sim.add_session("default", engine="WEBJS")
+@asynccontextmanager
+async def polled(db_url: str, sim: Any, session: dict[str, str]) -> AsyncIterator[Rig]:
+    """A fresh store, the one configured `session`, and a Poller reading it from `sim`."""
     settings = parse(
         {
             "database": {"url": db_url},
             "poll": {"log_idle_cycles": False},
-            "tenants": [
-                {
-                    "id": "acme",
-                    "sessions": [
-                        {
-                            "name": "default",
-                            "provider": "waha",
-                            "base_url": "http://waha",
-                            "api_key": KEY,
-                        }
-                    ],
-                }
-            ],
+            "tenants": [{"id": "acme", "sessions": [session]}],
         }
     )
     transport = httpx.ASGITransport(app=sim.app)
     async with (
         Store(db_url) as store,
-        httpx.AsyncClient(transport=transport, base_url="http://waha") as client,
+        httpx.AsyncClient(transport=transport, base_url=session["base_url"]) as client,
     ):
         await store.upgrade()
         (ref,) = list(await sync(store, settings))
         async with Pipeline(store) as pipeline:
-            poller = Poller(
-                make_provider(ref, client, settings.poll), pipeline, store, settings.poll
-            )
-            yield Rig(sim=sim, store=store, poller=poller)
+            provider = make_provider(ref, client, settings.poll)
+            yield Rig(sim=sim, store=store, poller=Poller(provider, pipeline, store, settings.poll))
+
+
+@pytest.fixture
+async def rig(db_url: str) -> AsyncIterator[Rig]:
+    """A WEBJS session in the WAHA simulator, polled into a fresh store."""
+    sim = WahaSim(api_key=KEY)
+    sim.add_session("default", engine="WEBJS")
+    session = {"name": "default", "provider": "waha", "base_url": "http://waha", "api_key": KEY}
+    async with polled(db_url, sim, session) as r:
+        yield r
 
 
 async def test_an_ack_on_the_last_message_needs_no_message_read(rig: Rig) -> None:
@@ -217,3 +212,79 @@ async def test_a_group_sender_known_by_lid_gets_its_phone() -> None:
     assert isinstance(message, Message) and message.sender is not None
     assert (message.sender.lid, message.sender.phone) == (lid, PHONE)
     assert message.chat.jid == group
+
+
+@pytest.fixture
+async def evo_rig(db_url: str) -> AsyncIterator[Rig]:
+    """An Evolution instance in its simulator, polled into a fresh store."""
+    sim = EvolutionSim(api_key="evo-key")
+    sim.add_instance("vendas")
+    session = {
+        "name": "vendas",
+        "provider": "evolution",
+        "base_url": "http://evo",
+        "api_key": "evo-key",
+    }
+    async with polled(db_url, sim, session) as r:
+        yield r
+
+
+async def stored_row(store: Store, pmid: str) -> Any:
+    """body, edited and revoked of one stored message."""
+    async with store.read() as conn:
+        sql = text("SELECT body, edited, revoked FROM messages WHERE provider_message_id = :m")
+        return (await conn.execute(sql, {"m": pmid})).one()
+
+
+async def count_events(store: Store, type_: str) -> int:
+    """Event-log rows of one type."""
+    async with store.read() as conn:
+        sql = text("SELECT count(*) FROM events WHERE type = :t")
+        return int((await conn.execute(sql, {"t": type_})).scalar_one())
+
+
+async def test_an_edit_whose_webhook_was_lost_is_found_by_polling(evo_rig: Rig) -> None:
+    """Evolution keeps an edit by rewriting the stored row (its text, its time, an EDITED
+    update): the poll that sees the row again applies the edit, once."""
+    sim = evo_rig.sim
+    now = int(time.time())
+    first = sim.add_incoming("vendas", PHONE, text="Quero 2 pizzas", ts=now - 60)
+    sim.add_incoming("vendas", PHONE, text="Pode ser?", ts=now - 50)
+    await evo_rig.poller.cycle()
+    sim.edit_message("vendas", first, text="Quero 3 pizzas", ts=now - 5)
+    await evo_rig.poller.cycle()
+    await evo_rig.poller.cycle()
+    row = await stored_row(evo_rig.store, first)
+    assert (row.body, bool(row.edited)) == ("Quero 3 pizzas", True)
+    assert await count_events(evo_rig.store, "chat:message-edited") == 1
+
+
+async def test_a_kept_api_delete_is_found_by_polling(db_url: str) -> None:
+    """An API delete that Evolution keeps (`key.deleted`) reads as the message and its
+    revoke; reading it again announces nothing more."""
+    sim = EvolutionSim(api_key="evo-key")
+    sim.add_instance("vendas")
+    now = int(time.time())
+    gone = sim.add_incoming("vendas", PHONE, text="Número errado", ts=now - 30)
+    sim.delete_message("vendas", gone)
+    async with (
+        Store(db_url) as store,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app)) as client,
+    ):
+        await store.upgrade()
+        session = {"name": "vendas", "provider": "evolution", "base_url": "http://sim"}
+        tenants = [{"id": "acme", "sessions": [session]}]
+        (ref,) = list(await sync(store, parse({"database": {"url": db_url}, "tenants": tenants})))
+        provider = EvolutionProvider(
+            http_for(client, "apikey", "evo-key"), session="vendas", session_id=ref.id
+        )
+        page = await provider.messages(
+            f"{PHONE}@s.whatsapp.net", since=0, until=None, limit=50, page=1
+        )
+        assert [type(e).__name__ for e in page.events] == ["Message", "Revoke"]
+        async with Pipeline(store) as pipeline:
+            await pipeline.ingest(page.events, source="poll")
+            await pipeline.ingest(page.events, source="poll")
+        row = await stored_row(store, gone)
+        assert bool(row.revoked) and row.body == "Número errado"
+        assert await count_events(store, "chat:message-revoked") == 1

@@ -116,7 +116,7 @@ class _Statements:
     new_message_events: Any  # one `chat:new-message` row per new message, made server-side
     bump_chats: Any  # chat counters from the batch's new messages
     link_leads: Any  # each chat to the lead of its tenant and phone
-    current: Any  # id, tenant, chat and ack of stored messages
+    current: Any  # id, tenant, chat, ack, body and revoked of stored messages
     select_chats: Any  # a tenant's chats by jid
 
     @classmethod
@@ -163,9 +163,15 @@ class _Statements:
                 T_LEADS.c.phone == _C.phone,
             )
             .values(lead_id=T_LEADS.c.id),
-            current=select(_M.id, _M.provider_message_id, _M.tenant_id, _M.chat_id, _M.ack).where(
-                _M.session_id == _SID, in_batch
-            ),
+            current=select(
+                _M.id,
+                _M.provider_message_id,
+                _M.tenant_id,
+                _M.chat_id,
+                _M.ack,
+                _M.body,
+                _M.revoked,
+            ).where(_M.session_id == _SID, in_batch),
             select_chats=select(_C.id, _C.tenant_id, _C.jid, _C.kind, _C.phone, _C.lead_id).where(
                 _C.tenant_id == bindparam("tenant"), _in_list(_C.jid, "jids", pg=pg)
             ),
@@ -575,6 +581,10 @@ class _Item:
     tenant_id: str
     chat: Address
     chat_id: int = 0
+
+
+# A stored message as updates see it: id, tenant, chat id, ack, body, revoked.
+_Stored = tuple[int, str, int, int | None, str | None, bool]
 
 
 class _Tx:
@@ -1063,18 +1073,21 @@ class _Tx:
         acks: list[dict[str, Any]] = []
         edits: list[dict[str, Any]] = []
         revokes: list[dict[str, Any]] = []
-        for key, (msg_id, tenant, chat_id, ack) in sorted(current.items()):
+        for key, (msg_id, tenant, chat_id, ack, stored, revoked) in sorted(current.items()):
             new_ack = self._acks.get(key)
             if new_ack is not None and _advances(ack, new_ack):
                 acks.append({"b_id": msg_id, "b_ack": int(new_ack)})
                 self._emit(
                     tenant, MESSAGE_ACK, chat_id, msg_id, ack=int(new_ack), ackName=new_ack.name
                 )
-            if key in self._edits:
+            # An edit that leaves the text as stored, or a revoke of a revoked message, changes
+            # nothing: a poll that sees an edit its webhook already brought (Evolution keeps
+            # the edited text on the row) must not announce it again.
+            if key in self._edits and self._edits[key][0] != stored:
                 body, at = self._edits[key]
                 edits.append({"b_id": msg_id, "b_body": body, "b_at": at})
                 self._emit(tenant, MESSAGE_EDITED, chat_id, msg_id, body=body)
-            if key in self._revokes:
+            if key in self._revokes and not revoked:
                 revokes.append({"b_id": msg_id, "b_at": self._revokes[key]})
                 self._emit(tenant, MESSAGE_REVOKED, chat_id, msg_id)
         self._update_messages(acks, edits, revokes)
@@ -1094,14 +1107,12 @@ class _Tx:
             if params:
                 self.conn.execute(by_id.values(**values), params)
 
-    def _current(
-        self, keys: set[tuple[int, str]]
-    ) -> dict[tuple[int, str], tuple[int, str, int, int | None]]:
-        found: dict[tuple[int, str], tuple[int, str, int, int | None]] = {}
+    def _current(self, keys: set[tuple[int, str]]) -> dict[tuple[int, str], _Stored]:
+        found: dict[tuple[int, str], _Stored] = {}
         for session_id, ids in _group(keys).items():
             rows = self.conn.execute(self.sql.current, {"sid": session_id, "ids": ids})
-            for msg_id, pmid, tenant_id, chat_id, ack in rows:
-                found[(session_id, pmid)] = (msg_id, tenant_id, chat_id, ack)
+            for msg_id, pmid, tenant_id, chat_id, ack, body, revoked in rows:
+                found[(session_id, pmid)] = (msg_id, tenant_id, chat_id, ack, body, bool(revoked))
         return found
 
     def _park(self, keys: list[tuple[int, str]]) -> None:

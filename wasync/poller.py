@@ -147,8 +147,8 @@ class Poller:
         self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
         self.status: str | None = None
         self._cursors: dict[str, float] | None = None
-        self._heads: dict[str, tuple[str | None, int | None]] = {}
-        self._seen: OrderedDict[str, int | None] = OrderedDict()
+        self._heads: dict[str, tuple[str | None, int | None, float | None]] = {}
+        self._seen: OrderedDict[str, tuple[int | None, float | None]] = OrderedDict()  # ack, ts
         self._state_checked_at = float("-inf")
         self.last: CycleStats | None = None
 
@@ -220,7 +220,7 @@ class Poller:
             await self._ingest([], stats, CursorUpdate(session_id=self.session_id, ts=newest))
 
     async def _sync_chat(self, head: ChatHead, stats: CycleStats) -> None:
-        sig = (head.last_id, head.last_ack)
+        sig = (head.last_id, head.last_ack, head.last_ts)
         if self._heads.get(head.chat_id) == sig:
             return
         stats.chats += 1
@@ -228,7 +228,7 @@ class Poller:
         cursor = self._cursors.get(head.chat_id)
         if cursor is not None and head.last_ts is not None and head.last_ts < cursor:
             await self._ingest(self.provider.head_events(head), stats)  # only its ack moved
-        elif head.last_id is not None and head.last_id in self._seen:
+        elif head.last_id is not None and head.last_id in self._seen and not self._rewritten(head):
             await self._ingest(self.provider.head_events(head), stats)
         else:
             since = (cursor if cursor is not None else self._session_cursor()) - self.poll.overlap_s
@@ -309,18 +309,28 @@ class Poller:
             assert self._cursors is not None
             self._cursors[SESSION_SCOPE] = max(cursor.ts, self._cursors.get(SESSION_SCOPE, 0.0))
 
+    def _rewritten(self, head: ChatHead) -> bool:
+        """The chat's last message is one we stored, now with a later time: Evolution rewrote
+        its row for an edit (evolution.md 4.3). Reading the window brings the edit."""
+        seen = self._seen.get(head.last_id or "")
+        return bool(seen and seen[1] is not None and (head.last_ts or 0) > seen[1] + 1)
+
     def _known(self, ev: Event) -> bool:
         if isinstance(ev, Message | Reaction | Ack):
             key = ev.provider_message_id
             ack = ev.ack if isinstance(ev, Message | Ack) else None
-            return key in self._seen and self._seen[key] == (int(ack) if ack is not None else None)
+            seen = self._seen.get(key)
+            return seen is not None and seen[0] == (int(ack) if ack is not None else None)
         return False
 
     def _remember(self, ev: Event) -> None:
         if isinstance(ev, Message | Reaction | Ack):
             ack = ev.ack if isinstance(ev, Message | Ack) else None
-            self._seen[ev.provider_message_id] = int(ack) if ack is not None else None
-            self._seen.move_to_end(ev.provider_message_id)
+            key = ev.provider_message_id
+            stamp = ev.timestamp if isinstance(ev, Message | Reaction) else None
+            ts = stamp.timestamp() if stamp is not None else self._seen.get(key, (None, None))[1]
+            self._seen[key] = (int(ack) if ack is not None else None, ts)
+            self._seen.move_to_end(key)
             while len(self._seen) > SEEN_CAPACITY:
                 self._seen.popitem(last=False)
 

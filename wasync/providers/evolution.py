@@ -121,6 +121,38 @@ def _key_id(source: JsonMap) -> str | None:
     return found.strip() if found else None
 
 
+def stored_changes(record: Mapping[str, Any], message: Message) -> list[Event]:
+    """Edits and deletes a findMessages record shows, for a poller that missed their webhooks
+    (evolution.md 9.1: the webhook stream is not complete).
+
+    Evolution stores an edit by overwriting the row's `message` (and `messageTimestamp`) and
+    adding a `MessageUpdate` row `EDITED` (4.3): the row's text is the edited one. An API
+    delete keeps the row with `key.deleted: true` when DATABASE_DELETE_MESSAGE is on (4.4).
+    A `DELETED` update status alone is not a delete: 2.3.5-2.3.6 give it to plain edits.
+    """
+    changes: list[Event] = []
+    statuses = {str(s).upper() for s in _update_statuses(as_map(record)) if s}
+    if "EDITED" in statuses:
+        changes.append(
+            Edit(
+                session_id=message.session_id,
+                provider_message_id=message.provider_message_id,
+                body=message.body,
+                chat=message.chat,
+                timestamp=message.timestamp,
+            )
+        )
+    if dig(record, "key", "deleted") is True:
+        changes.append(
+            Revoke(
+                session_id=message.session_id,
+                provider_message_id=message.provider_message_id,
+                chat=message.chat,
+            )
+        )
+    return changes
+
+
 def _update_statuses(data: JsonMap) -> list[Any]:
     """`status` of every `MessageUpdate` row of a findMessages record (evolution.md 5.2).
 
@@ -486,20 +518,24 @@ class EvolutionProvider:
         box = data.get("messages") if isinstance(data, Mapping) else None
         rows = box.get("records") if isinstance(box, Mapping) else None
         records = [r for r in rows or [] if isinstance(r, Mapping)]
-        events = [safe_parse(parse_message, r, self.session_id) for r in records]
+        events = [ev for r in records for ev in self._record_events(r)]
         total = box.get("total") if isinstance(box, Mapping) else None
-        return page_of(
-            [e for e in events if e is not None],
-            size=len(records),
-            total=total if isinstance(total, int) else None,
-        )
+        return page_of(events, size=len(records), total=total if isinstance(total, int) else None)
+
+    def _record_events(self, record: Mapping[str, Any]) -> list[Event]:
+        """A stored message, plus what Evolution changed on its row (`stored_changes`)."""
+        event = safe_parse(parse_message, record, self.session_id)
+        if event is None:
+            return []
+        if isinstance(event, Message):
+            return [event, *stored_changes(record, event)]
+        return [event]
 
     def head_events(self, head: ChatHead) -> list[Event]:
         """The chat list's last message (acks move without a fetch)."""
         if not isinstance(head.last_message, Mapping):
             return []
-        event = safe_parse(parse_message, head.last_message, self.session_id)
-        return [event] if event is not None else []
+        return self._record_events(head.last_message)
 
     # --- sending (evolution.md section 6) ---
 

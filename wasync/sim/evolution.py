@@ -401,6 +401,23 @@ class EvolutionSim:
             "messageId": row["id"],
         }
 
+    def edit_message(self, instance: str, key_id: str, *, text: str, ts: int | None = None) -> None:
+        """Store an edit as Evolution does (evolution.md 4.3): the row's `message` becomes the
+        new text, `messageTimestamp` the edit time, and a `MessageUpdate` row says EDITED."""
+        row = self._row(self.instance(instance), key_id)
+        row["message"] = {"conversation": text}
+        row["messageType"] = "conversation"
+        row["messageTimestamp"] = int(self.clock()) if ts is None else ts
+        row["MessageUpdate"].append({"status": "EDITED"})
+
+    def delete_message(self, instance: str, key_id: str) -> None:
+        """An API delete with DATABASE_DELETE_MESSAGE on: the row stays, marked
+        `key.deleted` and `status: DELETED` (evolution.md 4.4)."""
+        row = self._row(self.instance(instance), key_id)
+        row["key"]["deleted"] = True
+        row["status"] = "DELETED"
+        row["MessageUpdate"].append({"status": "DELETED"})
+
     # -- ground truth ---------------------------------------------------------------------------
 
     def instance(self, name: str) -> EvoInstance:
