@@ -110,6 +110,21 @@ async def test_register_turns_on_webjs_ack_events(sims: Any, tmp_path: Any):
     assert "webjs" not in session.config and session.config["webhooks"]
 
 
+async def test_register_on_a_waha_before_group_ack_events(sims: Any, tmp_path: Any):
+    """WAHA before 2025.12.2 has no `message.ack.group` and refuses a config naming it
+    (400): register subscribes without it, once (a second register changes nothing)."""
+    waha, _evo, waha_url, evo_url = sims
+    waha.version = "2025.11.1"
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/w.db", waha_url, evo_url)
+    first = await run_all(settings, public_url="https://crm.example")
+    second = await run_all(settings, public_url="https://crm.example")
+    assert first[0].changed and "message.ack.group" in first[0].note  # type: ignore[union-attr]
+    assert not second[0].changed  # type: ignore[union-attr]
+    (hook,) = waha.session("default").config["webhooks"]
+    assert "message.ack" in hook["events"] and "message.ack.group" not in hook["events"]
+    assert waha.session("default").restarts == 1
+
+
 async def test_register_turns_off_by_events_and_base64(sims: Any, tmp_path: Any):
     """An Evolution webhook with our URL but `byEvents` (which appends /<event> to the URL) or
     `base64` on is set again with both off."""

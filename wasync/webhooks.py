@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from wasync.config import Settings
-from wasync.errors import ConfigError, ProviderError
+from wasync.errors import ConfigError, FatalProviderError, ProviderError
 from wasync.providers import make_http
 from wasync.providers.http import Http
 from wasync.registry import SessionRef
@@ -94,16 +94,26 @@ async def _waha_register(http: Http, ref: SessionRef, url: str, secret: str | No
     tags = _needs_webjs_tags(info, config)
     if len(current) == 1 and _same(current[0], ours) and not tags:
         return WebhookState(session=ref.label, url=url, events=WAHA_EVENTS, signed=bool(secret))
-    config["webhooks"] = [*others, ours]
     note = "WAHA restarts the session to apply a new config"
     if tags:
         config["webjs"] = {**(config.get("webjs") or {}), "tagsEventsOn": True}
         note += "; webjs.tagsEventsOn turned on (WEBJS sends no acks without it)"
-    await http.call("PUT", path, json={"config": config})
+    config["webhooks"] = [*others, ours]
+    try:
+        await http.call("PUT", path, json={"config": config})
+    except FatalProviderError as exc:
+        if exc.status != 400 or "known event" not in str(exc):
+            raise
+        # WAHA before 2025.12.2 has no `message.ack.group` (group acks came as message.ack)
+        # and refuses the whole config for it (waha.md 4).
+        ours = {**ours, "events": [e for e in WAHA_EVENTS if e != "message.ack.group"]}
+        config["webhooks"] = [*others, ours]
+        await http.call("PUT", path, json={"config": config})
+        note += "; this WAHA predates message.ack.group: group acks come as message.ack"
     return WebhookState(
         session=ref.label,
         url=url,
-        events=WAHA_EVENTS,
+        events=list(ours["events"]),
         signed=bool(secret),
         changed=True,
         note=note,
@@ -120,8 +130,9 @@ def _needs_webjs_tags(info: Mapping[str, Any], config: Mapping[str, Any]) -> boo
 
 
 def _same(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    keys = ("url", "events", "hmac", "retries")
-    return all(have.get(k) == want.get(k) for k in keys)
+    keys = ("url", "hmac", "retries")
+    events = [want["events"], [e for e in want["events"] if e != "message.ack.group"]]
+    return all(have.get(k) == want.get(k) for k in keys) and have.get("events") in events
 
 
 async def _waha_status(http: Http, ref: SessionRef) -> WebhookState:

@@ -794,7 +794,7 @@ class WahaSim:
         config = body.get("config") or {}
         if not isinstance(config, dict):
             raise _bad_request("config must be an object")
-        problems = _webhook_problems(config.get("webhooks") or [])
+        problems = _webhook_problems(config.get("webhooks") or [], self.version)
         if problems:
             raise _bad_request(*problems)
         session = self.sessions.get(name)
@@ -1094,11 +1094,13 @@ def _subscribed(events: Sequence[str], event: str) -> bool:
     return "*" in events and event not in ("state.change", "engine.event")
 
 
-def _webhook_problems(webhooks: Any) -> list[str]:
+def _webhook_problems(webhooks: Any, version: str) -> list[str]:
     if not isinstance(webhooks, list):
         return ["config.webhooks must be an array"]
     problems = []
     allowed = set(EVENTS) | {"*"}
+    if _version_tuple(version) < (2025, 12, 2):  # waha.md 4: group acks split off then
+        allowed.discard("message.ack.group")
     for i, hook in enumerate(webhooks):
         url = hook.get("url") if isinstance(hook, dict) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
