@@ -293,7 +293,12 @@ class Poller:
     async def _ingest(
         self, events: Sequence[Event], stats: CycleStats, cursor: CursorUpdate | None = None
     ) -> None:
-        fresh = [ev for ev in events if not self._known(ev)]
+        fresh: list[Event] = []
+        for ev in events:
+            if self._known(ev):
+                self._remember(ev)  # its time may have moved (an Evolution edit)
+            else:
+                fresh.append(ev)
         if not fresh and cursor is None:
             return
         result = await self.pipeline.ingest(fresh, source=self.source, cursor=cursor)
