@@ -325,13 +325,21 @@ def test_webjs_group_ack_direction_comes_from_the_id() -> None:
 
 
 def test_ack_from_ack_name_only_and_unknown() -> None:
-    """ackName is used when ack is missing; GOWS `ack: null, ackName: UNKNOWN` yields nothing."""
+    """ackName is used when ack is missing; `ack: null, ackName: UNKNOWN` yields nothing,
+    except from GOWS for our own message, where it is how ERROR arrives (waha.md 3-4)."""
     body = load("message.ack.json")
     body["payload"].pop("ack")
     body["payload"]["ackName"] = "PLAYED"
     assert one(body).ack is AckLevel.PLAYED
     body["payload"].update(ack=None, ackName="UNKNOWN")
     assert parse_webhook(body, session_id=7) == []
+    gows = load("message.ack.gows.dm.device.json")
+    assert gows["payload"]["id"].startswith("true_")
+    gows["payload"].update(ack=None, ackName="UNKNOWN")
+    assert one(gows).ack is AckLevel.ERROR
+    gows["payload"]["id"] = gows["payload"]["id"].replace("true_", "false_", 1)
+    gows["payload"]["fromMe"] = False
+    assert parse_webhook(gows, session_id=7) == []  # someone else's message: no level
 
 
 def test_ack_uses_envelope_timestamp() -> None:

@@ -520,17 +520,21 @@ def _on_message(payload: JsonMap, env: _Envelope) -> list[Event]:
 
 def _on_ack(payload: JsonMap, env: _Envelope) -> list[Event]:
     """`message.ack` / `message.ack.group`: group ids end in `_<participant>`, the bare id is
-    still the 3rd segment; `ack: null` + `UNKNOWN` (GOWS) carries no level, so no event."""
+    still the 3rd segment. `ack: null` + `UNKNOWN` is GOWS's ERROR for our own message
+    (waha.md 3-4: "GOWS maps ERROR → null"); anywhere else it carries no level: no event."""
     key = message_key(payload.get("id"))
     if key is None:
         raise PayloadError("WAHA ack without an id")
-    ack = _ack(payload)
-    if ack is None:
-        return []
     # The id's own `true_`/`false_` first: WEBJS flips `fromMe` in group receipts (it reports
     # the receipt's direction, not the message's: TagReceiptToMessageAck).
     from_me = key.from_me if key.from_me is not None else _from_me(payload, key)
-    chat = _chat(payload, key, from_me, _engine(payload, env.engine))
+    engine = _engine(payload, env.engine)
+    ack = _ack(payload)
+    if ack is None and from_me and engine == "GOWS" and _gows_error(payload):
+        ack = AckLevel.ERROR  # the pipeline lets ERROR replace only "no ack yet" or PENDING
+    if ack is None:
+        return []
+    chat = _chat(payload, key, from_me, engine)
     return [
         Ack(
             session_id=env.session_id,
@@ -541,6 +545,13 @@ def _on_ack(payload: JsonMap, env: _Envelope) -> list[Event]:
             timestamp=env.time,
         )
     ]
+
+
+def _gows_error(payload: JsonMap) -> bool:
+    """GOWS's failed-send ack: `ack` present and null, `ackName` UNKNOWN (or absent)."""
+    return (
+        "ack" in payload and payload["ack"] is None and payload.get("ackName") in (None, "UNKNOWN")
+    )
 
 
 def _on_revoked(payload: JsonMap, env: _Envelope) -> list[Event]:
