@@ -326,6 +326,19 @@ async def test_dead_letters_keep_no_instance_token(env: Env):
     assert kept[0] == whole.replace(token.encode(), b"[redacted]")
 
 
+async def test_a_retried_dead_letter_is_kept_once(env: Env):
+    """WAHA retries any non-2xx (waha.md 5): the same unparseable body is answered 400 each
+    time but kept once; a different one is kept too."""
+    raw = json.dumps(WAHA_BODIES["message.reaction.json"]).encode()[:-20]
+    other = raw[:-5]
+    for body in (raw, raw, raw, other):
+        resp = await env.client.post(
+            "/api/webhooks/whatsapp", content=body, headers=waha_headers(body)
+        )
+        assert resp.status_code == 400
+    assert await env.scalar("SELECT count(*) FROM dead_letters") == 2
+
+
 async def test_body_over_limit_is_413(db_url: str):
     """A body above `max_body_bytes` is refused with 413 before it is parsed."""
     settings = _settings(db_url, max_body_bytes=2048)

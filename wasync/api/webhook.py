@@ -18,10 +18,12 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -174,11 +176,36 @@ class WebhookReceiver:
         }
         try:
             async with self.store.write() as conn:
-                await conn.execute(T_DEAD.insert(), row)
+                kept = await conn.scalar(_same_dead_letter(row))
+                if kept is None:
+                    await conn.execute(T_DEAD.insert(), row)
         except StoreUnavailable:
             return self._answer(provider, "store_unavailable", 503, "store unavailable")
-        log.warning("webhook body rejected into dead_letters: %s", error)
+        if kept is None:
+            log.warning("webhook body rejected into dead_letters: %s", error)
         return self._answer(provider, "dead_letter", 400, error)
+
+
+# WAHA retries any non-2xx, 15 times over hours with our retry policy (waha.md 5): the same
+# body is kept once while it waits to be replayed.
+DEAD_LETTER_DEDUPE = timedelta(days=3)
+
+
+def _same_dead_letter(row: Mapping[str, Any]) -> Any:
+    """The id of an unreplayed dead letter with this row's provider, session and body, kept
+    within `DEAD_LETTER_DEDUPE`."""
+    d = T_DEAD.c
+    return (
+        select(d.id)
+        .where(
+            d.provider.is_not_distinct_from(row["provider"]),
+            d.session_name.is_not_distinct_from(row["session_name"]),
+            d.replayed_at.is_(None),
+            d.created_at >= row["created_at"] - DEAD_LETTER_DEDUPE,
+            d.body == row["body"],
+        )
+        .limit(1)
+    )
 
 
 # An API key inside a body: Evolution puts the instance token in its envelope's `apikey`
