@@ -208,6 +208,20 @@ def _print_webhooks(states: list[Any]) -> None:
 
 
 @app.command()
+def doctor(config: ConfigOpt = None) -> None:
+    """Check the config against the world: database, auth, every session's provider and
+    webhook. One line per check; exit 1 if any check fails."""
+    from wasync.doctor import diagnose
+
+    settings = load_settings(config)
+    checks = run_async(diagnose(settings))
+    for check in checks:
+        typer.echo(f"{check.level.upper():4}  {check.subject}: {check.detail}")
+    if any(check.level == "fail" for check in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
 def backfill(
     since: Annotated[
         str, typer.Option(help="Start: ISO date or date-time (UTC unless it has an offset).")

@@ -1,0 +1,151 @@
+"""`wasync doctor`: check a configuration against the world before running it.
+
+One line per check. The checks cover:
+
+- the database: reachable, and its schema version against the packaged migrations;
+- the `[auth]` JWT secret;
+- every configured session: can its provider be reached, is the API key accepted, and is the
+  session working;
+- with `[webhook] enabled`, whether the provider has a webhook registered.
+
+A failure is something `wasync run` cannot work around. A warning is something it works
+around, or that a command fixes. No secret is ever printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import httpx
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from wasync import webhooks
+from wasync.config import Settings
+from wasync.errors import ConfigError, ProviderError, StoreUnavailable, Unauthorized
+from wasync.providers import make_http, make_provider
+from wasync.registry import SessionRef
+from wasync.store import Store
+from wasync.store.migrate import alembic_config
+
+T = TypeVar("T")
+Level = Literal["ok", "warn", "fail"]
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key of at least the hash size
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Check:
+    """The outcome of one check."""
+
+    subject: str  # `database`, `auth`, `acme/default`
+    level: Level
+    detail: str
+
+
+async def diagnose(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> list[Check]:
+    """Every check, in order: database, auth, then each configured session."""
+    checks = [await _database(settings), _auth(settings)]
+    refs = [
+        SessionRef(id=0, tenant_id=t.id, config=s)
+        for t in settings.tenants
+        for s in t.sessions
+        if s.enabled
+    ]
+    # One attempt per request: a doctor reports, it does not wait out an outage.
+    quick = settings.model_copy(
+        update={"poll": settings.poll.model_copy(update={"max_attempts": 1})}
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        for ref in refs:
+            checks += await _session(quick, ref, client)
+    return checks
+
+
+def _no_sqlite_file(settings: Settings) -> Check | None:
+    """A SQLite file that does not exist yet (connecting would create it: not ours to do)."""
+    url = make_url(settings.database.url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    path = Path(url.database).expanduser()
+    if path.exists():
+        return None
+    detail = f"{url.drivername}: {path} does not exist yet (`wasync run` creates it)"
+    return Check(subject="database", level="warn", detail=detail)
+
+
+async def _database(settings: Settings) -> Check:
+    missing = _no_sqlite_file(settings)
+    if missing is not None:
+        return missing
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    backend = make_url(settings.database.url).drivername
+    try:
+        async with Store.from_config(settings.database) as store, store.read() as conn:
+            try:
+                found = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            except Exception:  # no schema yet: the table does not exist
+                found = None
+    except (StoreUnavailable, OSError) as exc:
+        return Check(subject="database", level="fail", detail=f"{backend}: {exc}")
+    if found == head:
+        return Check(subject="database", level="ok", detail=f"{backend}, schema {head}")
+    detail = f"{backend}, schema {found or 'absent'}, packaged {head}: `wasync db upgrade`"
+    return Check(subject="database", level="warn", detail=detail + " (run also applies it)")
+
+
+def _auth(settings: Settings) -> Check:
+    try:
+        secret = settings.auth.secret()
+    except ConfigError as exc:
+        return Check(subject="auth", level="warn", detail=f"{exc}: REST and /ws refuse everyone")
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        detail = f"JWT secret shorter than {MIN_JWT_SECRET_BYTES} bytes"
+        return Check(subject="auth", level="warn", detail=detail)
+    return Check(subject="auth", level="ok", detail="JWT secret set")
+
+
+async def _session(settings: Settings, ref: SessionRef, client: httpx.AsyncClient) -> list[Check]:
+    where = f"{ref.provider} {ref.config.base_url}"
+    try:
+        provider = make_provider(ref, client, settings.poll)
+    except ConfigError as exc:
+        return [Check(subject=ref.label, level="fail", detail=str(exc))]
+    state = await _ask(provider.state)
+    if isinstance(state, Check):
+        return [Check(subject=ref.label, level="fail", detail=f"{where}: {state.detail}")]
+    engine = f", engine {state.engine}" if state.engine else ""
+    level: Level = "ok" if state.working else "warn"
+    checks = [Check(subject=ref.label, level=level, detail=f"{where}: {state.status}{engine}")]
+    if settings.webhook.enabled:
+        checks.append(await _webhook(settings, ref, client))
+    return checks
+
+
+async def _webhook(settings: Settings, ref: SessionRef, client: httpx.AsyncClient) -> Check:
+    subject = f"{ref.label} webhook"
+    state = await _ask(lambda: webhooks.status(make_http(ref, client, settings.poll), ref))
+    if isinstance(state, Check):
+        return Check(subject=subject, level="fail", detail=state.detail)
+    if state.url is None:
+        detail = "none registered: `wasync webhooks register` (polling still runs)"
+        return Check(subject=subject, level="warn", detail=detail)
+    signed = "signed" if state.signed else "UNSIGNED"
+    return Check(subject=subject, level="ok", detail=f"{state.url} [{signed}]")
+
+
+async def _ask(call: Callable[[], Awaitable[T]]) -> T | Check:
+    """The call's answer, or a failed Check saying why in one line."""
+    try:
+        return await call()
+    except Unauthorized:
+        return Check(subject="", level="fail", detail="API key rejected (401)")
+    except ProviderError as exc:
+        return Check(subject="", level="fail", detail=str(exc))
+    except httpx.HTTPError as exc:
+        return Check(subject="", level="fail", detail=f"unreachable: {type(exc).__name__}")
