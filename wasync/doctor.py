@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import httpx
+import sqlalchemy.exc
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -89,7 +90,7 @@ async def _database(settings: Settings) -> Check:
         async with Store.from_config(settings.database) as store, store.read() as conn:
             try:
                 found = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-            except Exception:  # no schema yet: the table does not exist
+            except sqlalchemy.exc.DBAPIError:  # no schema yet: no such table
                 found = None
     except (StoreUnavailable, OSError) as exc:
         return Check(subject="database", level="fail", detail=f"{backend}: {exc}")
