@@ -70,20 +70,24 @@ async def test_run_syncs_then_sigterm_exits_zero_within_10s(tmp_path: Path):
             env=env(),
             stderr=asyncio.subprocess.PIPE,
         )
-        db = tmp_path / "wasync.db"
+        # The first cycle's line comes once the whole cycle is done, after its last message
+        # is stored: read the log as it is written, until that line.
+        assert proc.stderr is not None
+        lines: list[str] = []
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.3)
-            if db.exists() and count(db, "SELECT count(*) FROM sqlite_master") and count(db) >= 50:
-                break
-        assert count(db) == 50
+        while not any("poll acme/default: chats=5" in line for line in lines):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "".join(lines)
+            line = await asyncio.wait_for(proc.stderr.readline(), remaining)
+            assert line, "".join(lines)
+            lines.append(line.decode())
+        assert count(tmp_path / "wasync.db") == 50
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
         _out, err = await asyncio.wait_for(proc.communicate(), 10)
         assert time.monotonic() - started < 10
-    assert proc.returncode == 0, err.decode()
-    log = err.decode()
-    assert "poll acme/default: chats=5" in log
+    log = "".join(lines) + err.decode()
+    assert proc.returncode == 0, log
     assert "stopped" in log
 
 
