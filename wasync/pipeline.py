@@ -93,7 +93,7 @@ _SID = bindparam("sid", type_=Integer())
 _M, _P, _E, _C = T_MESSAGES.c, T_PENDING.c, T_EVENTS.c, T_CHATS.c
 
 
-def _in_list(col: Any, name: str, *, pg: bool, type_: Any = None) -> Any:
+def _in_list(col: Any, name: str, *, pg: bool) -> Any:
     """`col IN <list>` with the whole list bound as one parameter `name`: an array on Postgres
     (`= ANY(:name)`), a JSON array read by `json_each` on SQLite.
 
@@ -102,7 +102,7 @@ def _in_list(col: Any, name: str, *, pg: bool, type_: Any = None) -> Any:
     0.07 ms per statement on SQLite and 0.3-0.45 ms on Postgres for 100 keys.
     """
     if pg:
-        return col == func.any(bindparam(name, type_=postgresql.ARRAY(type_ or col.type)))
+        return col == func.any(bindparam(name, type_=postgresql.ARRAY(col.type)))
     values = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
     return col.in_(select(values.c.value))
 
@@ -188,12 +188,9 @@ def _insert_messages_returning() -> Any:
     """
     # The inserted row's columns, by name: SQLAlchemy does not correlate a subquery inside
     # RETURNING, and would add `messages` to the subquery's FROM.
-    row: dict[str, Any] = {
-        c: literal_column(f"messages.{c}") for c in ("session_id", "provider_message_id")
-    }
     parked = exists().where(
-        _P.session_id == row["session_id"],
-        _P.provider_message_id == row["provider_message_id"],
+        _P.session_id == literal_column("messages.session_id"),
+        _P.provider_message_id == literal_column("messages.provider_message_id"),
     )
     return (
         postgresql.insert(T_MESSAGES)

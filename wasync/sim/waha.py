@@ -881,8 +881,12 @@ class WahaSim:
             found = list(chat.messages) if chat else []
         if session.engine == "WEBJS":
             found += [{"timestamp": t, _NOTICE: True} for t in session.notices.get(chat_id, ())]
-        found = [m for m in sorted(found, key=_ts) if m.get(_NOTICE) or query.accepts(m)]
-        found = [m for m in found if not m.get(_NOTICE) or query.in_window(m)]
+        # A notice only has a time: the window applies to it, the fromMe/ack filters do not.
+        found = [
+            m
+            for m in sorted(found, key=_ts)
+            if (query.in_window(m) if m.get(_NOTICE) else query.accepts(m))
+        ]
         if query.descending or session.engine == "WEBJS":  # WEBJS: always newest first
             found.reverse()
         # WEBJS takes `limit` rows from the browser store, then skips notification rows: a
