@@ -29,7 +29,7 @@ from wasync import webhooks
 from wasync.config import Settings
 from wasync.errors import ConfigError, ProviderError, StoreUnavailable, Unauthorized
 from wasync.providers import make_http, make_provider
-from wasync.registry import SessionRef
+from wasync.registry import SessionRef, configured_refs
 from wasync.store import Store
 from wasync.store.migrate import alembic_config
 
@@ -52,12 +52,7 @@ async def diagnose(
 ) -> list[Check]:
     """Every check, in order: database, auth, then each configured session."""
     checks = [await _database(settings), _auth(settings)]
-    refs = [
-        SessionRef(id=0, tenant_id=t.id, config=s)
-        for t in settings.tenants
-        for s in t.sessions
-        if s.enabled
-    ]
+    refs = [ref for ref in configured_refs(settings) if ref.config.enabled]
     # One attempt per request: a doctor reports, it does not wait out an outage.
     quick = settings.model_copy(
         update={"poll": settings.poll.model_copy(update={"max_attempts": 1})}

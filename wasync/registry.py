@@ -68,6 +68,14 @@ class Registry:
         ]
 
 
+def configured_refs(settings: Settings) -> list[SessionRef]:
+    """Every configured session, without a database id (0): for commands that talk to the
+    providers without the store (`webhooks`, `doctor`)."""
+    return [
+        SessionRef(id=0, tenant_id=t.id, config=s) for t in settings.tenants for s in t.sessions
+    ]
+
+
 async def sync(store: Store, settings: Settings) -> Registry:
     """Upsert the configured tenants and sessions; return their ids. Nothing is deleted."""
     pg = not store.is_sqlite

@@ -20,7 +20,7 @@ from wasync.config import Settings
 from wasync.errors import ConfigError, FatalProviderError, ProviderError
 from wasync.providers import make_http
 from wasync.providers.http import Http
-from wasync.registry import SessionRef
+from wasync.registry import SessionRef, configured_refs
 
 # `message.any` (not also `message`: both doubles every delivery, waha#1384).
 WAHA_EVENTS = [
@@ -32,6 +32,9 @@ WAHA_EVENTS = [
     "message.reaction",
     "session.status",
 ]
+# WAHA before 2025.12.2 has no `message.ack.group` (group acks came as message.ack) and
+# refuses a config naming it (waha.md 4).
+WAHA_EVENTS_BEFORE_GROUP_ACKS = [e for e in WAHA_EVENTS if e != "message.ack.group"]
 EVOLUTION_EVENTS = [
     "MESSAGES_UPSERT",
     "MESSAGES_UPDATE",
@@ -104,9 +107,7 @@ async def _waha_register(http: Http, ref: SessionRef, url: str, secret: str | No
     except FatalProviderError as exc:
         if exc.status != 400 or "known event" not in str(exc):
             raise
-        # WAHA before 2025.12.2 has no `message.ack.group` (group acks came as message.ack)
-        # and refuses the whole config for it (waha.md 4).
-        ours = {**ours, "events": [e for e in WAHA_EVENTS if e != "message.ack.group"]}
+        ours = {**ours, "events": WAHA_EVENTS_BEFORE_GROUP_ACKS}
         config["webhooks"] = [*others, ours]
         await http.call("PUT", path, json={"config": config})
         note += "; this WAHA predates message.ack.group: group acks come as message.ack"
@@ -131,7 +132,7 @@ def _needs_webjs_tags(info: Mapping[str, Any], config: Mapping[str, Any]) -> boo
 
 def _same(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     keys = ("url", "hmac", "retries")
-    events = [want["events"], [e for e in want["events"] if e != "message.ack.group"]]
+    events = (WAHA_EVENTS, WAHA_EVENTS_BEFORE_GROUP_ACKS)
     return all(have.get(k) == want.get(k) for k in keys) and have.get("events") in events
 
 
@@ -224,10 +225,9 @@ async def run_all(
     A session whose provider call fails gives its error line instead; the others go on.
     """
     refs = [
-        SessionRef(id=0, tenant_id=t.id, config=s)
-        for t in settings.tenants
-        for s in t.sessions
-        if (tenant is None or t.id == tenant) and (session is None or s.name == session)
+        ref
+        for ref in configured_refs(settings)
+        if (tenant is None or ref.tenant_id == tenant) and (session is None or ref.name == session)
     ]
     out: list[WebhookState | str] = []
     async with httpx.AsyncClient(transport=transport) as client:
