@@ -46,7 +46,8 @@ from wasync.backfill import (
 from wasync.cli import app
 from wasync.config import Settings, parse
 from wasync.config import load as load_config
-from wasync.pipeline import CHAT_UPDATED, NEW_MESSAGE, Pipeline
+from wasync.eventlog import CHAT_UPDATED, NEW_MESSAGE
+from wasync.pipeline import Pipeline
 from wasync.registry import Registry
 from wasync.sim import EvolutionSim, WahaSim, seed_evolution, seed_waha, serve
 from wasync.sim import text as text_message

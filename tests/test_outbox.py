@@ -48,8 +48,9 @@ from wasync.outbox import (
 from wasync.pipeline import Pipeline
 from wasync.providers import evolution
 from wasync.providers.sending import Outgoing
+from wasync.ratelimit import TokenBucket
 from wasync.registry import Registry, sync
-from wasync.sender import RateLimiter, Sender, match_sent, wait_final
+from wasync.sender import Sender, match_sent, wait_final
 from wasync.sim import EvolutionSim, Fault, WahaSim, serve, webhook_config
 from wasync.store import Store
 
@@ -944,7 +945,7 @@ def _with_source(message: Any, source: str) -> Any:
 def test_rate_limiter_spaces_sends_after_a_burst() -> None:
     """GCRA: `burst` sends at once, then one per interval; the clock is a parameter."""
     now = [100.0]
-    limiter = RateLimiter(2.0, 3, clock=lambda: now[0])
+    limiter = TokenBucket(2.0, 3, clock=lambda: now[0])
     for _ in range(3):
         assert limiter.delay() == 0
         limiter.take()

@@ -33,11 +33,12 @@ from wasync.auth import Principal, Role, issue_token, verify_token
 from wasync.cli import app as cli_app
 from wasync.config import Settings
 from wasync.events import AckLevel, SessionStatus
-from wasync.hub import CLOSE_LAGGING, LISTEN_APP_NAME, Hub
+from wasync.hub import CLOSE_LAGGING, Hub
 from wasync.pipeline import Pipeline
 from wasync.registry import Registry, sync
 from wasync.store import Store
 from wasync.store import models as m
+from wasync.store.listener import LISTEN_APP_NAME
 
 SECRET = "realtime-tests-jwt-secret-0123456789"
 T_EVENTS = m.EventRow.__table__  # type: ignore[attr-defined]

@@ -153,7 +153,7 @@ async def test_messages_newest_first_with_cursor(n: Node):
 
 async def test_assign_and_status_log_their_events(n: Node):
     """A real change logs chat:updated with the new and previous values; a no-op logs nothing;
-    bad bodies are 422."""
+    bad values are 422; a body that is not a JSON object is 400, as on every route."""
     chat = await chat_id(n, 4)
     url = f"/api/chats/{chat}/assign"
     for user in ("a1", "a1", "a2", None):
@@ -168,10 +168,11 @@ async def test_assign_and_status_log_their_events(n: Node):
         {"assignedUserId": None, "previousUserId": "a2"},
         {"status": "CLOSED", "previousStatus": "OPEN"},
     ]
-    for body in ({}, {"userId": 5}, {"userId": ""}, [1]):
+    for body in ({}, {"userId": 5}, {"userId": ""}):
         assert (await n.http.post(url, json=body, headers=ADMIN)).status_code == 422
+    assert (await n.http.post(url, json=[1], headers=ADMIN)).status_code == 400
     resp = await n.http.post(url, content=b"{not json", headers=ADMIN)
-    assert resp.status_code == 422
+    assert resp.status_code == 400
     resp = await n.http.post(f"/api/chats/{chat}/status", json={"status": "x"}, headers=ADMIN)
     assert resp.status_code == 422
 

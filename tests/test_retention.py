@@ -12,8 +12,7 @@ from sqlalchemy import func, insert, select
 from wasync import daemon
 from wasync.config import EventsConfig, parse
 from wasync.errors import ConfigError
-from wasync.pipeline import T_EVENTS
-from wasync.retention import prune_events, prune_job
+from wasync.eventlog import T_EVENTS, prune_events, prune_job
 from wasync.store import Store
 
 NOW = datetime.now(UTC)

@@ -1,8 +1,7 @@
-"""JWTs for REST and WebSocket clients, and the one scoping predicate.
+"""JWTs for REST and WebSocket clients.
 
 Tokens are HS256 with the `[auth]` secret; claims `tenant_id`, `sub`, `role` (`ADMIN` |
-`USER`) and `exp`. `ADMIN` sees every chat of its tenant, `USER` only chats assigned to it:
-`can_see()` says so for one chat, `visible_chats()` is the same rule as SQL.
+`USER`) and `exp`. What a principal may then see is `wasync.scopes`.
 """
 
 from __future__ import annotations
@@ -10,35 +9,17 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
-from sqlalchemy import ColumnElement, and_, true
 
 from wasync.errors import WasyncError
-
-Role = Literal["ADMIN", "USER"]
-ROLES: tuple[Role, ...] = ("ADMIN", "USER")
+from wasync.scopes import ROLES, Principal, Role
 
 
 class AuthError(WasyncError):
     """A missing, malformed, badly signed or expired token (HTTP 401)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Principal:
-    """Who a request or WebSocket speaks for."""
-
-    tenant_id: str
-    user_id: str
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        """True for tenant admins."""
-        return self.role == "ADMIN"
 
 
 def issue_token(
@@ -98,16 +79,4 @@ def bearer(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
     return query.get("token") or None
 
 
-def can_see(principal: Principal, *, tenant_id: str, assigned_user_id: str | None) -> bool:
-    """The scoping rule: own tenant only; USER only chats assigned to it."""
-    if tenant_id != principal.tenant_id:
-        return False
-    return principal.is_admin or assigned_user_id == principal.user_id
-
-
-def visible_chats(principal: Principal, chats: Any) -> ColumnElement[bool]:
-    """`can_see()` as a SQL condition on the `chats` table."""
-    same_tenant = chats.c.tenant_id == principal.tenant_id
-    if principal.is_admin:
-        return and_(same_tenant, true())
-    return and_(same_tenant, chats.c.assigned_user_id == principal.user_id)
+__all__ = ["AuthError", "Principal", "Role", "bearer", "issue_token", "verify_token"]

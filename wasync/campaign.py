@@ -28,7 +28,6 @@ from sqlalchemy import select
 from wasync.config import Settings
 from wasync.outbox import (
     FINAL,
-    T_LEADS,
     NotOnWhatsApp,
     Outbox,
     Queued,
@@ -42,6 +41,7 @@ from wasync.pipeline import Pipeline
 from wasync.registry import sync
 from wasync.sender import own_sender, wait_final
 from wasync.store import Store
+from wasync.store import models as m
 
 LEAD_FIELDS = ("first_name", "last_name", "email", "phone", "source", "status", "score")
 
@@ -278,7 +278,7 @@ def _campaign_id(opts: SendOptions) -> str:
 async def _leads(outbox: Outbox, tenant: str, phones: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Lead fields by phone, for the template."""
     wanted = sorted(phones)
-    c = T_LEADS.c
+    c = m.Lead.__table__.c  # type: ignore[attr-defined]
     out: dict[str, dict[str, Any]] = {}
     async with outbox.store.read() as conn:
         for start in range(0, len(wanted), 500):

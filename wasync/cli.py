@@ -289,7 +289,8 @@ def token(
     """Print a JWT for REST and /ws, signed with the [auth] secret."""
     from typing import cast
 
-    from wasync.auth import ROLES, Role, issue_token
+    from wasync.auth import issue_token
+    from wasync.scopes import ROLES, Role
 
     if role.upper() not in ROLES:
         raise fail(f"--role must be ADMIN or USER, not {role!r}", 2)

@@ -1,8 +1,8 @@
 """The composition root: one AsyncExitStack owns every resource; SIGTERM drains and exits.
 
-Order of start: store (migrated) → registry → hub → pipeline → HTTP client → pollers on the
-scheduler. Stop runs in reverse: no new poll cycles, cycles in flight finish, the pipeline
-commits what is queued, connections close.
+Order of start: store (migrated) → registry → hub → pipeline → HTTP client → outbox and its
+sender → HTTP app → pollers on the scheduler. Stop runs in reverse: no new poll cycles, cycles
+in flight finish, the pipeline commits what is queued, connections close.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import httpx
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.config import Settings
+from wasync.eventlog import prune_job
 from wasync.hub import Hub
 from wasync.metrics import Metrics
 from wasync.outbox import Outbox
@@ -27,8 +28,8 @@ from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
 from wasync.providers import make_provider
 from wasync.registry import Registry, sync
-from wasync.retention import prune_job
 from wasync.scheduler import Scheduler
+from wasync.sender import Sender
 from wasync.store import Store
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,11 @@ async def run(
         )
         client = await stack.enter_async_context(_client(transport))
         metrics = Metrics()
-        outbox = await stack.enter_async_context(  # the send queue and its sender
-            Outbox(settings, store, registry, pipeline, client, metrics=metrics, run_sender=True)
+        outbox = await stack.enter_async_context(  # the send queue
+            Outbox(settings, store, registry, pipeline, client, metrics=metrics)
         )
+        refs = [r for r in registry if r.config.enabled]
+        await stack.enter_async_context(Sender(outbox, refs))
         daemon = Daemon(
             settings=settings, store=store, registry=registry, pipeline=pipeline, metrics=metrics
         )

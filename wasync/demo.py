@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from wasync import daemon
 from wasync.config import Settings, parse
-from wasync.pipeline import NEW_MESSAGE, PublishedEvent
+from wasync.eventlog import NEW_MESSAGE, PublishedEvent
 from wasync.sim import EvolutionSim, WahaSim, seed_evolution, seed_waha, serve
 from wasync.store import Store
 

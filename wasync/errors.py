@@ -16,6 +16,13 @@ class ConfigError(WasyncError):
         self.problem = problem
 
 
+class Refused(WasyncError):
+    """A request refused before anything was done; `status` is the HTTP answer it maps to
+    (422 by default: a value that is not acceptable)."""
+
+    status = 422
+
+
 class StoreUnavailable(WasyncError):
     """The database cannot be reached right now; callers answer 503 or retry later."""
 

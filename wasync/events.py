@@ -1,7 +1,11 @@
-"""The events every source produces and `Pipeline.ingest()` consumes.
+"""What `Pipeline.ingest()` consumes: inbound events and outbound commands.
 
-Provider adapters turn provider JSON into these frozen values with pure functions; nothing
-outside `wasync.providers` reads provider JSON.
+Events (`Message`, `Ack`, `Revoke`, `Edit`, `Reaction`, `SessionStatus`) are what the
+providers said; adapters turn provider JSON into these frozen values with pure functions, and
+nothing outside `wasync.providers` reads provider JSON. Commands are the changes wasync makes
+itself (a send queued, accepted or failed; an agent's assignment, status change or read): they
+run in the same transaction type as events, by the same rules (one writer, one ack order,
+every event row scoped by its chat). `CursorUpdate` moves a poll cursor in that transaction.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from wasync.scopes import Principal
 
 
 class AckLevel(enum.IntEnum):
@@ -152,3 +159,97 @@ class SessionStatus:
 
 
 Event = Message | Ack | Revoke | Edit | Reaction | SessionStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CursorUpdate:
+    """Move a poll cursor, in the same transaction as the messages it covers."""
+
+    session_id: int
+    scope: str = "*"
+    ts: float
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+class OutboxStatus(enum.StrEnum):
+    """The `outbox.status` column."""
+
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    UNKNOWN = "UNKNOWN"
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendQueued:
+    """A checked send request: its outbox row (QUEUED), the outbound message (ack PENDING,
+    a placeholder id until the provider names it), and, for a phone we write to first, the
+    chat and its lead (no admin notification: we wrote). An `idempotency_key` already used
+    gives the first row back."""
+
+    tenant_id: str
+    session_id: int
+    to_jid: str
+    chat_id: int | None = None  # a known chat; else the direct chat of `phone`
+    phone: str | None = None
+    kind: str
+    payload: Mapping[str, Any]
+    idempotency_key: str | None = None
+    type: MessageType
+    body: str | None = None
+    media: Media | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendAccepted:
+    """The provider took a claimed row (`attempts` fences it): SENT, and the message row gets
+    the provider's id (an echo that got in first is merged, parked updates applied)."""
+
+    outbox_id: int
+    attempts: int
+    tenant_id: str
+    session_id: int
+    chat_id: int | None
+    message_id: int | None
+    provider_message_id: str
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendFailed:
+    """A claimed row will never be sent: FAILED, and its message's ack ERROR."""
+
+    outbox_id: int
+    attempts: int
+    tenant_id: str
+    session_id: int
+    chat_id: int | None
+    message_id: int | None
+    error: str
+
+
+ChatField = Literal["assigned_user_id", "status", "unread_count"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeChat:
+    """An agent sets one field of a chat it may see (assign, open/close, mark read)."""
+
+    actor: Principal
+    chat_id: int
+    field: ChatField
+    value: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadNotification:
+    """An agent marks one of its notifications read."""
+
+    actor: Principal
+    notification_id: int
+
+
+Command = SendQueued | SendAccepted | SendFailed | ChangeChat | ReadNotification

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from wasync.api.rest import jwt_secret, rest_routes
+from wasync.api.guard import jwt_secret
+from wasync.api.health import health_routes
+from wasync.api.rest import rest_routes
 from wasync.api.send import send_routes
 from wasync.api.webhook import WebhookReceiver
 from wasync.api.ws import ws_routes
@@ -23,8 +23,6 @@ from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline
 from wasync.registry import Registry
 from wasync.store import Store
-
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -43,10 +41,7 @@ class AppContext:
 
 def create_app(ctx: AppContext) -> Starlette:
     """Build the app; the webhook routes exist only when `[webhook] enabled`."""
-    routes: list[BaseRoute] = [
-        Route("/healthz", _health(ctx), methods=["GET"]),
-        Route("/metrics", _metrics(ctx), methods=["GET"]),
-    ]
+    routes = health_routes(ctx.store, ctx.metrics)
     if ctx.settings.webhook.enabled:
         routes += webhook_routes(ctx)
     secret = jwt_secret(ctx.settings)
@@ -54,7 +49,7 @@ def create_app(ctx: AppContext) -> Starlette:
     if ctx.hub is not None:
         routes += ws_routes(ctx.hub, secret, ctx.metrics)
     if ctx.outbox is not None:
-        routes += send_routes(ctx)
+        routes += send_routes(ctx.outbox, ctx.registry, ctx.store, secret)
     routes += ctx.extra_routes
     app = Starlette(routes=routes)
     app.state.ctx = ctx
@@ -88,23 +83,3 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
         Route("/api/webhooks/evolution/{event}", endpoint("evolution"), methods=["POST"]),
         Route("/api/webhooks/whatsapp/{event}", endpoint("evolution"), methods=["POST"]),
     ]
-
-
-def _health(ctx: AppContext) -> Any:
-    async def health(_request: Request) -> Response:
-        try:
-            async with asyncio.timeout(2):
-                async with ctx.store.read() as conn:
-                    await conn.execute(text("SELECT 1"))
-        except Exception:
-            return JSONResponse({"status": "degraded", "database": "unavailable"}, 503)
-        return JSONResponse({"status": "ok", "database": ctx.store.dialect})
-
-    return health
-
-
-def _metrics(ctx: AppContext) -> Any:
-    async def metrics(_request: Request) -> Response:
-        return Response(ctx.metrics.render(), media_type=METRICS_TYPE)
-
-    return metrics

@@ -9,28 +9,26 @@
 Body: `{"text": "..."}` or `{"type": "image|video|audio|voice|document", "url": "https://..."
 | "data": "<base64>", "mimetype"?, "filename"?, "caption"?}`. Server files are never read.
 An `Idempotency-Key` header makes a retried request return the first row (200, not 201).
-Answers: 201 queued, 200 replay, 400 malformed, 401 token, 404 scope, 422 refused (not on
-WhatsApp, media too large or of the wrong type), 503 store or provider check unavailable.
+Answers (`wasync.api.guard`'s one shape): 201 queued, 200 replay, 400 malformed, 401 token,
+404 scope, 409 the chat's session is not enabled, 422 refused (not on WhatsApp, media too
+large or of the wrong type), 503 store or provider check unavailable.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from wasync.auth import AuthError, Principal, bearer, can_see, verify_token
-from wasync.errors import ConfigError, StoreUnavailable
+from wasync.api.guard import Problem, guarded, json_body
 from wasync.outbox import (
     T_CHATS,
     Outbox,
     Queued,
-    SendRejected,
     SendRequest,
     data_request,
     media_request,
@@ -38,112 +36,69 @@ from wasync.outbox import (
     text_request,
 )
 from wasync.providers.sending import MEDIA_KINDS
-
-if TYPE_CHECKING:
-    from wasync.api.app import AppContext
+from wasync.registry import Registry
+from wasync.scopes import Principal, can_see
+from wasync.store import Store
 
 MAX_KEY_CHARS = 200
-Handler = Callable[[Request], Awaitable[Response]]
 
 
-class _Refused(Exception):
-    """An answer other than success, raised from inside a handler."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def send_routes(ctx: AppContext) -> list[BaseRoute]:
+def send_routes(
+    outbox: Outbox, registry: Registry, store: Store, secret: str | None
+) -> list[BaseRoute]:
     """The send endpoints (the daemon registers them when it runs an outbox)."""
-    assert ctx.outbox is not None
-    api = _SendApi(ctx, ctx.outbox)
+    api = _SendApi(outbox, registry, store)
     return [
-        Route("/api/chats/{chat_id:int}/messages", _guard(api.to_chat), methods=["POST"]),
-        Route("/api/messages", _guard(api.to_phone), methods=["POST"]),
-        Route("/api/outbox/{outbox_id:int}", _guard(api.status), methods=["GET"]),
+        Route("/api/chats/{chat_id:int}/messages", guarded(api.to_chat, secret), methods=["POST"]),
+        Route("/api/messages", guarded(api.to_phone, secret), methods=["POST"]),
+        Route("/api/outbox/{outbox_id:int}", guarded(api.status, secret), methods=["GET"]),
     ]
 
 
-def _guard(handler: Handler) -> Handler:
-    """Turn refusals and outages into one JSON error shape."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except _Refused as exc:
-            return _error(exc.status, str(exc))
-        except SendRejected as exc:
-            return _error(exc.status, str(exc))
-        except StoreUnavailable:
-            return _error(503, "database unavailable")
-
-    return endpoint
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 class _SendApi:
-    """The handlers, sharing the app context and the outbox."""
+    """The handlers, sharing the outbox, the configured sessions and the store."""
 
-    def __init__(self, ctx: AppContext, outbox: Outbox) -> None:
-        self.ctx = ctx
-        self.outbox = outbox
+    def __init__(self, outbox: Outbox, registry: Registry, store: Store) -> None:
+        self.outbox, self.registry, self.store = outbox, registry, store
 
-    def _principal(self, request: Request) -> Principal:
-        token = bearer(request.headers, request.query_params)
-        if token is None:
-            raise _Refused(401, "missing bearer token")
-        try:
-            return verify_token(self.ctx.settings.auth.secret(), token)
-        except AuthError as exc:
-            raise _Refused(401, str(exc)) from None
-        except ConfigError:
-            raise _Refused(503, "JWT secret is not configured") from None
-
-    async def to_chat(self, request: Request) -> Response:
+    async def to_chat(self, request: Request, who: Principal) -> Response:
         """`POST /api/chats/{id}/messages`."""
-        who = self._principal(request)
         chat = await self._chat(who, "id", request.path_params["chat_id"])
         if chat is None:
-            raise _Refused(404, "chat not found")
-        body, key = await _body(request), _idempotency_key(request)
+            raise Problem(404, "chat not found")
+        body, key = await json_body(request), _idempotency_key(request)
         if (replay := await self._replay(who, key)) is not None:
             return replay
-        ref = self.ctx.registry.sessions.get(chat.session_id)
+        ref = self.registry.sessions.get(chat.session_id)
         if ref is None or not ref.config.enabled or ref.tenant_id != who.tenant_id:
-            raise _Refused(409, "the chat's session is not configured or not enabled")
+            raise Problem(409, "the chat's session is not configured or not enabled")
         send = _request(body, self.outbox.cfg.max_media_bytes)
         target = await self.outbox.target_chat(ref, chat)
         return _queued(await self.outbox.enqueue(target, send, key))
 
-    async def to_phone(self, request: Request) -> Response:
+    async def to_phone(self, request: Request, who: Principal) -> Response:
         """`POST /api/messages`."""
-        who = self._principal(request)
-        body, key = await _body(request), _idempotency_key(request)
+        body, key = await json_body(request), _idempotency_key(request)
         if (replay := await self._replay(who, key)) is not None:
             return replay
         to, session = body.get("to"), body.get("session")
         if not isinstance(to, str) or not to.strip():
-            raise _Refused(400, "`to` (a phone number) is required")
+            raise Problem(400, "`to` (a phone number) is required")
         if session is not None and not isinstance(session, str):
-            raise _Refused(400, "`session` must be a session name")
+            raise Problem(400, "`session` must be a session name")
         phone = parse_to(to)
         if not who.is_admin and await self._chat(who, "phone", phone) is None:
-            raise _Refused(404, "chat not found (a USER writes only to chats assigned to it)")
+            raise Problem(404, "chat not found (a USER writes only to chats assigned to it)")
         ref = self.outbox.session(who.tenant_id, session)
         send = _request(body, self.outbox.cfg.max_media_bytes)
         target = await self.outbox.target_phone(ref, phone)
         return _queued(await self.outbox.enqueue(target, send, key))
 
-    async def status(self, request: Request) -> Response:
+    async def status(self, request: Request, who: Principal) -> Response:
         """`GET /api/outbox/{id}`."""
-        who = self._principal(request)
         row = await self.outbox.get(who.tenant_id, request.path_params["outbox_id"])
         if row is None or not await self._visible(who, row):
-            raise _Refused(404, "outbox row not found")
+            raise Problem(404, "outbox row not found")
         return JSONResponse(row.to_json())
 
     async def _chat(self, who: Principal, column: str, value: Any) -> Any:
@@ -151,7 +106,7 @@ class _SendApi:
         c = T_CHATS.c
         q = select(c.id, c.tenant_id, c.session_id, c.kind, c.jid, c.phone, c.assigned_user_id)
         q = q.where(c.tenant_id == who.tenant_id, c[column] == value)
-        async with self.ctx.store.read() as conn:
+        async with self.store.read() as conn:
             chat = (await conn.execute(q)).first()
         if chat is None:
             return None
@@ -169,7 +124,7 @@ class _SendApi:
         if row is None:
             return None
         if not await self._visible(who, row):
-            raise _Refused(404, "chat not found")
+            raise Problem(404, "chat not found")
         return _queued(row)
 
 
@@ -183,18 +138,8 @@ def _idempotency_key(request: Request) -> str | None:
         return None
     key = key.strip()
     if not key or len(key) > MAX_KEY_CHARS:
-        raise _Refused(400, f"Idempotency-Key must be 1-{MAX_KEY_CHARS} characters")
+        raise Problem(400, f"Idempotency-Key must be 1-{MAX_KEY_CHARS} characters")
     return key
-
-
-async def _body(request: Request) -> Mapping[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        raise _Refused(400, "body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _Refused(400, "body must be a JSON object")
-    return body
 
 
 def _request(body: Mapping[str, Any], max_bytes: int) -> SendRequest:
@@ -203,14 +148,14 @@ def _request(body: Mapping[str, Any], max_bytes: int) -> SendRequest:
     text, caption = _opt_str(body, "text"), _opt_str(body, "caption")
     if kind == "text":
         if text is None:
-            raise _Refused(400, "`text` is required for a text message")
+            raise Problem(400, "`text` is required for a text message")
         return text_request(text)
     if kind not in MEDIA_KINDS:
-        raise _Refused(400, f"`type` must be text or one of {sorted(MEDIA_KINDS)}")
+        raise Problem(400, f"`type` must be text or one of {sorted(MEDIA_KINDS)}")
     url, data = _opt_str(body, "url"), _opt_str(body, "data")
     filename, mimetype = _opt_str(body, "filename"), _opt_str(body, "mimetype")
     if (url is None) == (data is None):
-        raise _Refused(400, f"a {kind} needs exactly one of `url` or `data` (base64)")
+        raise Problem(400, f"a {kind} needs exactly one of `url` or `data` (base64)")
     if url is not None:
         return media_request(
             kind, url, caption=caption or text, filename=filename, max_bytes=max_bytes,
@@ -228,5 +173,5 @@ def _opt_str(body: Mapping[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _Refused(400, f"`{name}` must be a string")
+        raise Problem(400, f"`{name}` must be a string")
     return value

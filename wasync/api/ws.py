@@ -9,9 +9,10 @@ replays what the client may see after `id`, then continues live, with no gap and
 When `since` is older than the retained log (or unknown to this database) the first frame is
 `{"type": "resync", "id": ...}`: reload through REST, then carry on from that id.
 
-Scope (`wasync.auth.can_see`, as REST): the token's tenant only; ADMIN every chat, USER the
-chats assigned to it (an assignment also reaches the user it moves away from); `notification:*`
-only the notified user; rows without a chat (`session:status`) the whole tenant.
+Scope (`wasync.scopes.visible`, the predicate REST uses): the token's tenant only; ADMIN
+every chat, USER the chats assigned to it (an assignment also reaches the user it moves away
+from); `notification:*` only the notified user; `session:status`, the one row without a chat,
+the whole tenant.
 
 Close codes: 4008 the client was too slow (its queue of `[http] ws_queue_frames` overflowed),
 1001 the server is stopping, 1011 the store failed during a replay; the reason ends with
@@ -34,10 +35,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from wasync.auth import AuthError, Principal, bearer, verify_token
+from wasync.api.guard import Problem, principal
 from wasync.errors import StoreUnavailable, WasyncError
 from wasync.hub import Client, Hub
 from wasync.metrics import Metrics
+from wasync.scopes import Principal
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,15 @@ def ws_routes(hub: Hub, secret: str | None, metrics: Metrics | None = None) -> l
 
 
 async def _handle(ws: WebSocket, hub: Hub, secret: str | None, metrics: Metrics) -> None:
-    principal = _authenticate(ws, secret)
-    if principal is None:
+    try:
+        who = principal(ws, secret)
+    except Problem:
         return await _deny(ws, 401, "missing, invalid or expired token")
     raw_since = ws.query_params.get("since")
     if raw_since is not None and not (raw_since.isdigit() and len(raw_since) < 19):
         return await _deny(ws, 422, "since must be a non-negative integer")
     since = int(raw_since) if raw_since is not None else None
-    client = hub.subscribe(principal)
+    client = hub.subscribe(who)
     metrics.ws_clients.inc()
     try:
         await ws.accept()
@@ -73,16 +76,6 @@ async def _handle(ws: WebSocket, hub: Hub, secret: str | None, metrics: Metrics)
     finally:
         hub.unsubscribe(client)
         metrics.ws_clients.dec()
-
-
-def _authenticate(ws: WebSocket, secret: str | None) -> Principal | None:
-    token = bearer(ws.headers, ws.query_params)
-    if token is None or secret is None:
-        return None
-    try:
-        return verify_token(secret, token)
-    except AuthError:
-        return None
 
 
 async def _deny(ws: WebSocket, status: int, error: str) -> None:

@@ -1,7 +1,8 @@
 """The SQLModel tables: wasync's public schema (documented in README.md).
 
 Table and column names are a contract with the CRMs that read them: add, never rename.
-Times are UTC (`timestamptz` on Postgres; ISO text on SQLite).
+Times are UTC (`timestamptz` on Postgres; ISO text on SQLite), read back aware through
+`UTCDateTime`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
     Index,
     Integer,
     LargeBinary,
@@ -21,6 +21,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlmodel import Field, SQLModel
+
+from wasync.store.types import UTCDateTime
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; Postgres gets BIGINT identities.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -32,13 +34,11 @@ def utcnow() -> datetime:
 
 
 def _ts(*, nullable: bool = True, index: bool = False) -> Any:
-    return Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
-    )
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
 def _created() -> Any:
-    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
 
 
 def _json() -> Any:
@@ -151,7 +151,7 @@ class Message(SQLModel, table=True):
     media_voice: bool = False
     reply_to: str | None = Field(default=None, max_length=128)
     extra: dict[str, Any] | None = _json()
-    sent_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    sent_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     ack: int | None = None
     edited: bool = False
     edited_at: datetime | None = _ts()
@@ -274,8 +274,8 @@ class BackfillCheckpoint(SQLModel, table=True):
     session_id: int = Field(foreign_key="sessions.id", primary_key=True)
     chat_jid: str = Field(max_length=128, primary_key=True)
     window_start: datetime = Field(
-        sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
+        sa_column=Column(UTCDateTime(), primary_key=True, nullable=False)
     )
-    window_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    window_end: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     messages: int = 0
     done_at: datetime = _created()

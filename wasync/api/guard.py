@@ -1,0 +1,89 @@
+"""What every REST route shares: the principal, one error shape, one JSON body parser.
+
+Errors are one line of JSON, `{"error": "..."}`: 400 a body that is not a JSON object, 401 a
+missing, bad or expired token (with `WWW-Authenticate: Bearer`), 403, 404 (also for what the
+caller may not see: its existence never leaks), 409, 422 a refused value, 503 the store (or a
+provider check) unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+
+from wasync.auth import AuthError, Principal, bearer, verify_token
+from wasync.config import Settings
+from wasync.errors import ConfigError, Refused, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Problem(Exception):
+    """An error answer: HTTP status and a one-line message."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
+def jwt_secret(settings: Settings) -> str | None:
+    """The `[auth]` secret, or None (logged) when it is not configured: every call is 401."""
+    try:
+        return settings.auth.secret()
+    except ConfigError as exc:
+        log.warning("REST and /ws refuse every request until it is set: %s", exc)
+        return None
+
+
+def principal(conn: HTTPConnection, secret: str | None) -> Principal:
+    """Who the request (or WebSocket handshake) speaks for; Problem 401 otherwise. No secret
+    configured refuses everyone."""
+    token = bearer(conn.headers, conn.query_params)
+    if token is None or secret is None:
+        raise Problem(401, "missing or invalid token")
+    try:
+        return verify_token(secret, token)
+    except AuthError as exc:
+        raise Problem(401, str(exc)) from None
+
+
+def guarded(handler: Handler, secret: str | None) -> Endpoint:
+    """Authenticate, run, and turn problems into one-line JSON errors."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request, principal(request, secret))
+        except Problem as exc:
+            return error(exc.status, exc.error)
+        except Refused as exc:
+            return error(exc.status, str(exc))
+        except StoreUnavailable:
+            return error(503, "store unavailable")
+
+    return endpoint
+
+
+def error(status: int, message: str) -> JSONResponse:
+    """The one error shape."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def json_body(request: Request) -> Mapping[str, Any]:
+    """The request's JSON object; Problem 400 for anything else (an empty body is `{}`)."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise Problem(400, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Problem(400, "body must be a JSON object")
+    return body

@@ -1,0 +1,240 @@
+"""One delivery attempt of a claimed outbox row: reconcile if needed, send, record the outcome.
+
+A row whose last attempt has no known outcome (UNKNOWN, or SENDING left by a crash) is first
+looked for at the provider (`match_sent`: our fromMe message in the chat, not typed on the
+phone, not owned by another row) and adopted if found, never sent twice. Otherwise one request
+goes out (`wasync.providers.sending.post_once` semantics); accepted and refused outcomes
+become `SendAccepted` / `SendFailed` commands for the one writer, retries touch only the
+`outbox` row, fenced on the claim's `attempts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from wasync.errors import (
+    ProviderError,
+    RateLimited,
+    SendOutcomeUnknown,
+    SessionNotWorking,
+    TransientProviderError,
+)
+from wasync.events import Message, MessageType, SendAccepted, SendFailed
+from wasync.outbox import QUEUED, SENDING, T_OUTBOX, UNKNOWN, Outbox
+from wasync.providers.sending import Outgoing, SendReceipt
+from wasync.ratelimit import TokenBucket
+from wasync.registry import SessionRef
+
+log = logging.getLogger(__name__)
+
+# Types the echo of a send may come back as (WAHA sends plain audio as a file).
+_ECHO_TYPES: dict[str, set[MessageType]] = {
+    "text": {MessageType.TEXT},
+    "image": {MessageType.IMAGE},
+    "video": {MessageType.VIDEO},
+    "audio": {MessageType.AUDIO, MessageType.DOCUMENT},
+    "voice": {MessageType.AUDIO},
+    "document": {MessageType.DOCUMENT},
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """A row this sender holds (status SENDING, fenced by `attempts`)."""
+
+    id: int
+    tenant_id: str
+    session_id: int
+    chat_id: int | None
+    message_id: int | None
+    to_jid: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    previous: str
+    touched_at: datetime  # when the row last changed before this claim
+
+    def outgoing(self) -> Outgoing:
+        """What the provider adapter sends."""
+        p = self.payload
+        return Outgoing(
+            to_jid=self.to_jid,
+            kind=self.kind,
+            text=p.get("text"),
+            url=p.get("url"),
+            data=p.get("data"),
+            mimetype=p.get("mimetype"),
+            filename=p.get("filename"),
+        )
+
+
+class Attempt:
+    """What happens to one claimed row: reconcile if needed, send, record the outcome."""
+
+    def __init__(self, outbox: Outbox, ref: SessionRef, limiter: TokenBucket, claim: Claim):
+        self.outbox, self.limiter, self.claim = outbox, limiter, claim
+        self.cfg = outbox.cfg
+        self.provider = outbox.provider(ref)
+
+    async def run(self) -> None:
+        """Reconcile a row whose last attempt has no known outcome; otherwise send it."""
+        c = self.claim
+        if c.previous != QUEUED:  # UNKNOWN, or SENDING left by a crash: read the chat first
+            try:
+                found = await self._reconcile()
+            except ProviderError as exc:
+                await self._later(UNKNOWN, f"reconcile failed: {exc}", self._backoff())
+                return
+            if found is not None:
+                log.info(
+                    "outbox %s: found at the provider as %s; not resent",
+                    c.id,
+                    found.provider_message_id,
+                )
+                await _record_sent(self.outbox, c, found)
+                return
+            if c.attempts > self.cfg.max_attempts:
+                await _record_failed(self.outbox, c, "not confirmed by the provider after retries")
+                return
+        await self._send()
+
+    async def _send(self) -> None:
+        """One request; the outcome decides the row's next status."""
+        c = self.claim
+        await asyncio.sleep(self.limiter.delay())  # this lane's own bucket: one wait
+        self.limiter.take()
+        try:
+            receipt = await self.provider.send(c.outgoing())
+        except SendOutcomeUnknown as exc:
+            log.warning("outbox %s: %s; will reconcile before any resend", c.id, exc)
+            await self._later(UNKNOWN, str(exc), self.cfg.reconcile_delay_s)
+        except RateLimited as exc:
+            await self._retry(str(exc), exc.retry_after_s)
+        except (TransientProviderError, SessionNotWorking) as exc:
+            await self._retry(str(exc), self._backoff())
+        except ProviderError as exc:
+            await _record_failed(self.outbox, c, str(exc))
+        else:
+            await _record_sent(self.outbox, c, receipt)
+
+    def _backoff(self) -> float:
+        base = self.cfg.backoff_s * 2.0 ** max(0, self.claim.attempts - 1)
+        return float(min(base, self.cfg.max_backoff_s))
+
+    async def _retry(self, error: str, delay_s: float) -> None:
+        """Surely not sent: queue again, unless the attempts are spent."""
+        if self.claim.attempts >= self.cfg.max_attempts:
+            await _record_failed(self.outbox, self.claim, error)
+            return
+        log.info("outbox %s: not sent (%s); retry in %.1fs", self.claim.id, error, delay_s)
+        await self._later(QUEUED, error, delay_s)
+
+    async def _later(self, status: str, error: str, delay_s: float) -> None:
+        c, o = self.claim, T_OUTBOX.c
+        now = datetime.now(UTC)
+        async with self.outbox.store.write() as conn:
+            await conn.execute(
+                update(T_OUTBOX)
+                .where(o.id == c.id, o.status == SENDING, o.attempts == c.attempts)
+                .values(
+                    status=status,
+                    last_error=error[:2000],
+                    next_attempt_at=now + timedelta(seconds=delay_s),
+                    updated_at=now,
+                )
+            )
+
+    async def _reconcile(self) -> SendReceipt | None:
+        """Our fromMe message in the chat, if the provider has it and no other row owns it."""
+        c = self.claim
+        # The last attempt started at most `timeout_s` before the row was last touched.
+        started = max(c.created_at.timestamp(), c.touched_at.timestamp() - self.cfg.timeout_s)
+        since = started - self.cfg.reconcile_window_s
+        candidates = await self.provider.sent_messages(c.to_jid, since=since)
+        taken = await self._owned_elsewhere([m.provider_message_id for m in candidates])
+        return match_sent(c.outgoing(), candidates, since=since, exclude=taken)
+
+    async def _owned_elsewhere(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        o = T_OUTBOX.c
+        q = select(o.provider_message_id).where(
+            o.session_id == self.claim.session_id,
+            o.provider_message_id.in_(ids),
+            o.id != self.claim.id,
+        )
+        async with self.outbox.store.read() as conn:
+            return {r[0] for r in await conn.execute(q)}
+
+
+# Evolution's `source` (the device behind a message id) for the phone apps: an agent typing
+# on the phone, never an API send (those show as web or unknown; evolution.md 4.5).
+PHONE_DEVICES = frozenset({"android", "ios"})
+
+
+def match_sent(
+    out: Outgoing, candidates: Sequence[Message], *, since: float, exclude: set[str]
+) -> SendReceipt | None:
+    """The oldest fromMe message that is this send: same text (text) or same type and caption
+    (media), not before `since`, not typed on the phone (WAHA `source: app`, Evolution
+    `source: android|ios`), not owned by another outbox row."""
+    types = _ECHO_TYPES[out.kind]
+    best: Message | None = None
+    for msg in candidates:
+        if not msg.from_me or msg.provider_message_id in exclude:
+            continue
+        if msg.extra.get("source") == "app" or msg.extra.get("device") in PHONE_DEVICES:
+            continue
+        if msg.timestamp.timestamp() < since or msg.type not in types:
+            continue
+        if (msg.body or None) != (out.text or None) and out.kind != "voice":
+            continue
+        if best is None or msg.timestamp < best.timestamp:
+            best = msg
+    if best is None:
+        return None
+    return SendReceipt(
+        provider_message_id=best.provider_message_id, timestamp=best.timestamp.timestamp()
+    )
+
+
+# --- outcomes -----------------------------------------------------------------------------------
+
+
+async def _record_sent(outbox: Outbox, claim: Claim, receipt: SendReceipt) -> None:
+    """SENT with the provider's id, given to the message row (`wasync.ingest.sends`)."""
+    command = SendAccepted(
+        outbox_id=claim.id,
+        attempts=claim.attempts,
+        tenant_id=claim.tenant_id,
+        session_id=claim.session_id,
+        chat_id=claim.chat_id,
+        message_id=claim.message_id,
+        provider_message_id=receipt.provider_message_id,
+        timestamp=receipt.timestamp,
+    )
+    if not await outbox.pipeline.execute(command):
+        log.warning("outbox %s: another sender took this row over; outcome left to it", claim.id)
+
+
+async def _record_failed(outbox: Outbox, claim: Claim, error: str) -> None:
+    """FAILED, and the message's ack ERROR (`chat:message-ack`)."""
+    log.warning("outbox %s: failed: %s", claim.id, error)
+    command = SendFailed(
+        outbox_id=claim.id,
+        attempts=claim.attempts,
+        tenant_id=claim.tenant_id,
+        session_id=claim.session_id,
+        chat_id=claim.chat_id,
+        message_id=claim.message_id,
+        error=error,
+    )
+    await outbox.pipeline.execute(command)

@@ -1,0 +1,191 @@
+"""What to send: a request checked before anything is queued.
+
+Text must not be blank; media comes as an http(s) URL (passed through to the provider), base64
+data, or (CLI only) a local file read as base64. Size is checked against `[send]
+max_media_bytes` and the mimetype against the kind, so a bad request is refused with one
+clear line (`SendRejected`) and never reaches the outbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from wasync.errors import Refused
+from wasync.events import Media, MessageType
+from wasync.phones import parse_phone
+from wasync.providers.sending import MEDIA_KINDS
+
+# The `messages.type` of each kind of send (voice notes are audio with `media_voice`).
+MESSAGE_TYPES = {
+    "text": MessageType.TEXT,
+    "image": MessageType.IMAGE,
+    "video": MessageType.VIDEO,
+    "audio": MessageType.AUDIO,
+    "voice": MessageType.AUDIO,
+    "document": MessageType.DOCUMENT,
+}
+_MAJOR = {"image": "image/", "video": "video/", "audio": "audio/", "voice": "audio/"}
+_DEFAULT_MIME = {
+    "image": "image/jpeg",
+    "video": "video/mp4",
+    "audio": "audio/mpeg",
+    "voice": "audio/ogg",
+    "document": "application/octet-stream",
+}
+
+
+class SendRejected(Refused):
+    """A send request that is refused before anything is queued; `status` is the HTTP answer."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendRequest:
+    """What to send, validated: text, or media as a URL (passed through) or base64 data."""
+
+    kind: str = "text"
+    text: str | None = None
+    url: str | None = None
+    data: str | None = None
+    mimetype: str | None = None
+    filename: str | None = None
+    size: int | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The outbox row's `payload` JSON."""
+        fields = ("text", "url", "data", "mimetype", "filename", "size")
+        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+
+    @property
+    def message_type(self) -> MessageType:
+        """The outbound message's `messages.type`."""
+        return MESSAGE_TYPES[self.kind]
+
+    def media(self) -> Media | None:
+        """The outbound message's media columns (None for text)."""
+        if self.kind == "text":
+            return None
+        return Media(
+            mimetype=self.mimetype,
+            filename=self.filename,
+            url=self.url,
+            size=self.size,
+            voice=self.kind == "voice",
+        )
+
+
+def parse_to(to: str) -> str:
+    """A phone typed by a person as canonical digits (Brazil's ninth digit); SendRejected."""
+    try:
+        return parse_phone(to)
+    except ValueError as exc:
+        raise SendRejected(str(exc)) from None
+
+
+def text_request(text: str) -> SendRequest:
+    """A text message; blank text is refused."""
+    if not text.strip():
+        raise SendRejected("text is empty")
+    return SendRequest(kind="text", text=text)
+
+
+def media_request(
+    kind: str,
+    source: str,
+    *,
+    caption: str | None = None,
+    filename: str | None = None,
+    max_bytes: int,
+    allow_files: bool,
+) -> SendRequest:
+    """Media from a URL (passed through) or, when `allow_files`, a local file (sent as base64).
+
+    Size and mimetype are checked here, before anything is queued.
+    """
+    if kind not in MEDIA_KINDS:
+        raise SendRejected(f"unknown media kind {kind!r}; expected one of {sorted(MEDIA_KINDS)}")
+    if _is_url(source):
+        name = filename or Path(urlsplit(source).path).name or None
+        mime = _checked_mime(kind, _guess_mime(name) or _DEFAULT_MIME[kind], source)
+        return SendRequest(kind=kind, text=caption, url=source, mimetype=mime, filename=name)
+    if not allow_files:
+        raise SendRejected("media must be an http(s) URL or base64 data")
+    return _file_request(kind, Path(source).expanduser(), caption, filename, max_bytes)
+
+
+def data_request(
+    kind: str,
+    data: str,
+    *,
+    mimetype: str | None,
+    caption: str | None = None,
+    filename: str | None = None,
+    max_bytes: int,
+) -> SendRequest:
+    """Media given as base64 (a `data:` URI prefix is accepted and removed)."""
+    if kind not in MEDIA_KINDS:
+        raise SendRejected(f"unknown media kind {kind!r}; expected one of {sorted(MEDIA_KINDS)}")
+    if data.startswith("data:") and "," in data:
+        head, data = data.split(",", 1)
+        mimetype = mimetype or head[5:].split(";", 1)[0] or None
+    try:
+        size = len(base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        raise SendRejected(f"{kind} data is not valid base64") from None
+    _check_size(kind, size, max_bytes, "data")
+    mime = _checked_mime(kind, mimetype or _guess_mime(filename) or _DEFAULT_MIME[kind], "data")
+    if filename is None and kind == "document":
+        # Like a URL's or a file's own name: Evolution refuses a base64 document without one.
+        filename = "document" + (mimetypes.guess_extension(mime) or "")
+    return SendRequest(
+        kind=kind, text=caption, data=data, mimetype=mime, filename=filename, size=size
+    )
+
+
+def _file_request(
+    kind: str, path: Path, caption: str | None, filename: str | None, max_bytes: int
+) -> SendRequest:
+    if not path.is_file():
+        raise SendRejected(f"{path}: no such file")
+    size = path.stat().st_size
+    _check_size(kind, size, max_bytes, str(path))
+    mime = _checked_mime(kind, _guess_mime(path.name) or _DEFAULT_MIME[kind], str(path))
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return SendRequest(
+        kind=kind, text=caption, data=data, mimetype=mime, filename=filename or path.name, size=size
+    )
+
+
+def _check_size(kind: str, size: int, max_bytes: int, what: str) -> None:
+    if size == 0:
+        raise SendRejected(f"{kind} {what} is empty")
+    if size > max_bytes:
+        raise SendRejected(
+            f"{kind} {what} is {size / 1_048_576:.1f} MiB; the limit is "
+            f"{max_bytes / 1_048_576:.1f} MiB ([send] max_media_bytes)"
+        )
+
+
+def _guess_mime(name: str | None) -> str | None:
+    if not name:
+        return None
+    if name.lower().endswith((".opus", ".oga")):
+        return "audio/ogg"
+    return mimetypes.guess_type(name, strict=False)[0]
+
+
+def _checked_mime(kind: str, mime: str, what: str) -> str:
+    major = _MAJOR.get(kind)
+    if major and not mime.lower().startswith(major):
+        raise SendRejected(f"{kind} must be {major}* but {what} is {mime}")
+    return mime
+
+
+def _is_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
