@@ -1,0 +1,64 @@
+"""`wasync token` and `wasync tail`: real-time clients' tokens and a terminal client."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wasync.cli.base import ConfigOpt, fail, load_settings, run_async
+from wasync.errors import ConfigError
+
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _ttl_seconds(ttl: str) -> int:
+    """`30m`, `1h`, `2d`, `45s` or plain seconds; exit 2 otherwise."""
+    number, unit = (ttl[:-1], ttl[-1]) if ttl[-1:] in _TTL_UNITS else (ttl, "s")
+    if not number.isdigit() or int(number) == 0:
+        raise fail(f"--ttl must look like 30m, 1h, 2d or a number of seconds, not {ttl!r}", 2)
+    return int(number) * _TTL_UNITS[unit]
+
+
+def token(
+    tenant: Annotated[str, typer.Option(help="Tenant id (the token's tenant_id claim).")],
+    user: Annotated[str, typer.Option(help="User id (the token's sub claim).")],
+    role: Annotated[str, typer.Option(help="ADMIN (whole tenant) or USER (assigned chats).")],
+    ttl: Annotated[str, typer.Option(help="Lifetime: 30m, 1h, 2d or seconds.")] = "1h",
+    config: ConfigOpt = None,
+) -> None:
+    """Print a JWT for REST and /ws, signed with the [auth] secret."""
+    from typing import cast
+
+    from wasync.auth import issue_token
+    from wasync.scopes import ROLES, Role
+
+    if role.upper() not in ROLES:
+        raise fail(f"--role must be ADMIN or USER, not {role!r}", 2)
+    seconds = _ttl_seconds(ttl)
+    settings = load_settings(config)
+    try:
+        secret = settings.auth.secret()
+    except ConfigError as exc:
+        raise fail(f"config error: {exc}", 2) from None
+    role_ = cast(Role, role.upper())
+    typer.echo(issue_token(secret, tenant_id=tenant, user_id=user, role=role_, ttl_s=seconds))
+
+
+def tail(
+    url: Annotated[str, typer.Option(help="The daemon's base URL (http://host:port) or ws URL.")],
+    token: Annotated[str, typer.Option(help="A JWT (see `wasync token`).", envvar="WASYNC_TOKEN")],
+    since: Annotated[
+        int | None, typer.Option(min=0, help="Replay the events after this id first.")
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Reconnect attempts in a row before giving up.")
+    ] = 5,
+) -> None:
+    """Print live events, one JSON line each; after a drop reconnect with `since`; Ctrl-C ends."""
+    from wasync.api.ws import tail as tail_events
+
+    try:
+        run_async(tail_events(url, token, out=typer.echo, since=since, attempts=retries))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
