@@ -6,6 +6,7 @@ requests (`.requests`); `seed_*` fill them with deterministic Portuguese convers
 `serve()` runs an app on a loopback port.
 """
 
+from wasync.sim.base import Delivery, DeliveryAttempt, SentRequest, serve
 from wasync.sim.evolution import EvoInstance, EvolutionSim
 from wasync.sim.faults import Fault, Faults, SimulatedReset
 from wasync.sim.seed import (
@@ -20,7 +21,6 @@ from wasync.sim.seed import (
     seed_waha_bulk,
     text,
 )
-from wasync.sim.server import Delivery, DeliveryAttempt, SentRequest, serve
 from wasync.sim.waha import WahaSession, WahaSim, sign_body, webhook_config
 
 __all__ = [

@@ -32,6 +32,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wasync.sim.base import (
+    Delivery,
+    DeliveryAttempt,
+    Json,
+    SentRequest,
+    SimError,
+    build_app,
+    compact_json,
+    post_with_retries,
+    read_json,
+)
 from wasync.sim.faults import Faults
 from wasync.sim.seed import (
     PROTO_KEYS,
@@ -44,17 +55,6 @@ from wasync.sim.seed import (
     raw_message_id,
     text,
     wa_proto,
-)
-from wasync.sim.server import (
-    Delivery,
-    DeliveryAttempt,
-    Json,
-    SentRequest,
-    SimError,
-    build_app,
-    compact_json,
-    post_with_retries,
-    read_json,
 )
 
 STATES = ("open", "connecting", "close")

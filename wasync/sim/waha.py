@@ -26,6 +26,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wasync.sim.base import (
+    Delivery,
+    DeliveryAttempt,
+    Json,
+    SentRequest,
+    SimError,
+    build_app,
+    compact_json,
+    post_with_retries,
+    read_json,
+)
 from wasync.sim.faults import Faults
 from wasync.sim.seed import (
     Content,
@@ -36,17 +47,6 @@ from wasync.sim.seed import (
     text,
     ulid,
     wa_proto,
-)
-from wasync.sim.server import (
-    Delivery,
-    DeliveryAttempt,
-    Json,
-    SentRequest,
-    SimError,
-    build_app,
-    compact_json,
-    post_with_retries,
-    read_json,
 )
 
 ENGINES = ("WEBJS", "NOWEB", "GOWS")
