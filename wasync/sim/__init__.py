@@ -7,20 +7,10 @@ requests (`.requests`); `seed_*` fill them with deterministic Portuguese convers
 """
 
 from wasync.sim.base import Delivery, DeliveryAttempt, SentRequest, serve
+from wasync.sim.content import Content, contact_card, location, media, reaction, text
 from wasync.sim.evolution import EvoInstance, EvolutionSim
 from wasync.sim.faults import Fault, Faults, SimulatedReset
-from wasync.sim.seed import (
-    Content,
-    contact_card,
-    location,
-    media,
-    reaction,
-    seed_evolution,
-    seed_evolution_bulk,
-    seed_waha,
-    seed_waha_bulk,
-    text,
-)
+from wasync.sim.seed import seed_evolution, seed_evolution_bulk, seed_waha, seed_waha_bulk
 from wasync.sim.waha import WahaSession, WahaSim, sign_body, webhook_config
 
 __all__ = [

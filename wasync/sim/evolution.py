@@ -43,19 +43,18 @@ from wasync.sim.base import (
     post_with_retries,
     read_json,
 )
-from wasync.sim.faults import Faults
-from wasync.sim.seed import (
+from wasync.sim.content import (
     PROTO_KEYS,
     Content,
-    Directory,
     cuid,
     device_of,
-    digits_of,
     media,
     raw_message_id,
     text,
     wa_proto,
 )
+from wasync.sim.directory import Directory, digits_of
+from wasync.sim.faults import Faults
 
 STATES = ("open", "connecting", "close")
 STATUS_NAMES = {

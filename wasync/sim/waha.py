@@ -37,17 +37,9 @@ from wasync.sim.base import (
     post_with_retries,
     read_json,
 )
+from wasync.sim.content import Content, media, raw_message_id, text, ulid, wa_proto
+from wasync.sim.directory import Directory, digits_of
 from wasync.sim.faults import Faults
-from wasync.sim.seed import (
-    Content,
-    Directory,
-    digits_of,
-    media,
-    raw_message_id,
-    text,
-    ulid,
-    wa_proto,
-)
 
 ENGINES = ("WEBJS", "NOWEB", "GOWS")
 STATUSES = (
