@@ -1,13 +1,14 @@
-"""Shared by both simulators: the Starlette app with its error shape, records of what clients
-sent, webhook delivery with retries, and `serve()` for real loopback HTTP."""
+"""Shared by both simulators: the `Simulator` base, the Starlette app with its error shape,
+records of what clients sent, webhook delivery with retries, and `serve()` for loopback HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from wasync.api.server import serve as serve_app
+from wasync.sim.directory import Directory, digits_of
 from wasync.sim.faults import FaultMiddleware, Faults
 
 Json = dict[str, Any]
@@ -153,6 +155,79 @@ async def post_with_retries(
             await asyncio.sleep(wait)
     ok = status is not None and 200 <= status < 300
     return Delivery(url=url, ok=ok, attempts=attempt, status=status, body=body, headers=headers)
+
+
+class Simulator:
+    """What both simulators hold: the RNG, the clock, the client `deliver()` posts with, who is
+    on WhatsApp, the fault plan, and what clients asked (`requests`, `sends`) and got
+    (`deliveries`). A subclass builds `.app` from its routes with `_build_app`."""
+
+    _app: Starlette
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        http: httpx.AsyncClient | None,
+        clock: Callable[[], float],
+        faults: Faults | None,
+    ) -> None:
+        self.http = http
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.faults = faults or Faults(seed=seed)
+        self.directory = Directory()
+        self.requests: Counter[str] = Counter()
+        self.sends: list[SentRequest] = []
+        self.deliveries: list[DeliveryAttempt] = []
+
+    def _build_app(
+        self,
+        routes: Sequence[BaseRoute],
+        *,
+        error_body: Callable[[int], Json],
+        not_found: Callable[[Request], Json],
+    ) -> None:
+        self._app = build_app(
+            routes,
+            faults=self.faults,
+            requests=self.requests,
+            error_body=error_body,
+            not_found=not_found,
+        )
+
+    @property
+    def app(self) -> Starlette:
+        """The ASGI app serving the provider's API."""
+        return self._app
+
+    @property
+    def requests_total(self) -> int:
+        """All requests received, whatever the route."""
+        return sum(self.requests.values())
+
+    def mark_absent(self, phone: str) -> None:
+        """Make a number "not on WhatsApp" (both Brazilian forms) for the number checks."""
+        self.directory.mark_absent(digits_of(phone))
+
+    def webhook_client(self, http: httpx.AsyncClient | None) -> httpx.AsyncClient:
+        """The client a delivery posts with: `http` when given, else the simulator's own."""
+        client = http or self.http
+        if client is None:
+            name = type(self).__name__
+            raise RuntimeError(f"{name}.deliver needs an httpx.AsyncClient (http=...)")
+        return client
+
+    @contextlib.contextmanager
+    def record_send(self, route: str, target: str, body: Any) -> Iterator[SentRequest]:
+        """Record a send request in `sends`; a `SimError` raised inside becomes its status."""
+        record = SentRequest(route=route, target=target, body=body)
+        self.sends.append(record)
+        try:
+            yield record
+        except SimError as exc:
+            record.status = exc.status
+            raise
 
 
 @contextlib.asynccontextmanager

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
-import random
 import re
 import secrets
 import time
 import uuid
 import warnings
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -27,18 +26,15 @@ from urllib.parse import urlsplit
 import httpx
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from wasync.sim.base import (
     Delivery,
-    DeliveryAttempt,
     Json,
-    SentRequest,
     SimError,
-    build_app,
+    Simulator,
     compact_json,
     post_with_retries,
     read_json,
@@ -53,7 +49,7 @@ from wasync.sim.content import (
     text,
     wa_proto,
 )
-from wasync.sim.directory import Directory, digits_of
+from wasync.sim.directory import digits_of
 from wasync.sim.faults import Faults
 
 STATES = ("open", "connecting", "close")
@@ -157,7 +153,7 @@ class EvoInstance:
         return f"{self.phone}@s.whatsapp.net"
 
 
-class EvolutionSim:
+class EvolutionSim(Simulator):
     """An Evolution API server with several instances, served by `.app` (a Starlette app).
 
     `api_key` is the global key (`AUTHENTICATION_API_KEY`); each instance also accepts its own
@@ -181,44 +177,21 @@ class EvolutionSim:
         empty_or_matches_nothing: bool = False,
         faults: Faults | None = None,
     ) -> None:
+        super().__init__(seed=seed, http=http, clock=clock, faults=faults)
         self.api_key = api_key
         self.server_url = server_url
         self.version = version
-        self.http = http
-        self.clock = clock
         self.tz_offset_s = tz_offset_s
         self.expose_token = expose_token
         self.webhook_max_attempts = webhook_max_attempts
         self.webhook_delay_s = webhook_delay_s
         self.empty_or_matches_nothing = empty_or_matches_nothing
-        self.rng = random.Random(seed)
-        self.faults = faults or Faults(seed=seed)
-        self.directory = Directory()
         self.instances: dict[str, EvoInstance] = {}
-        self.requests: Counter[str] = Counter()
-        self.sends: list[SentRequest] = []
         # Errors Evolution throws after WhatsApp took the message (its database write, a
         # chatbot hook): each next send is stored, then answered 400 with one of these
         # (evolution.md §6, `sendMessageWithTyping`'s catch-all).
         self.throw_after_send: deque[str] = deque()
-        self.deliveries: list[DeliveryAttempt] = []
-        self._app = build_app(
-            self._routes(),
-            faults=self.faults,
-            requests=self.requests,
-            error_body=_error_body,
-            not_found=_not_found,
-        )
-
-    @property
-    def app(self) -> Starlette:
-        """The ASGI app serving the Evolution API."""
-        return self._app
-
-    @property
-    def requests_total(self) -> int:
-        """All requests received, whatever the route."""
-        return sum(self.requests.values())
+        self._build_app(self._routes(), error_body=_error_body, not_found=_not_found)
 
     # -- world set-up ---------------------------------------------------------------------------
 
@@ -256,10 +229,6 @@ class EvolutionSim:
         instance = self.instance(name)
         instance.state = state
         instance.opened = instance.opened or state == "open"
-
-    def mark_absent(self, phone: str) -> None:
-        """Make a number "not on WhatsApp" (both Brazilian forms)."""
-        self.directory.mark_absent(digits_of(phone))
 
     def add_contact(
         self,
@@ -465,9 +434,7 @@ class EvolutionSim:
         400/401/403/404/422 stop at once (evolution.md §3.4). None when nothing was sent.
         """
         inst = self.instance(instance)
-        client = http or self.http
-        if client is None:
-            raise RuntimeError("EvolutionSim.deliver needs an httpx.AsyncClient (http=...)")
+        client = self.webhook_client(http)
         dotted, upper = _event_names(event)
         hook = inst.webhook
         if not hook or not hook["enabled"] or upper not in hook["events"]:
@@ -973,13 +940,8 @@ class EvolutionSim:
         """The common send pipeline (evolution.md §6): validate, check the number, store the
         row as `PENDING`, answer 201 with its `prepareMessage()` shape."""
         body = await read_json(request, _bad_json)
-        record = SentRequest(route=route, target=inst.name, body=body)
-        self.sends.append(record)
-        try:
+        with self.record_send(route, inst.name, body) as record:
             row = await self._send_row(inst, body, build)
-        except SimError as exc:
-            record.status = exc.status
-            raise
         record.status, record.message_id = 201, row["key"]["id"]
         if self.throw_after_send:
             record.status = 400

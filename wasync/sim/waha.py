@@ -8,37 +8,35 @@ signed webhooks the way WAHA's `WebhookSender` does.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import hmac
 import random
 import secrets
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from wasync.sim.base import (
     Delivery,
-    DeliveryAttempt,
     Json,
     SentRequest,
     SimError,
-    build_app,
+    Simulator,
     compact_json,
     post_with_retries,
     read_json,
 )
 from wasync.sim.content import Content, media, raw_message_id, text, ulid, wa_proto
-from wasync.sim.directory import Directory, digits_of
+from wasync.sim.directory import digits_of
 from wasync.sim.faults import Faults
 
 ENGINES = ("WEBJS", "NOWEB", "GOWS")
@@ -198,7 +196,7 @@ class WahaSession:
         return info
 
 
-class WahaSim:
+class WahaSim(Simulator):
     """A WAHA server with several sessions, served by `.app` (a Starlette app).
 
     `api_key=None` disables the key check (like `WAHA_NO_API_KEY`). `http` is the client used
@@ -218,38 +216,15 @@ class WahaSim:
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
     ) -> None:
+        super().__init__(seed=seed, http=http, clock=clock, faults=faults)
         self.api_key = api_key
         self.version = version
         self.tier = tier
         self.default_engine = default_engine
-        self.http = http
         self.public_url = public_url.rstrip("/")
-        self.clock = clock
-        self.rng = random.Random(seed)
-        self.faults = faults or Faults(seed=seed)
-        self.directory = Directory()
         self.sessions: dict[str, WahaSession] = {}
-        self.requests: Counter[str] = Counter()
-        self.sends: list[SentRequest] = []
         self.seen: list[Json] = []
-        self.deliveries: list[DeliveryAttempt] = []
-        self._app = build_app(
-            self._routes(),
-            faults=self.faults,
-            requests=self.requests,
-            error_body=_error_body,
-            not_found=_not_found,
-        )
-
-    @property
-    def app(self) -> Starlette:
-        """The ASGI app serving the WAHA API."""
-        return self._app
-
-    @property
-    def requests_total(self) -> int:
-        """All requests received, whatever the route."""
-        return sum(self.requests.values())
+        self._build_app(self._routes(), error_body=_error_body, not_found=_not_found)
 
     # -- world set-up ---------------------------------------------------------------------------
 
@@ -295,10 +270,6 @@ class WahaSim:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; expected one of {STATUSES}")
         self.session(name).status = status
-
-    def mark_absent(self, phone: str) -> None:
-        """Make a number "not on WhatsApp" for check-exists."""
-        self.directory.mark_absent(digits_of(phone))
 
     def add_contact(
         self,
@@ -474,9 +445,7 @@ class WahaSim:
         the first try); `delay_s` overrides the configured delay (0 in tests).
         """
         sess = self.session(session)
-        client = http or self.http
-        if client is None:
-            raise RuntimeError("WahaSim.deliver needs an httpx.AsyncClient (http=...)")
+        client = self.webhook_client(http)
         ms = int(self.clock() * 1000)
         envelope: Json = {
             "id": "evt_" + ulid(self.rng, ms).lower(),
@@ -956,14 +925,10 @@ class WahaSim:
 
     async def _send_text(self, request: Request) -> Response:
         body = await self._send_body(request, "text")
-        record = self._record("sendText", body)
-        try:
+        with self._record("sendText", body) as record:
             session = self._working(str(body.get("session") or "default"))
             reply_to = body.get("reply_to")
             result = self._send(session, body, _text(str(body["text"])), reply_to)
-        except SimError as exc:
-            record.status = exc.status
-            raise
         return self._sent(record, result)
 
     def _send_media(self, endpoint: str) -> Callable[[Request], Awaitable[Response]]:
@@ -971,8 +936,7 @@ class WahaSim:
 
         async def handler(request: Request) -> Response:
             body = await self._send_body(request, "file", convert=kind in ("voice", "video"))
-            record = self._record(endpoint, body)
-            try:
+            with self._record(endpoint, body) as record:
                 session = self._working(str(body.get("session") or "default"))
                 self._plus_only(session, endpoint)
                 file = body["file"]
@@ -983,9 +947,6 @@ class WahaSim:
                     mimetype=file.get("mimetype"),
                 )
                 result = self._send(session, body, content, body.get("reply_to"))
-            except SimError as exc:
-                record.status = exc.status
-                raise
             return self._sent(record, result)
 
         return handler
@@ -1020,10 +981,8 @@ class WahaSim:
             raise _bad_request(*problems)
         return body
 
-    def _record(self, route: str, body: Json) -> SentRequest:
-        record = SentRequest(route=route, target=str(body.get("session") or "default"), body=body)
-        self.sends.append(record)
-        return record
+    def _record(self, route: str, body: Json) -> contextlib.AbstractContextManager[SentRequest]:
+        return self.record_send(route, str(body.get("session") or "default"), body)
 
     def _sent(self, record: SentRequest, result: tuple[str, Json]) -> Response:
         record.status, record.message_id = 201, result[0]
