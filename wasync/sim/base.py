@@ -84,6 +84,11 @@ def compact_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """The numeric parts of a dotted version, to compare it with a release (`(2026, 6, 1)`)."""
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+
 @dataclass(slots=True, kw_only=True)
 class SentRequest:
     """One send request a client made (`route`, target session/instance, body as received)."""
