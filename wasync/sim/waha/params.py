@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.requests import Request
 
@@ -11,6 +13,8 @@ from wasync.sim.base import Json
 from wasync.sim.directory import digits_of
 from wasync.sim.waha.guard import bad_request
 from wasync.sim.waha.session import ACK_NAMES, cus
+
+_N = TypeVar("_N", int, float)
 
 
 def chat_param(raw: str) -> str:
@@ -24,15 +28,8 @@ def chat_param(raw: str) -> str:
 
 def int_param(request: Request, name: str, default: int) -> int:
     """An integer query parameter (`default` when absent); a 400 when it is not a number."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request(
-            f"{name} must be a number conforming to the specified constraints"
-        ) from None
+    value = _number_param(request, name, int)
+    return default if value is None else value
 
 
 def bool_param(request: Request, name: str) -> bool | None:
@@ -98,11 +95,15 @@ class MessageQuery:
 
 def float_param(request: Request, name: str) -> float | None:
     """A numeric query parameter (None when absent); a 400 when it is not a number."""
+    return _number_param(request, name, float)
+
+
+def _number_param(request: Request, name: str, parse: Callable[[str], _N]) -> _N | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        return parse(raw)
     except ValueError:
         raise bad_request(
             f"{name} must be a number conforming to the specified constraints"
