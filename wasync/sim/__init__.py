@@ -4,6 +4,11 @@
 real payload shapes and quirks, fire webhooks (`deliver()`), inject faults (`.faults`) and count
 requests (`.requests`); `seed_*` fill them with deterministic Portuguese conversations and
 `serve()` runs an app on a loopback port.
+
+Each room imports only rooms above it: `faults`, `directory` and `base` (the `Simulator` base,
+app, errors, webhook delivery); `content` (what a message carries, proto JSON, ids); `waha/` and
+`evolution/` (state, render, guard, params, hooks, route handlers, routes, simulator); `world`
+(planning a world) and `seed` (loading a plan into a simulator).
 """
 
 from wasync.sim.base import Delivery, DeliveryAttempt, SentRequest, serve
