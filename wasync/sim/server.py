@@ -1,166 +1,27 @@
-"""HTTP plumbing shared by the simulators: the Starlette app with its error shape, records of
-what clients sent, webhook delivery with retries, and `serve()` for real loopback HTTP."""
+"""The simulators' HTTP plumbing under its old name; it lives in `wasync.sim.base`."""
 
-from __future__ import annotations
+from wasync.sim.base import (
+    Delivery,
+    DeliveryAttempt,
+    Json,
+    SentRequest,
+    SimError,
+    build_app,
+    compact_json,
+    post_with_retries,
+    read_json,
+    serve,
+)
 
-import asyncio
-import contextlib
-import json
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
-from starlette.types import ASGIApp
-
-from wasync.api.server import serve as serve_app
-from wasync.sim.faults import FaultMiddleware, Faults
-
-Json = dict[str, Any]
-
-
-class SimError(Exception):
-    """An error answer with a provider-shaped JSON body, raised from a simulator endpoint."""
-
-    def __init__(self, status: int, body: Any, *, headers: Mapping[str, str] | None = None):
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.body = body
-        self.headers = dict(headers or {})
-
-
-def _sim_error_handler(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SimError)
-    return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
-
-
-def build_app(
-    routes: Sequence[BaseRoute],
-    *,
-    faults: Faults,
-    requests: Counter[str],
-    error_body: Callable[[int], Json],
-    not_found: Callable[[Request], Json],
-) -> Starlette:
-    """A simulator app: routes behind the fault/counting middleware, provider-shaped errors."""
-
-    def unknown_route(request: Request, _exc: Exception) -> Response:
-        return JSONResponse(not_found(request), status_code=404)
-
-    return Starlette(
-        routes=list(routes),
-        middleware=[
-            Middleware(
-                FaultMiddleware,
-                faults=faults,
-                requests=requests,
-                routes=list(routes),
-                error_body=error_body,
-            )
-        ],
-        exception_handlers={SimError: _sim_error_handler, 404: unknown_route, 405: unknown_route},
-    )
-
-
-async def read_json(request: Request, bad_request: Callable[[str], SimError]) -> Any:
-    """The request's JSON body, or the provider's 400 when it is not JSON."""
-    raw = await request.body()
-    try:
-        return json.loads(raw or b"null")
-    except ValueError as exc:
-        raise bad_request(f"Unexpected token in JSON: {exc}") from None
-
-
-def compact_json(value: Any) -> bytes:
-    """JSON as `JSON.stringify` writes it: no spaces, UTF-8, non-ASCII kept."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-@dataclass(slots=True, kw_only=True)
-class SentRequest:
-    """One send request a client made (`route`, target session/instance, body as received)."""
-
-    route: str
-    target: str
-    body: Any
-    status: int = 0
-    message_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeliveryAttempt:
-    """One POST of a webhook delivery; `status` is None when the request itself failed."""
-
-    url: str
-    attempt: int
-    status: int | None
-    error: str | None
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delivery:
-    """The outcome of delivering one event to one URL, after retries."""
-
-    url: str
-    ok: bool
-    attempts: int
-    status: int | None
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-async def post_with_retries(
-    http: httpx.AsyncClient,
-    url: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    *,
-    max_attempts: int,
-    delay_s: Callable[[int], float],
-    retryable: Callable[[int], bool],
-    log: list[DeliveryAttempt],
-) -> Delivery:
-    """POST `body` until a 2xx, a non-retryable status, or `max_attempts` tries.
-
-    `delay_s(n)` is the wait after failed attempt `n` (1-based); network errors are retried.
-    """
-    status: int | None = None
-    attempt = 0
-    for attempt in range(1, max_attempts + 1):
-        error: str | None = None
-        try:
-            response = await http.post(url, content=body, headers=dict(headers))
-            status = response.status_code
-        except httpx.TransportError as exc:
-            status, error = None, f"{type(exc).__name__}: {exc}"
-        log.append(
-            DeliveryAttempt(
-                url=url, attempt=attempt, status=status, error=error, headers=headers, body=body
-            )
-        )
-        if status is not None and (200 <= status < 300 or not retryable(status)):
-            break
-        wait = delay_s(attempt)
-        if attempt < max_attempts and wait > 0:
-            await asyncio.sleep(wait)
-    ok = status is not None and 200 <= status < 300
-    return Delivery(url=url, ok=ok, attempts=attempt, status=status, body=body, headers=headers)
-
-
-@contextlib.asynccontextmanager
-async def serve(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, shutdown_timeout_s: int = 2
-) -> AsyncIterator[str]:
-    """Serve a simulator on a loopback port (no WebSocket); yields the base URL."""
-    async with serve_app(
-        app, host=host, port=port, ws="none", shutdown_timeout_s=shutdown_timeout_s
-    ) as url:
-        yield url
+__all__ = [
+    "Delivery",
+    "DeliveryAttempt",
+    "Json",
+    "SentRequest",
+    "SimError",
+    "build_app",
+    "compact_json",
+    "post_with_retries",
+    "read_json",
+    "serve",
+]

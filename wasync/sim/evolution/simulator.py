@@ -1,0 +1,321 @@
+"""`EvolutionSim`: the Evolution simulator's public face, building a world (instances,
+contacts, rows, statuses, edits), reading it back, and delivering its webhooks."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from wasync.sim.base import Delivery, Json
+from wasync.sim.content import Content, cuid, media, raw_message_id
+from wasync.sim.content import text as text_content
+from wasync.sim.directory import digits_of
+from wasync.sim.evolution.guard import error_body, not_found
+from wasync.sim.evolution.hooks import post_event
+from wasync.sim.evolution.instance import STATES, STATUS_NAMES, EvoInstance, iso
+from wasync.sim.evolution.render import FIND_MESSAGE_FIELDS, prepared, project
+from wasync.sim.evolution.routes import routes
+from wasync.sim.evolution.state import EvolutionState
+from wasync.sim.faults import Faults
+
+_STATUS_CHAIN = ("SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED")
+
+
+class EvolutionSim(EvolutionState):
+    """An Evolution API server with several instances, served by `.app` (a Starlette app).
+
+    `api_key` is the global key (`AUTHENTICATION_API_KEY`); each instance also accepts its own
+    token. `http` is the client used by `deliver()`; `tz_offset_s` is the server's local time
+    offset that leaks into `date_time` (Docker image: America/Sao_Paulo, -3 h).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "evolution-sim-key",
+        server_url: str = "http://localhost:8080",
+        version: str = "2.3.7",
+        seed: int = 0,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+        tz_offset_s: int = -3 * 3600,
+        expose_token: bool = True,
+        webhook_max_attempts: int = 10,
+        webhook_delay_s: float = 5.0,
+        empty_or_matches_nothing: bool = False,
+        faults: Faults | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            server_url=server_url,
+            version=version,
+            seed=seed,
+            http=http,
+            clock=clock,
+            tz_offset_s=tz_offset_s,
+            expose_token=expose_token,
+            webhook_max_attempts=webhook_max_attempts,
+            webhook_delay_s=webhook_delay_s,
+            empty_or_matches_nothing=empty_or_matches_nothing,
+            faults=faults,
+        )
+        self._build_app(routes(self), error_body=error_body, not_found=not_found)
+
+    # -- world set-up ---------------------------------------------------------------------------
+
+    def add_instance(
+        self,
+        name: str,
+        *,
+        state: str = "open",
+        token: str | None = None,
+        phone: str | None = None,
+        profile_name: str = "Evolution Sim",
+    ) -> EvoInstance:
+        """Create an instance; `state` open|connecting|close."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}; expected one of {STATES}")
+        own = phone or f"55319{self.rng.randint(70_000_000, 99_999_999)}"
+        instance = EvoInstance(
+            name=name,
+            id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            token=token or str(uuid.UUID(int=self.rng.getrandbits(128), version=4)).upper(),
+            state=state,
+            phone=own,
+            profile_name=profile_name,
+            created_at=iso(self.clock()),
+            opened=state == "open",
+        )
+        self.instances[name] = instance
+        self.directory.register(own)
+        return instance
+
+    def set_state(self, name: str, state: str) -> None:
+        """Change an instance's connection state."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}; expected one of {STATES}")
+        instance = self.instance(name)
+        instance.state = state
+        instance.opened = instance.opened or state == "open"
+
+    def add_contact(
+        self,
+        target: str,
+        phone: str,
+        *,
+        name: str | None = None,
+        push_name: str | None = None,
+        lid: str | None = None,
+        lid_known: bool = True,
+    ) -> None:
+        """Register a person: on WhatsApp as `phone`, optionally with a LID (`remoteJidAlt`
+        only appears when `lid_known`)."""
+        instance = self.instance(target)
+        digits = digits_of(phone)
+        self.directory.register(digits)
+        pn = f"{digits}@s.whatsapp.net"
+        if lid:
+            instance.lid_pn[lid] = pn if lid_known else None
+            if lid_known:
+                instance.pn_lid[pn] = lid
+        for jid in (pn, lid):
+            if not jid:
+                continue
+            instance.chat_names[jid] = name
+            if push_name:
+                instance.push_names[jid] = push_name
+            instance.contacts.setdefault(
+                jid,
+                {
+                    "id": cuid(self.rng),
+                    "remoteJid": jid,
+                    "pushName": push_name,
+                    "profilePicUrl": None,
+                },
+            )
+
+    def add_group(
+        self, target: str, group_id: str, *, subject: str, participants: Sequence[str]
+    ) -> None:
+        """Create a group; its first participant is the default author of incoming messages."""
+        instance = self.instance(target)
+        instance.groups[group_id] = [self.address(p) for p in participants]
+        instance.chat_names[group_id] = subject
+
+    def add_message(
+        self,
+        target: str,
+        chat: str,
+        content: Content,
+        *,
+        from_me: bool = False,
+        ts: int | None = None,
+        sender: str | None = None,
+        push_name: str | None = None,
+        ack: int | None = None,
+        message_id: str | None = None,
+        device: str | None = None,
+    ) -> str:
+        """Store a message row in `chat` (phone digits or jid); returns its `key.id`.
+
+        A `@lid` chat is stored with the raw LID as `remoteJid` and the phone, when known, in
+        `remoteJidAlt` (evolution.md §7.2). `ack` uses WAHA's numbering (-1..4).
+        """
+        instance = self.instance(target)
+        raw = message_id or raw_message_id(self.rng, device or "android")
+        when = int(self.clock()) if ts is None else ts
+        jid = self.address(chat)
+        author = self.address(sender) if sender else None
+        status = "SERVER_ACK" if from_me else "DELIVERY_ACK"
+        row = self.store(
+            instance,
+            jid,
+            content,
+            raw_id=raw,
+            ts=when,
+            from_me=from_me,
+            sender=author,
+            push_name=push_name,
+            status=status,
+        )
+        if ack is not None and ack >= 2:
+            for name in _STATUS_CHAIN[1:ack]:
+                row["MessageUpdate"].append({"status": name})
+            row["status"] = STATUS_NAMES[ack]
+        return raw
+
+    def add_incoming(
+        self,
+        instance: str,
+        chat: str,
+        *,
+        text: str,
+        ts: int | None = None,
+        sender: str | None = None,
+        push_name: str | None = None,
+    ) -> str:
+        """Append a text message someone sent us; returns its `key.id`."""
+        return self.add_message(
+            instance, chat, text_content(text), ts=ts, sender=sender, push_name=push_name
+        )
+
+    def add_incoming_media(
+        self,
+        instance: str,
+        chat: str,
+        *,
+        kind: str = "image",
+        caption: str | None = None,
+        filename: str | None = None,
+        mimetype: str | None = None,
+        ts: int | None = None,
+        sender: str | None = None,
+    ) -> str:
+        """Append a media message someone sent us; returns its `key.id`."""
+        content = media(kind, caption=caption, filename=filename, mimetype=mimetype)
+        return self.add_message(instance, chat, content, ts=ts, sender=sender)
+
+    def add_outgoing(self, instance: str, chat: str, *, text: str, ts: int | None = None) -> str:
+        """Append a message we typed on the phone (`fromMe`, `SERVER_ACK`)."""
+        return self.add_message(instance, chat, text_content(text), from_me=True, ts=ts)
+
+    def set_status(self, instance: str, key_id: str, status: str | int) -> Json:
+        """Record a delivery status; returns the `messages.update` data to `deliver()`."""
+        inst = self.instance(instance)
+        row = inst.row(key_id)
+        name = STATUS_NAMES[status] if isinstance(status, int) else status
+        row["MessageUpdate"].append({"status": name})
+        row["status"] = name
+        key = row["key"]
+        return {
+            "keyId": key["id"],
+            "remoteJid": key["remoteJid"],
+            "fromMe": key["fromMe"],
+            "participant": key.get("participant") or key["remoteJid"],
+            "status": name,
+            "instanceId": inst.id,
+            "messageId": row["id"],
+        }
+
+    def edit_message(self, instance: str, key_id: str, *, text: str, ts: int | None = None) -> None:
+        """Store an edit as Evolution does (evolution.md 4.3): the row's `message` becomes the
+        new text, `messageTimestamp` the edit time, and a `MessageUpdate` row says EDITED."""
+        row = self.instance(instance).row(key_id)
+        row["message"] = {"conversation": text}
+        row["messageType"] = "conversation"
+        row["messageTimestamp"] = int(self.clock()) if ts is None else ts
+        row["MessageUpdate"].append({"status": "EDITED"})
+
+    def delete_message(self, instance: str, key_id: str) -> None:
+        """An API delete with DATABASE_DELETE_MESSAGE on: the row stays, marked
+        `key.deleted` and `status: DELETED` (evolution.md 4.4)."""
+        row = self.instance(instance).row(key_id)
+        row["key"]["deleted"] = True
+        row["status"] = "DELETED"
+        row["MessageUpdate"].append({"status": "DELETED"})
+
+    # -- ground truth ---------------------------------------------------------------------------
+
+    def all_messages(self, instance: str) -> list[Json]:
+        """Every stored row (copies, as `findMessages` returns them), oldest first."""
+        rows = sorted(self.instance(instance).messages, key=_ts)
+        return [copy.deepcopy(project(r, FIND_MESSAGE_FIELDS)) for r in rows]
+
+    def get_message(self, instance: str, key_id: str) -> Json:
+        """One stored row (a copy, `findMessages` shape) by its `key.id`."""
+        return copy.deepcopy(project(self.instance(instance).row(key_id), FIND_MESSAGE_FIELDS))
+
+    def upsert_payload(self, instance: str, key_id: str) -> Json:
+        """`data` of the `messages.upsert` (or `send.message`) webhook for a stored row.
+
+        2.3.7 rewrites an `@lid` `remoteJid` to `remoteJidAlt` just before the webhook while the
+        row keeps the LID (evolution.md §7.2).
+        """
+        inst = self.instance(instance)
+        return copy.deepcopy(prepared(inst.row(key_id), lid_rewrite=self._lid_rewrite()))
+
+    def _lid_rewrite(self) -> bool:
+        parts = tuple(int(p) for p in self.version.split(".")[:3] if p.isdigit())
+        return parts >= (2, 3, 7) or (2, 3, 3) <= parts <= (2, 3, 4)
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    async def deliver(
+        self,
+        instance: str,
+        event: str,
+        data: Any,
+        *,
+        delay_s: float | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> Delivery | None:
+        """POST one event to the instance webhook if it is enabled and subscribed.
+
+        `event` is dotted (`messages.upsert`) or upper-case (`MESSAGES_UPSERT`). Retries 5xx and
+        network errors with exponential backoff (`delay_s` overrides the 5 s base; 0 in tests);
+        400/401/403/404/422 stop at once (evolution.md §3.4). None when nothing was sent.
+        """
+        inst = self.instance(instance)
+        client = self.webhook_client(http)
+        return await post_event(self, inst, event, data, client=client, delay_s=delay_s)
+
+    async def deliver_message(
+        self,
+        instance: str,
+        key_id: str,
+        *,
+        event: str = "messages.upsert",
+        delay_s: float | None = None,
+    ) -> Delivery | None:
+        """Deliver a stored row as `messages.upsert` (or `send.message`)."""
+        data = self.upsert_payload(instance, key_id)
+        return await self.deliver(instance, event, data, delay_s=delay_s)
+
+
+def _ts(row: Json) -> int:
+    return int(row["messageTimestamp"])
