@@ -55,9 +55,8 @@ from wasync.errors import (
 from wasync.events import ChatKind, Event, Message, Reaction
 from wasync.pipeline import IngestResult, Pipeline
 from wasync.poller import MAX_PAGES, window_pages
-from wasync.providers import make_provider
 from wasync.providers.base import ChatHead, Page, Provider
-from wasync.registry import Registry, SessionRef, sync
+from wasync.registry import Registry, SessionRef, provider_for, sync
 from wasync.store import Store
 from wasync.store import models as m
 
@@ -886,7 +885,7 @@ class Backfill:
         """Backfill one session; provider and store errors end up in its stats."""
         stats = SessionStats(label=ref.label)
         started = self.clock()
-        provider = make_provider(ref, self.client, self.settings.poll)
+        provider = provider_for(ref, self.client, self.settings.poll)
         try:
             await self._session(ref, provider, stats)
         except* ProviderError as group:  # Unauthorized, SessionNotWorking, or a failed list

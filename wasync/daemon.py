@@ -25,8 +25,7 @@ from wasync.metrics import Metrics
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
-from wasync.providers import make_provider
-from wasync.registry import Registry, sync
+from wasync.registry import Registry, provider_for, sync
 from wasync.retention import prune_job
 from wasync.scheduler import Scheduler
 from wasync.store import Store
@@ -143,7 +142,7 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
     for ref in daemon.registry:
         if not ref.config.enabled:
             continue
-        provider = make_provider(ref, client, settings.poll)
+        provider = provider_for(ref, client, settings.poll)
         poller = Poller(
             provider,
             daemon.pipeline,

@@ -34,10 +34,9 @@ from wasync.events import AckLevel, ChatKind, MessageType
 from wasync.metrics import Metrics
 from wasync.phones import parse_phone, phone_jid
 from wasync.pipeline import CHAT_UPDATED, LEAD_CREATED, NEW_MESSAGE, EventSink, Pipeline
-from wasync.providers import make_provider
 from wasync.providers.base import Provider
 from wasync.providers.sending import KINDS, MEDIA_KINDS, NumberCheck
-from wasync.registry import Registry, SessionRef
+from wasync.registry import Registry, SessionRef, provider_for
 from wasync.store import Store
 from wasync.store import models as m
 
@@ -395,7 +394,7 @@ class Outbox:
         """The session's adapter, with the send timeout (reads keep the poll retries)."""
         if ref.id not in self._providers:
             poll = self.settings.poll.model_copy(update={"timeout_s": self.cfg.timeout_s})
-            self._providers[ref.id] = make_provider(ref, self.client, poll)
+            self._providers[ref.id] = provider_for(ref, self.client, poll)
         return self._providers[ref.id]
 
     def session(self, tenant_id: str, name: str | None) -> SessionRef:

@@ -26,6 +26,7 @@ from typing import Any, Self
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wasync import providers
 from wasync.errors import (
     ProviderError,
     RateLimited,
@@ -376,11 +377,6 @@ class _Attempt:
             return {r[0] for r in await conn.execute(q)}
 
 
-# Evolution's `source` (the device behind a message id) for the phone apps: an agent typing
-# on the phone, never an API send (those show as web or unknown; evolution.md 4.5).
-PHONE_DEVICES = frozenset({"android", "ios"})
-
-
 def match_sent(
     out: Outgoing, candidates: Sequence[Message], *, since: float, exclude: set[str]
 ) -> SendReceipt | None:
@@ -392,7 +388,7 @@ def match_sent(
     for msg in candidates:
         if not msg.from_me or msg.provider_message_id in exclude:
             continue
-        if msg.extra.get("source") == "app" or msg.extra.get("device") in PHONE_DEVICES:
+        if providers.typed_on_phone(msg):
             continue
         if msg.timestamp.timestamp() < since or msg.type not in types:
             continue
