@@ -893,7 +893,7 @@ class Backfill:
         except* StoreUnavailable as group:
             stats.error = str(group.exceptions[0])
             self.halt("database unavailable")
-        stats.requests = int(getattr(getattr(provider, "http", None), "requests", 0))
+        stats.requests = provider.requests
         stats.elapsed_s = self.clock() - started
         self.observer.finished(stats)
         return stats
