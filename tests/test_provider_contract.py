@@ -178,15 +178,14 @@ class Rig:
         """The session's plain values."""
         return Endpoint(base_url="http://sim", api_key=api_key, session=SESSION, session_id=1)
 
-    def provider(self, api_key: str | None = KEY) -> Provider:
-        """The kind's adapter, no retries."""
+    def http(self, api_key: str | None = KEY) -> Http:
+        """The kind's HTTP (its API key header), no retries."""
         retry = RetryPolicy(attempts=1)
-        return providers.make_provider(self.kind, self.endpoint(api_key), self.client, retry=retry)
+        return providers.make_http(self.kind, self.endpoint(api_key), self.client, retry=retry)
 
-    def http(self) -> Http:
-        """The kind's HTTP for the admin calls."""
-        retry = RetryPolicy(attempts=1)
-        return providers.make_http(self.kind, self.endpoint(), self.client, retry=retry)
+    def provider(self, api_key: str | None = KEY) -> Provider:
+        """The kind's adapter."""
+        return self.kind.adapter(self.http(api_key), self.endpoint(api_key))
 
 
 @pytest.fixture(params=TARGETS)

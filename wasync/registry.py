@@ -91,26 +91,22 @@ def endpoint_of(ref: SessionRef) -> Endpoint:
     )
 
 
-def _retry(poll: PollConfig) -> RetryPolicy:
-    return RetryPolicy(
+def _http(ref: SessionRef, endpoint: Endpoint, client: httpx.AsyncClient, poll: PollConfig) -> Http:
+    retry = RetryPolicy(
         attempts=poll.max_attempts, backoff_s=poll.backoff_s, max_wait_s=poll.max_retry_wait_s
     )
+    return providers.make_http(ref.kind, endpoint, client, retry=retry, timeout_s=poll.timeout_s)
 
 
 def http_for(ref: SessionRef, client: httpx.AsyncClient, poll: PollConfig) -> Http:
     """The HTTP of one configured session: base URL, API key header, retries, timeout."""
-    endpoint = endpoint_of(ref)
-    return providers.make_http(
-        ref.kind, endpoint, client, retry=_retry(poll), timeout_s=poll.timeout_s
-    )
+    return _http(ref, endpoint_of(ref), client, poll)
 
 
 def provider_for(ref: SessionRef, client: httpx.AsyncClient, poll: PollConfig) -> Provider:
-    """The adapter of one configured session."""
+    """The adapter of one configured session, over `http_for`'s HTTP."""
     endpoint = endpoint_of(ref)
-    return providers.make_provider(
-        ref.kind, endpoint, client, retry=_retry(poll), timeout_s=poll.timeout_s
-    )
+    return ref.kind.adapter(_http(ref, endpoint, client, poll), endpoint)
 
 
 def configured_refs(settings: Settings) -> list[SessionRef]:

@@ -49,24 +49,11 @@ def make_http(
     retry: RetryPolicy = RetryPolicy(),
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Http:
-    """The HTTP of one session: base URL, the kind's API key header, retries, timeout."""
+    """The HTTP of one session: base URL, the kind's API key header, retries, timeout; the
+    session's adapter is then `kind.adapter(http, endpoint)`."""
     key = endpoint.api_key
     headers = {kind.auth_header: key} if key else {}
     return Http(client, endpoint.base_url, headers=headers, retry=retry, timeout_s=timeout_s)
-
-
-def make_provider(
-    kind: ProviderKind,
-    endpoint: Endpoint,
-    client: httpx.AsyncClient,
-    *,
-    retry: RetryPolicy = RetryPolicy(),
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> Provider:
-    """The adapter of one session, over `make_http`."""
-    return kind.adapter(
-        make_http(kind, endpoint, client, retry=retry, timeout_s=timeout_s), endpoint
-    )
 
 
 __all__ = [
@@ -78,6 +65,5 @@ __all__ = [
     "detect_kind",
     "kind",
     "make_http",
-    "make_provider",
     "typed_on_phone",
 ]
