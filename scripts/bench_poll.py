@@ -29,8 +29,7 @@ import httpx
 from wasync.config import parse
 from wasync.pipeline import Pipeline
 from wasync.poller import Poller
-from wasync.providers import make_provider
-from wasync.registry import sync
+from wasync.registry import provider_for, sync
 from wasync.sim import EvolutionSim, WahaSim, seed_evolution_bulk, seed_waha_bulk
 from wasync.store import Store
 
@@ -176,7 +175,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
             async with Pipeline(store) as pipeline:
                 pollers = [
                     Poller(
-                        make_provider(ref, client, settings.poll),
+                        provider_for(ref, client, settings.poll),
                         pipeline,
                         store,
                         settings.poll,

@@ -17,11 +17,10 @@ from wasync.config import parse
 from wasync.events import Message
 from wasync.pipeline import Pipeline
 from wasync.poller import Poller, window_pages
-from wasync.providers import make_provider
 from wasync.providers.evolution import EvolutionProvider
 from wasync.providers.http import Http, RetryPolicy
 from wasync.providers.waha import LID_RETRY_S, WahaProvider
-from wasync.registry import sync
+from wasync.registry import provider_for, sync
 from wasync.sim.evolution import EvolutionSim
 from wasync.sim.faults import Fault
 from wasync.sim.waha import WahaSim
@@ -65,7 +64,7 @@ async def polled(db_url: str, sim: Any, session: dict[str, str]) -> AsyncIterato
         await store.upgrade()
         (ref,) = list(await sync(store, settings))
         async with Pipeline(store) as pipeline:
-            provider = make_provider(ref, client, settings.poll)
+            provider = provider_for(ref, client, settings.poll)
             yield Rig(sim=sim, store=store, poller=Poller(provider, pipeline, store, settings.poll))
 
 

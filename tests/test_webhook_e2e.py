@@ -13,9 +13,11 @@ from sqlalchemy import text
 
 from wasync import daemon
 from wasync.config import Settings, parse
+from wasync.providers.evolution import EVOLUTION_EVENTS
+from wasync.providers.waha import WAHA_EVENTS
 from wasync.sim import EvolutionSim, WahaSim, serve
 from wasync.store import Store
-from wasync.webhooks import EVOLUTION_EVENTS, WAHA_EVENTS, run_all
+from wasync.webhooks import run_all
 
 WAHA_KEY, EVO_KEY = "waha-sim-key", "evolution-sim-key"
 HMAC = "hmac-secret-of-at-least-32-bytes-long"

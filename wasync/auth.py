@@ -15,7 +15,7 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from wasync.errors import WasyncError
-from wasync.scopes import ROLES, Principal, Role
+from wasync.principal import ROLES, Principal, Role
 
 
 class AuthError(WasyncError):

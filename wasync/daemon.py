@@ -26,8 +26,7 @@ from wasync.metrics import Metrics
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
-from wasync.providers import make_provider
-from wasync.registry import Registry, sync
+from wasync.registry import Registry, provider_for, sync
 from wasync.scheduler import Scheduler
 from wasync.sender import Sender
 from wasync.store import Store
@@ -146,7 +145,7 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
     for ref in daemon.registry:
         if not ref.config.enabled:
             continue
-        provider = make_provider(ref, client, settings.poll)
+        provider = provider_for(ref, client, settings.poll)
         poller = Poller(
             provider,
             daemon.pipeline,

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from wasync import providers
 from wasync.errors import (
     ProviderError,
     RateLimited,
@@ -175,23 +176,18 @@ class Attempt:
             return {r[0] for r in await conn.execute(q)}
 
 
-# Evolution's `source` (the device behind a message id) for the phone apps: an agent typing
-# on the phone, never an API send (those show as web or unknown; evolution.md 4.5).
-PHONE_DEVICES = frozenset({"android", "ios"})
-
-
 def match_sent(
     out: Outgoing, candidates: Sequence[Message], *, since: float, exclude: set[str]
 ) -> SendReceipt | None:
     """The oldest fromMe message that is this send: same text (text) or same type and caption
-    (media), not before `since`, not typed on the phone (WAHA `source: app`, Evolution
-    `source: android|ios`), not owned by another outbox row."""
+    (media), not before `since`, not typed on the phone (`providers.typed_on_phone`: the
+    provider says which device wrote it), not owned by another outbox row."""
     types = _ECHO_TYPES[out.kind]
     best: Message | None = None
     for msg in candidates:
         if not msg.from_me or msg.provider_message_id in exclude:
             continue
-        if msg.extra.get("source") == "app" or msg.extra.get("device") in PHONE_DEVICES:
+        if providers.typed_on_phone(msg):
             continue
         if msg.timestamp.timestamp() < since or msg.type not in types:
             continue

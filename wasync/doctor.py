@@ -28,8 +28,7 @@ from sqlalchemy.engine import make_url
 from wasync import webhooks
 from wasync.config import Settings
 from wasync.errors import ConfigError, ProviderError, StoreUnavailable, Unauthorized
-from wasync.providers import make_http, make_provider
-from wasync.registry import SessionRef, configured_refs
+from wasync.registry import SessionRef, configured_refs, http_for, provider_for
 from wasync.store import Store
 from wasync.store.migrate import alembic_config
 
@@ -109,7 +108,7 @@ def _auth(settings: Settings) -> Check:
 async def _session(settings: Settings, ref: SessionRef, client: httpx.AsyncClient) -> list[Check]:
     where = f"{ref.provider} {ref.config.base_url}"
     try:
-        provider = make_provider(ref, client, settings.poll)
+        provider = provider_for(ref, client, settings.poll)
     except ConfigError as exc:
         return [Check(subject=ref.label, level="fail", detail=str(exc))]
     state = await _ask(provider.state)
@@ -125,7 +124,7 @@ async def _session(settings: Settings, ref: SessionRef, client: httpx.AsyncClien
 
 async def _webhook(settings: Settings, ref: SessionRef, client: httpx.AsyncClient) -> Check:
     subject = f"{ref.label} webhook"
-    state = await _ask(lambda: webhooks.status(make_http(ref, client, settings.poll), ref))
+    state = await _ask(lambda: webhooks.status(http_for(ref, client, settings.poll), ref))
     if isinstance(state, Check):
         return Check(subject=subject, level="fail", detail=state.detail)
     if state.url is None:

@@ -14,10 +14,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from wasync.scopes import Principal
+from wasync.principal import Principal
 
 
 class AckLevel(enum.IntEnum):

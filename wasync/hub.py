@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Sequence
 
 from wasync import eventlog
 from wasync.eventlog import LogRow, PublishedEvent, frame_json, read_log
-from wasync.scopes import Principal, Scopes, visible
+from wasync.principal import Principal
+from wasync.scopes import Scopes, visible
 from wasync.store import Store
 from wasync.store.listener import PgListener, asyncpg_dsn
 

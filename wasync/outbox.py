@@ -36,10 +36,9 @@ from wasync.outgoing import (
 )
 from wasync.phones import phone_jid
 from wasync.pipeline import Pipeline
-from wasync.providers import make_provider
 from wasync.providers.base import Provider
 from wasync.providers.sending import KINDS, NumberCheck
-from wasync.registry import Registry, SessionRef
+from wasync.registry import Registry, SessionRef, provider_for
 from wasync.store import Store
 from wasync.store import models as m
 
@@ -208,7 +207,7 @@ class Outbox:
         """The session's adapter, with the send timeout (reads keep the poll retries)."""
         if ref.id not in self._providers:
             poll = self.settings.poll.model_copy(update={"timeout_s": self.cfg.timeout_s})
-            self._providers[ref.id] = make_provider(ref, self.client, poll)
+            self._providers[ref.id] = provider_for(ref, self.client, poll)
         return self._providers[ref.id]
 
     def session(self, tenant_id: str, name: str | None) -> SessionRef:

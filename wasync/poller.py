@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 SESSION_SCOPE = "*"
 MAX_PAGES = 1000
 SEEN_CAPACITY = 20_000
-WORKING = frozenset({"WORKING", "open"})  # WAHA, Evolution
 
 
 @dataclass(slots=True)
@@ -146,6 +145,7 @@ class Poller:
         self.metrics = metrics
         self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
         self.status: str | None = None
+        self._working = False  # the last status recorded can serve (`SessionState.working`)
         self._cursors: dict[str, float] | None = None
         self._heads: dict[str, tuple[str | None, int | None, float | None]] = {}
         self._seen: OrderedDict[str, tuple[int | None, float | None]] = OrderedDict()  # ack, ts
@@ -160,19 +160,19 @@ class Poller:
     async def cycle(self) -> CycleStats:
         """Run one poll cycle; never raises (errors are counted and logged)."""
         stats = CycleStats()
-        started, requests0 = time.perf_counter(), self._requests()
+        started, requests0 = time.perf_counter(), self.provider.requests
         try:
             await self._cycle(stats)
         except SessionNotWorking as exc:
-            await self._set_status(exc.status_name or "NOT_WORKING", stats)
+            await self._set_status(exc.status_name or "NOT_WORKING", stats, working=False)
         except Unauthorized as exc:
-            await self._set_status("UNAUTHORIZED", stats, reason=str(exc))
+            await self._set_status("UNAUTHORIZED", stats, working=False, reason=str(exc))
             stats.error = "unauthorized"
         except (TransientProviderError, ProviderError) as exc:
             stats.error = str(exc)
         except StoreUnavailable as exc:
             stats.error = f"store: {exc}"
-        stats.requests = self._requests() - requests0
+        stats.requests = self.provider.requests - requests0
         stats.seconds = time.perf_counter() - started
         self.last = stats
         if self.metrics is not None:
@@ -185,10 +185,10 @@ class Poller:
         if self._cursors is None:
             self._cursors = await self._load_cursors()
         due = self.clock() - self._state_checked_at >= self.poll.status_interval_s
-        if due or self.status not in WORKING:
+        if due or not self._working:
             state = await self.provider.state()
             self._state_checked_at = self.clock()
-            await self._set_status(state.status, stats)
+            await self._set_status(state.status, stats, working=state.working)
             if not state.working:
                 return
         if await self.provider.supports_all_chats():
@@ -339,16 +339,20 @@ class Poller:
             while len(self._seen) > SEEN_CAPACITY:
                 self._seen.popitem(last=False)
 
-    async def _set_status(self, status: str, stats: CycleStats, reason: str = "") -> None:
+    async def _set_status(
+        self, status: str, stats: CycleStats, *, working: bool, reason: str = ""
+    ) -> None:
+        """Record the session's status (a `SessionStatus` event when it changed) and whether
+        it can serve, which decides if the next cycle asks for the state first."""
         stats.status = status
-        if status == self.status:
-            return
-        if status == "UNAUTHORIZED" or self.status == "UNAUTHORIZED":
-            log.warning("session %s: %s %s", self.label, status.lower(), reason)
-        await self.pipeline.ingest(
-            [SessionStatus(session_id=self.session_id, status=status)], source=self.source
-        )
-        self.status = status
+        if status != self.status:
+            if status == "UNAUTHORIZED" or self.status == "UNAUTHORIZED":
+                log.warning("session %s: %s %s", self.label, status.lower(), reason)
+            await self.pipeline.ingest(
+                [SessionStatus(session_id=self.session_id, status=status)], source=self.source
+            )
+            self.status = status
+        self._working = working
 
     def _session_cursor(self) -> float:
         assert self._cursors is not None
@@ -362,10 +366,6 @@ class Poller:
                 select(table.c.scope, table.c.ts).where(table.c.session_id == self.session_id)
             )
             return {r.scope: float(r.ts) for r in rows}
-
-    def _requests(self) -> int:
-        http = getattr(self.provider, "http", None)
-        return int(getattr(http, "requests", 0))
 
     def _log(self, stats: CycleStats) -> None:
         idle = not (stats.new or stats.chats or stats.error)

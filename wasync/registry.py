@@ -1,14 +1,20 @@
-"""The configured tenants and sessions, mirrored into the `tenants` and `sessions` tables."""
+"""The configured tenants and sessions, mirrored into the `tenants` and `sessions` tables, and
+the glue from a configured session to its provider (`provider_for`, `http_for`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from wasync.config import SessionConfig, Settings
+from wasync import providers
+from wasync.config import PollConfig, SessionConfig, Settings
+from wasync.providers import Endpoint, Provider, ProviderKind
+from wasync.providers.http import Http, RetryPolicy
 from wasync.store import Store
 from wasync.store import models as m
 
@@ -31,8 +37,13 @@ class SessionRef:
 
     @property
     def provider(self) -> str:
-        """`waha` or `evolution`."""
+        """The provider's name, as configured (`wasync.providers.KINDS` has its kind)."""
         return self.config.provider
+
+    @property
+    def kind(self) -> ProviderKind:
+        """What the session's provider is and does."""
+        return providers.kind(self.config.provider)
 
     @property
     def label(self) -> str:
@@ -66,6 +77,36 @@ class Registry:
             for s in self.sessions.values()
             if s.name == name and (provider is None or s.provider == provider)
         ]
+
+
+def endpoint_of(ref: SessionRef) -> Endpoint:
+    """The plain values the provider side needs (ConfigError for an API key env var unset)."""
+    cfg = ref.config
+    return Endpoint(
+        base_url=cfg.base_url,
+        api_key=cfg.resolved_api_key(),
+        session=cfg.name,
+        session_id=ref.id,
+        engine=cfg.engine,
+    )
+
+
+def _http(ref: SessionRef, endpoint: Endpoint, client: httpx.AsyncClient, poll: PollConfig) -> Http:
+    retry = RetryPolicy(
+        attempts=poll.max_attempts, backoff_s=poll.backoff_s, max_wait_s=poll.max_retry_wait_s
+    )
+    return providers.make_http(ref.kind, endpoint, client, retry=retry, timeout_s=poll.timeout_s)
+
+
+def http_for(ref: SessionRef, client: httpx.AsyncClient, poll: PollConfig) -> Http:
+    """The HTTP of one configured session: base URL, API key header, retries, timeout."""
+    return _http(ref, endpoint_of(ref), client, poll)
+
+
+def provider_for(ref: SessionRef, client: httpx.AsyncClient, poll: PollConfig) -> Provider:
+    """The adapter of one configured session, over `http_for`'s HTTP."""
+    endpoint = endpoint_of(ref)
+    return ref.kind.adapter(_http(ref, endpoint, client, poll), endpoint)
 
 
 def configured_refs(settings: Settings) -> list[SessionRef]:

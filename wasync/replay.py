@@ -16,11 +16,11 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from wasync import providers
 from wasync.config import Settings
 from wasync.errors import PayloadError, WasyncError
 from wasync.events import Event
 from wasync.pipeline import Pipeline
-from wasync.providers import MESSAGE_PARSERS, WEBHOOK_PARSERS, detect
 from wasync.registry import Registry, SessionRef
 from wasync.store import Store
 from wasync.store import models as m
@@ -75,13 +75,13 @@ def parse_document(
         ]
     if not isinstance(doc, Mapping):
         raise PayloadError("not a JSON object or list")
-    provider = detect.detect_provider(doc)
-    if provider is not None:
-        ref = session or resolve_session(registry, detect.session_name(doc), provider, tenant)
-        return WEBHOOK_PARSERS[provider](doc, session_id=ref.id)
+    kind = providers.detect_kind(doc)
+    if kind is not None:
+        ref = session or resolve_session(registry, kind.session_name(doc), kind.name, tenant)
+        return kind.parse_webhook(doc, session_id=ref.id)
     if session is None:
         raise PayloadError("a bare message needs --session (and --tenant when ambiguous)")
-    return [MESSAGE_PARSERS[session.provider](doc, session_id=session.id)]
+    return [session.kind.parse_message(doc, session_id=session.id)]
 
 
 async def replay_files(

@@ -12,34 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import ColumnElement, Text, and_, cast, literal, null, select, true, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wasync.eventlog import CHAT_UPDATED, T_EVENTS, TENANT_WIDE, LogRow
+from wasync.principal import Principal
 from wasync.store import models as m
 
 T_CHATS = m.Chat.__table__  # type: ignore[attr-defined]
 SCOPE_CACHE_LIMIT = 100_000
-
-Role = Literal["ADMIN", "USER"]
-ROLES: tuple[Role, ...] = ("ADMIN", "USER")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Principal:
-    """Who a request or WebSocket speaks for."""
-
-    tenant_id: str
-    user_id: str
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        """True for tenant admins."""
-        return self.role == "ADMIN"
 
 
 def can_see(principal: Principal, *, tenant_id: str, assigned_user_id: str | None) -> bool:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from wasync import providers
 from wasync.api.guard import jwt_secret
 from wasync.api.health import health_routes
 from wasync.api.rest import rest_routes
@@ -21,6 +21,7 @@ from wasync.hub import Hub
 from wasync.metrics import Metrics
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline
+from wasync.providers import ProviderKind
 from wasync.registry import Registry
 from wasync.store import Store
 
@@ -57,7 +58,9 @@ def create_app(ctx: AppContext) -> Starlette:
 
 
 def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
-    """`/api/webhooks/whatsapp` (auto-detect) plus per-provider paths and Evolution byEvents."""
+    """`/api/webhooks/whatsapp` (auto-detect), `/api/webhooks/{kind}` per provider kind, and
+    `/{event}` under both for the kind that appends the event to the URL (Evolution
+    `byEvents: true` appends `/<event-with-hyphens>`, evolution.md 3.1)."""
     hook = ctx.settings.webhook
     receiver = WebhookReceiver(
         registry=ctx.registry,
@@ -69,17 +72,18 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
         burst=hook.burst,
     )
 
-    def endpoint(hint: str | None) -> Any:
+    def route(path: str, kind: ProviderKind | None) -> Route:
         async def handle(request: Request) -> Response:
-            return await receiver.handle(request, hint)
+            return await receiver.handle(request, kind)
 
-        return handle
+        return Route(path, handle, methods=["POST"])
 
-    return [
-        Route("/api/webhooks/whatsapp", endpoint(None), methods=["POST"]),
-        Route("/api/webhooks/waha", endpoint("waha"), methods=["POST"]),
-        Route("/api/webhooks/evolution", endpoint("evolution"), methods=["POST"]),
-        # Evolution `byEvents: true` appends `/<event-with-hyphens>` (evolution.md 3.1).
-        Route("/api/webhooks/evolution/{event}", endpoint("evolution"), methods=["POST"]),
-        Route("/api/webhooks/whatsapp/{event}", endpoint("evolution"), methods=["POST"]),
-    ]
+    kinds = list(providers.KINDS.values())
+    suffixed = [k for k in kinds if k.event_suffix]
+    routes: list[BaseRoute] = [route("/api/webhooks/whatsapp", None)]
+    routes += [route(f"/api/webhooks/{k.name}", k) for k in kinds]
+    routes += [route(f"/api/webhooks/{k.name}/{{event}}", k) for k in suffixed]
+    if suffixed:  # the auto-detect path with a suffix is the suffixing kind's (detected if many)
+        only = suffixed[0] if len(suffixed) == 1 else None
+        routes.append(route("/api/webhooks/whatsapp/{event}", only))
+    return routes

@@ -36,7 +36,8 @@ from wasync.api.guard import Problem, guarded, json_body
 from wasync.eventlog import MESSAGE_FIELDS, iso, to_json
 from wasync.events import ChangeChat, ChatField, ReadNotification
 from wasync.pipeline import Pipeline
-from wasync.scopes import Principal, visible_chats
+from wasync.principal import Principal
+from wasync.scopes import visible_chats
 from wasync.store import Store
 from wasync.store import models as m
 from wasync.store.types import as_utc

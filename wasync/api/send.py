@@ -35,9 +35,10 @@ from wasync.outbox import (
     parse_to,
     text_request,
 )
+from wasync.principal import Principal
 from wasync.providers.sending import MEDIA_KINDS
 from wasync.registry import Registry
-from wasync.scopes import Principal, can_see
+from wasync.scopes import can_see
 from wasync.store import Store
 
 MAX_KEY_CHARS = 200

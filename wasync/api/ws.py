@@ -39,7 +39,7 @@ from wasync.api.guard import Problem, principal
 from wasync.errors import StoreUnavailable, WasyncError
 from wasync.hub import Client, Hub
 from wasync.metrics import Metrics
-from wasync.scopes import Principal
+from wasync.principal import Principal
 
 log = logging.getLogger(__name__)
 

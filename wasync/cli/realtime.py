@@ -31,7 +31,7 @@ def token(
     from typing import cast
 
     from wasync.auth import issue_token
-    from wasync.scopes import ROLES, Role
+    from wasync.principal import ROLES, Role
 
     if role.upper() not in ROLES:
         raise fail(f"--role must be ADMIN or USER, not {role!r}", 2)

@@ -1,59 +1,69 @@
-"""Provider adapters, picked by name: `waha` and `evolution`."""
+"""The providers wasync speaks, one `ProviderKind` each, and the one registry of them.
+
+Only this package knows a provider: everything else looks a kind up (`kind(name)` for a
+configured session, `detect_kind(body)` for a webhook body) and calls its fields. Nothing
+here imports the store, the pipeline or the registry of configured sessions: a session is
+reached through plain values (`Endpoint`); `wasync.registry.provider_for` is the glue.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 import httpx
 
-from wasync.config import PollConfig
-from wasync.events import Event
+from wasync.events import Message
 from wasync.providers import evolution, waha
-from wasync.providers.base import Provider
-from wasync.providers.evolution import EvolutionProvider
-from wasync.providers.http import Http, RetryPolicy
-from wasync.providers.waha import WahaProvider
-from wasync.registry import SessionRef
+from wasync.providers.base import Endpoint, Provider, ProviderKind, WebhookState
+from wasync.providers.http import DEFAULT_TIMEOUT_S, Http, RetryPolicy
 
-PROVIDERS: dict[str, type[WahaProvider] | type[EvolutionProvider]] = {
-    "waha": WahaProvider,
-    "evolution": EvolutionProvider,
-}
-AUTH_HEADER = {"waha": "X-Api-Key", "evolution": "apikey"}
-# Pure parsers by provider: a webhook body into events, one provider message into an event.
-WEBHOOK_PARSERS: dict[str, Callable[..., list[Event]]] = {
-    "waha": waha.parse_webhook,
-    "evolution": evolution.parse_webhook,
-}
-MESSAGE_PARSERS: dict[str, Callable[..., Event]] = {
-    "waha": waha.parse_message,
-    "evolution": evolution.parse_message,
-}
+KINDS: Mapping[str, ProviderKind] = MappingProxyType(
+    {k.name: k for k in (waha.KIND, evolution.KIND)}
+)
 
 
-def make_http(ref: SessionRef, client: httpx.AsyncClient, poll: PollConfig) -> Http:
-    """The HTTP of one configured session: base URL, API key header, retries, timeout."""
-    key = ref.config.resolved_api_key()
-    headers = {AUTH_HEADER[ref.provider]: key} if key else {}
-    retry = RetryPolicy(
-        attempts=poll.max_attempts, backoff_s=poll.backoff_s, max_wait_s=poll.max_retry_wait_s
-    )
-    return Http(client, ref.config.base_url, headers=headers, retry=retry, timeout_s=poll.timeout_s)
+def kind(name: str) -> ProviderKind:
+    """The kind named `name` (a configured session's `provider`); KeyError for no such one."""
+    return KINDS[name]
 
 
-def make_provider(ref: SessionRef, client: httpx.AsyncClient, poll: PollConfig) -> Provider:
-    """The adapter for a configured session."""
-    cls = PROVIDERS[ref.provider]
-    return cls(
-        make_http(ref, client, poll), session=ref.name, session_id=ref.id, engine=ref.config.engine
-    )
+def detect_kind(body: Any) -> ProviderKind | None:
+    """The one kind whose envelope `body` is; None for anything else, including a body that
+    looks like several (both `payload` and `data`) or like none."""
+    found = [k for k in KINDS.values() if k.detect(body)]
+    return found[0] if len(found) == 1 else None
+
+
+def typed_on_phone(message: Message) -> bool:
+    """True when a kind says `message` was typed on the phone app (never one of our sends)."""
+    return any(k.typed_on_phone(message) for k in KINDS.values())
+
+
+def make_http(
+    kind: ProviderKind,
+    endpoint: Endpoint,
+    client: httpx.AsyncClient,
+    *,
+    retry: RetryPolicy = RetryPolicy(),
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Http:
+    """The HTTP of one session: base URL, the kind's API key header, retries, timeout; the
+    session's adapter is then `kind.adapter(http, endpoint)`."""
+    key = endpoint.api_key
+    headers = {kind.auth_header: key} if key else {}
+    return Http(client, endpoint.base_url, headers=headers, retry=retry, timeout_s=timeout_s)
 
 
 __all__ = [
-    "MESSAGE_PARSERS",
-    "PROVIDERS",
-    "WEBHOOK_PARSERS",
+    "KINDS",
+    "Endpoint",
     "Provider",
+    "ProviderKind",
+    "WebhookState",
+    "detect_kind",
+    "kind",
     "make_http",
-    "make_provider",
+    "typed_on_phone",
 ]

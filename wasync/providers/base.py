@@ -1,8 +1,12 @@
-"""The provider seam: one small Protocol, implementations picked by name.
+"""The provider seam: a `ProviderKind` describes each provider, a small `Provider` Protocol is
+one session's I/O.
 
 A provider adapter owns the I/O with one WAHA session or Evolution instance through an
 injected `httpx.AsyncClient`; turning JSON into events is left to the pure `parse_*` functions
-of its module.
+of its package. Everything else wasync needs to know about a provider (auth header, webhook
+detection and signature, admin calls) is a field of its kind, so nothing outside `providers/`
+branches on a provider's name. Nothing here reads the config or the database: a session is
+reached through plain values (`Endpoint`).
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from wasync.errors import PayloadError
-from wasync.events import Event, Message
+from wasync.events import Event, Message, Reaction
+from wasync.providers.http import Http
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt
 
 log = logging.getLogger(__name__)
@@ -52,11 +58,28 @@ class SessionState:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """Where and as whom to reach one provider session: plain values (the glue from a
+    configured session is `wasync.registry.provider_for`)."""
+
+    base_url: str
+    api_key: str | None
+    session: str  # the WAHA session / Evolution instance name
+    session_id: int  # its database id, stamped on every parsed event
+    engine: str | None = None  # WAHA's engine when configured (else asked)
+
+
 class Provider(Protocol):
-    """A WAHA session or an Evolution instance, as the poller and backfill see it."""
+    """A WAHA session or an Evolution instance, as the poller, backfill and sender see it."""
 
     name: str
     session_id: int
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made so far (retries included): the poller and backfill report it."""
+        ...
 
     @property
     def short_pages(self) -> bool:
@@ -129,3 +152,73 @@ def safe_parse(parse: Callable[..., Event], row: Any, session_id: int) -> Event 
     except PayloadError as exc:
         log.warning("provider message skipped: %s", exc)
         return None
+
+
+# --- the description of a provider ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookState:
+    """What one provider session has registered, for `status` and `register` output."""
+
+    session: str  # the label the caller named it by (`tenant/session`)
+    url: str | None
+    events: list[str]
+    signed: bool
+    changed: bool = False
+    note: str = ""
+
+
+class WebhookAdmin(Protocol):
+    """A provider's webhook admin calls (`wasync webhooks register|status`, `wasync doctor`)."""
+
+    async def register(
+        self, http: Http, session: str, url: str, secret: str | None, *, label: str
+    ) -> WebhookState:
+        """Make the provider deliver `session`'s events to `url`, signed with `secret`;
+        idempotent: nothing is sent when the provider already has it."""
+        ...
+
+    async def status(self, http: Http, session: str, *, label: str) -> WebhookState:
+        """What the provider has registered for `session`."""
+        ...
+
+
+class WebhookParser(Protocol):
+    """A provider's pure webhook parser: an envelope into events (PayloadError when it is not
+    one, `[]` for events wasync does not handle)."""
+
+    def __call__(
+        self, body: Mapping[str, Any], /, *, session_id: int, received_at: datetime | None = None
+    ) -> list[Event]: ...
+
+
+class MessageParser(Protocol):
+    """A provider's pure message parser: one message as the provider lists it into an event."""
+
+    def __call__(
+        self, data: Mapping[str, Any], /, *, session_id: int, received_at: datetime | None = None
+    ) -> Message | Reaction: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderKind:
+    """Everything wasync knows about one provider, as one frozen value (`wasync.providers.KINDS`
+    holds one per provider): consumers call these instead of branching on a provider's name."""
+
+    name: str  # config `provider`, `/api/webhooks/{name}`, the `provider` column
+    auth_header: str  # the header that carries the API key
+    secret_headers: frozenset[str]  # request headers (lower case) never kept in dead_letters
+    detect: Callable[[Any], bool]  # is this webhook body one of ours?
+    session_name: Callable[[Mapping[str, Any]], str | None]  # the session a body names
+    # (secret, headers, raw body) -> authentic? Constant time; headers case-insensitive.
+    verify: Callable[[str, Mapping[str, str], bytes], bool]
+    parse_webhook: WebhookParser
+    parse_message: MessageParser
+    adapter: Callable[[Http, Endpoint], Provider]  # one session's I/O
+    admin: WebhookAdmin
+    # A message an agent typed on the phone app, never an API send (reconciling a send).
+    typed_on_phone: Callable[[Message], bool]
+    # The provider may append `/<event>` to the webhook URL (Evolution `byEvents`), so the
+    # app serves `/api/webhooks/{name}/{event}` and `/api/webhooks/whatsapp/{event}` for it.
+    event_suffix: bool = False

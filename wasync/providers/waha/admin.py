@@ -1,0 +1,112 @@
+"""WAHA webhook registration: point a session's webhook at this daemon, or read it back.
+
+WAHA has no webhook endpoint of its own: the session config is read, our webhook merged into
+`config.webhooks` (others kept) and the whole config PUT back, which restarts the session
+(waha.md section 2). Idempotent: nothing is sent when WAHA already has what we want.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from wasync.errors import FatalProviderError
+from wasync.providers.base import WebhookState
+from wasync.providers.http import Http
+
+# `message.any` (not also `message`: both doubles every delivery, waha#1384).
+WAHA_EVENTS = [
+    "message.any",
+    "message.ack",
+    "message.ack.group",
+    "message.revoked",
+    "message.edited",
+    "message.reaction",
+    "session.status",
+]
+# WAHA before 2025.12.2 has no `message.ack.group` (group acks came as message.ack) and
+# refuses a config naming it (waha.md 4).
+WAHA_EVENTS_BEFORE_GROUP_ACKS = [e for e in WAHA_EVENTS if e != "message.ack.group"]
+
+
+class WahaAdmin:
+    """`WebhookAdmin` for WAHA: the webhook lives in the session config."""
+
+    async def register(
+        self, http: Http, session: str, url: str, secret: str | None, *, label: str
+    ) -> WebhookState:
+        """Merge our webhook into the session config and PUT it back (WAHA restarts the
+        session); a WAHA that refuses `message.ack.group` gets the older event list."""
+        path = f"/api/sessions/{quote(session, safe='')}"
+        info = await http.get(path) or {}
+        config = dict(info.get("config") or {})
+        others = [h for h in config.get("webhooks") or [] if h.get("url") != url]
+        ours = _hook(url, secret)
+        current = [h for h in config.get("webhooks") or [] if h.get("url") == url]
+        tags = _needs_webjs_tags(info, config)
+        if len(current) == 1 and _same(current[0], ours) and not tags:
+            return WebhookState(session=label, url=url, events=WAHA_EVENTS, signed=bool(secret))
+        note = "WAHA restarts the session to apply a new config"
+        if tags:
+            config["webjs"] = {**(config.get("webjs") or {}), "tagsEventsOn": True}
+            note += "; webjs.tagsEventsOn turned on (WEBJS sends no acks without it)"
+        config["webhooks"] = [*others, ours]
+        try:
+            await http.call("PUT", path, json={"config": config})
+        except FatalProviderError as exc:
+            if exc.status != 400 or "known event" not in str(exc):
+                raise
+            ours = {**ours, "events": WAHA_EVENTS_BEFORE_GROUP_ACKS}
+            config["webhooks"] = [*others, ours]
+            await http.call("PUT", path, json={"config": config})
+            note += "; this WAHA predates message.ack.group: group acks come as message.ack"
+        return WebhookState(
+            session=label,
+            url=url,
+            events=list(ours["events"]),
+            signed=bool(secret),
+            changed=True,
+            note=note,
+        )
+
+    async def status(self, http: Http, session: str, *, label: str) -> WebhookState:
+        """The session config's first webhook (and how many more there are)."""
+        info = await http.get(f"/api/sessions/{quote(session, safe='')}") or {}
+        hooks = (info.get("config") or {}).get("webhooks") or []
+        if not hooks:
+            return WebhookState(session=label, url=None, events=[], signed=False)
+        first = hooks[0]
+        more = f" (+{len(hooks) - 1} more)" if len(hooks) > 1 else ""
+        return WebhookState(
+            session=label,
+            url=str(first.get("url")) + more,
+            events=list(first.get("events") or []),
+            signed=bool((first.get("hmac") or {}).get("key")),
+        )
+
+
+def _hook(url: str, secret: str | None) -> dict[str, Any]:
+    hook: dict[str, Any] = {
+        "url": url,
+        "events": WAHA_EVENTS,
+        "retries": {"policy": "exponential", "delaySeconds": 2, "attempts": 15},
+    }
+    if secret:
+        hook["hmac"] = {"key": secret}
+    return hook
+
+
+def _needs_webjs_tags(info: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+    """A WEBJS session sends `message.ack` only with `config.webjs.tagsEventsOn` (off by
+    default since WAHA 2025.8.3; waha.md section 2, waha#1311)."""
+    engine = info.get("engine")
+    name = engine.get("engine") if isinstance(engine, Mapping) else engine
+    webjs = config.get("webjs")
+    return name == "WEBJS" and not (isinstance(webjs, Mapping) and webjs.get("tagsEventsOn"))
+
+
+def _same(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    keys = ("url", "hmac", "retries")
+    events = (WAHA_EVENTS, WAHA_EVENTS_BEFORE_GROUP_ACKS)
+    return all(have.get(k) == want.get(k) for k in keys) and have.get("events") in events

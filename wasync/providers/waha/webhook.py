@@ -1,0 +1,220 @@
+"""WAHA webhooks: who sent a body (detection, session, HMAC signature) and the events in it.
+
+Facts and section numbers cited below come from `waha.md` (the shared provider notes); issue
+numbers are `devlikeapro/waha#n`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from wasync.errors import PayloadError
+from wasync.events import Ack, AckLevel, Edit, Event, Revoke, SessionStatus
+from wasync.providers.parsing import (
+    JsonMap,
+    as_map,
+    as_str,
+    compact,
+    dig,
+    first_str,
+    maybe_timestamp,
+)
+from wasync.providers.waha.ids import ack_of, message_key
+from wasync.providers.waha.parse import (
+    chat_of,
+    engine_of,
+    from_me_of,
+    message_time,
+    parse_with_engine,
+)
+
+
+def detect(body: Any) -> bool:
+    """A WAHA envelope `{event, session, payload, ...}` (waha.md 4): `payload` and not `data`
+    (Evolution's key), with `event` or `session` (captures are sometimes trimmed)."""
+    if not isinstance(body, Mapping) or "payload" not in body or "data" in body:
+        return False
+    return "event" in body or "session" in body
+
+
+def session_name(body: Mapping[str, Any]) -> str | None:
+    """The envelope's `session`, else the name inside `payload` (a `session.status` body)."""
+    name = first_str(body.get("session"), dig(body, "payload", "name"))
+    return name.strip() if name else None
+
+
+def verify(secret: str, headers: Mapping[str, str], raw_body: bytes) -> bool:
+    """`X-Webhook-Hmac` = hex HMAC-SHA512 of the raw body (waha.md section 5), compared in
+    constant time; `headers` is case-insensitive (Starlette's) or keyed in lower case."""
+    algorithm = headers.get("x-webhook-hmac-algorithm", "sha512").lower()
+    given = headers.get("x-webhook-hmac", "")
+    if algorithm != "sha512" or not given:
+        return False
+    expected = hmac.new(secret.encode(), raw_body, hashlib.sha512).hexdigest()
+    return hmac.compare_digest(expected, given.strip().lower())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Envelope:
+    """What a webhook handler needs from the envelope around `payload`."""
+
+    session_id: int
+    engine: str | None
+    time: datetime | None
+    me: Any = None
+
+
+def _on_message(payload: JsonMap, env: _Envelope) -> list[Event]:
+    """`message`, `message.any`, `message.reaction`: one Message or Reaction."""
+    return [parse_with_engine(payload, env.session_id, env.engine, env.time)]
+
+
+def _on_ack(payload: JsonMap, env: _Envelope) -> list[Event]:
+    """`message.ack` / `message.ack.group`: group ids end in `_<participant>`, the bare id is
+    still the 3rd segment. `ack: null` + `UNKNOWN` is GOWS's ERROR for our own message
+    (waha.md 3-4: "GOWS maps ERROR → null"); anywhere else it carries no level: no event."""
+    key = message_key(payload.get("id"))
+    if key is None:
+        raise PayloadError("WAHA ack without an id")
+    # The id's own `true_`/`false_` first: WEBJS flips `fromMe` in group receipts (it reports
+    # the receipt's direction, not the message's: TagReceiptToMessageAck).
+    from_me = key.from_me if key.from_me is not None else from_me_of(payload, key)
+    engine = engine_of(payload, env.engine)
+    ack = ack_of(payload)
+    if ack is None and from_me and engine == "GOWS" and _gows_error(payload):
+        ack = AckLevel.ERROR  # the pipeline lets ERROR replace only "no ack yet" or PENDING
+    if ack is None:
+        return []
+    chat = chat_of(payload, key, from_me, engine)
+    return [
+        Ack(
+            session_id=env.session_id,
+            provider_message_id=key.bare,
+            ack=ack,
+            chat=chat,
+            from_me=from_me,
+            timestamp=env.time,
+        )
+    ]
+
+
+def _gows_error(payload: JsonMap) -> bool:
+    """GOWS's failed-send ack: `ack` present and null, `ackName` UNKNOWN (or absent)."""
+    return (
+        "ack" in payload and payload["ack"] is None and payload.get("ackName") in (None, "UNKNOWN")
+    )
+
+
+def _on_revoked(payload: JsonMap, env: _Envelope) -> list[Event]:
+    """`message.revoked`: `{after, before, revokedMessageId}`; `revokedMessageId` is the bare id
+    of the deleted message and `after` the revoke action in the same chat (waha.md 4)."""
+    after, before = as_map(payload.get("after")), as_map(payload.get("before"))
+    target = (
+        message_key(payload.get("revokedMessageId"))
+        or message_key(dig(after, "_data", "message", "protocolMessage", "key", "id"))
+        or message_key(before.get("id"))
+    )
+    if target is None:
+        raise PayloadError("WAHA message.revoked without revokedMessageId")
+    source = after or before
+    source_key = message_key(source.get("id"))
+    chat = chat_of(
+        source, source_key, from_me_of(source, source_key), engine_of(source, env.engine)
+    )
+    return [
+        Revoke(
+            session_id=env.session_id,
+            provider_message_id=target.bare,
+            chat=chat,
+            timestamp=message_time(after) or env.time,
+        )
+    ]
+
+
+def _on_edited(payload: JsonMap, env: _Envelope) -> list[Event]:
+    """`message.edited`: WAMessage of the edit action + `editedMessageId` (bare) + new `body`."""
+    target = message_key(payload.get("editedMessageId")) or message_key(
+        dig(payload, "_data", "message", "protocolMessage", "key", "id")
+    )
+    if target is None:
+        raise PayloadError("WAHA message.edited without editedMessageId")
+    key = message_key(payload.get("id"))
+    chat = chat_of(payload, key, from_me_of(payload, key), engine_of(payload, env.engine))
+    body = payload.get("body")
+    return [
+        Edit(
+            session_id=env.session_id,
+            provider_message_id=target.bare,
+            body=body if isinstance(body, str) else None,
+            chat=chat,
+            timestamp=message_time(payload) or env.time,
+        )
+    ]
+
+
+def _on_status(payload: JsonMap, env: _Envelope) -> list[Event]:
+    """`session.status`: `{name, status, statuses?}` (waha.md 2 lists the statuses)."""
+    status = as_str(payload.get("status"))
+    if status is None:
+        raise PayloadError("WAHA session.status without status")
+    detail = compact(
+        name=payload.get("name"),
+        statuses=payload.get("statuses"),
+        data=payload.get("data"),  # extra info of this status: a pairing code, a time lock
+        me=env.me,
+        engine=env.engine,
+    )
+    return [
+        SessionStatus(
+            session_id=env.session_id, status=status.strip(), timestamp=env.time, detail=detail
+        )
+    ]
+
+
+_Handler = Callable[[JsonMap, _Envelope], list[Event]]
+_HANDLERS: Mapping[str, _Handler] = MappingProxyType(
+    {
+        "message": _on_message,
+        "message.any": _on_message,
+        "message.reaction": _on_message,
+        "message.ack": _on_ack,
+        "message.ack.group": _on_ack,
+        "message.revoked": _on_revoked,
+        "message.edited": _on_edited,
+        "session.status": _on_status,
+    }
+)
+
+
+def parse_webhook(
+    body: Mapping[str, Any], *, session_id: int, received_at: datetime | None = None
+) -> list[Event]:
+    """Events in a WAHA webhook envelope `{event, session, payload, ...}` (waha.md 4).
+
+    Unhandled events give `[]`; a body that is not an envelope, or a handled event without a
+    usable payload, raises PayloadError.
+    """
+    if not isinstance(body, Mapping):
+        raise PayloadError("WAHA webhook body is not an object")
+    event = as_str(body.get("event"))
+    if event is None:
+        raise PayloadError("WAHA webhook without an event name")
+    handler = _HANDLERS.get(event.strip().lower())
+    if handler is None:
+        return []
+    payload = body.get("payload")
+    if not isinstance(payload, Mapping):
+        raise PayloadError(f"WAHA {event} webhook without a payload object")
+    env = _Envelope(
+        session_id=session_id,
+        engine=first_str(body.get("engine"), dig(body, "environment", "engine")),
+        time=maybe_timestamp(body.get("timestamp")) or received_at,
+        me=body.get("me"),
+    )
+    return handler(payload, env)
