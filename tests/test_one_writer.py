@@ -22,7 +22,14 @@ from wasync.api.server import serve
 from wasync.auth import Role, issue_token
 from wasync.campaign import SendOptions, run_campaign
 from wasync.config import Settings, parse
-from wasync.events import AckLevel, MessageType, SendAccepted, SendQueued, SessionStatus
+from wasync.events import (
+    AckLevel,
+    ClaimRef,
+    MessageType,
+    SendAccepted,
+    SendQueued,
+    SessionStatus,
+)
 from wasync.hub import Hub
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline
@@ -299,15 +306,15 @@ async def test_one_ack_rule_for_adopted_sends(pipeline: Pipeline, store: Store, 
             await pipeline.ingest([ack(sid, pmid, level)], source="t")
         echo = msg(sid, pmid, f"{phone}@c.us", from_me=True, ack=first)
         await pipeline.ingest([echo], source="t")
-        accepted = SendAccepted(
+        claim = ClaimRef(
             outbox_id=row["id"],
             attempts=1,
             tenant_id="acme",
             session_id=sid,
             chat_id=row["chat_id"],
             message_id=row["message_id"],
-            provider_message_id=pmid,
         )
+        accepted = SendAccepted(claim=claim, provider_message_id=pmid)
         assert await pipeline.execute(accepted) is True
     got = await _stored_acks(store, "adopted-")
     assert got == {f"adopted-{i}": want for i, (_, want) in enumerate(ACK_TABLE)}

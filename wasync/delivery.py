@@ -27,7 +27,7 @@ from wasync.errors import (
     SessionNotWorking,
     TransientProviderError,
 )
-from wasync.events import Message, MessageType, SendAccepted, SendFailed
+from wasync.events import ClaimRef, Message, MessageType, SendAccepted, SendFailed
 from wasync.outbox import QUEUED, SENDING, T_OUTBOX, UNKNOWN, Outbox
 from wasync.providers.sending import Outgoing, SendReceipt
 from wasync.ratelimit import TokenBucket
@@ -62,6 +62,18 @@ class Claim:
     created_at: datetime
     previous: str
     touched_at: datetime  # when the row last changed before this claim
+
+    @property
+    def ref(self) -> ClaimRef:
+        """What the outcome commands need to find (and fence) the row."""
+        return ClaimRef(
+            outbox_id=self.id,
+            attempts=self.attempts,
+            tenant_id=self.tenant_id,
+            session_id=self.session_id,
+            chat_id=self.chat_id,
+            message_id=self.message_id,
+        )
 
     def outgoing(self) -> Outgoing:
         """What the provider adapter sends."""
@@ -208,12 +220,7 @@ def match_sent(
 async def _record_sent(outbox: Outbox, claim: Claim, receipt: SendReceipt) -> None:
     """SENT with the provider's id, given to the message row (`wasync.ingest.sends`)."""
     command = SendAccepted(
-        outbox_id=claim.id,
-        attempts=claim.attempts,
-        tenant_id=claim.tenant_id,
-        session_id=claim.session_id,
-        chat_id=claim.chat_id,
-        message_id=claim.message_id,
+        claim=claim.ref,
         provider_message_id=receipt.provider_message_id,
         timestamp=receipt.timestamp,
     )
@@ -224,13 +231,4 @@ async def _record_sent(outbox: Outbox, claim: Claim, receipt: SendReceipt) -> No
 async def _record_failed(outbox: Outbox, claim: Claim, error: str) -> None:
     """FAILED, and the message's ack ERROR (`chat:message-ack`)."""
     log.warning("outbox %s: failed: %s", claim.id, error)
-    command = SendFailed(
-        outbox_id=claim.id,
-        attempts=claim.attempts,
-        tenant_id=claim.tenant_id,
-        session_id=claim.session_id,
-        chat_id=claim.chat_id,
-        message_id=claim.message_id,
-        error=error,
-    )
-    await outbox.pipeline.execute(command)
+    await outbox.pipeline.execute(SendFailed(claim=claim.ref, error=error))

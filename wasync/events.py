@@ -203,9 +203,9 @@ class SendQueued:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SendAccepted:
-    """The provider took a claimed row (`attempts` fences it): SENT, and the message row gets
-    the provider's id (an echo that got in first is merged, parked updates applied)."""
+class ClaimRef:
+    """An outbox row a sender holds: its outcome is fenced on `attempts`, so a sender whose
+    lease was taken over cannot overwrite the new owner's work."""
 
     outbox_id: int
     attempts: int
@@ -213,6 +213,14 @@ class SendAccepted:
     session_id: int
     chat_id: int | None
     message_id: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendAccepted:
+    """The provider took a claimed row: SENT, and the message row gets the provider's id (an
+    echo that got in first is merged, parked updates applied)."""
+
+    claim: ClaimRef
     provider_message_id: str
     timestamp: float | None = None
 
@@ -221,12 +229,7 @@ class SendAccepted:
 class SendFailed:
     """A claimed row will never be sent: FAILED, and its message's ack ERROR."""
 
-    outbox_id: int
-    attempts: int
-    tenant_id: str
-    session_id: int
-    chat_id: int | None
-    message_id: int | None
+    claim: ClaimRef
     error: str
 
 

@@ -23,6 +23,7 @@ from wasync.events import (
     AckLevel,
     Address,
     ChatKind,
+    ClaimRef,
     Message,
     OutboxStatus,
     SendAccepted,
@@ -155,12 +156,13 @@ class Sends:
 
     # --- outcomes -----------------------------------------------------------------------------
 
-    def _settle(self, outbox_id: int, attempts: int, **values: Any) -> bool:
+    def _settle(self, claim: ClaimRef, **values: Any) -> bool:
         """Move a row this claim still holds out of SENDING; False when it was taken over."""
         o = T_OUTBOX.c
+        held = (o.id == claim.outbox_id, o.status == OutboxStatus.SENDING)
         stmt = (
             update(T_OUTBOX)
-            .where(o.id == outbox_id, o.status == OutboxStatus.SENDING, o.attempts == attempts)
+            .where(*held, o.attempts == claim.attempts)
             .values(next_attempt_at=None, updated_at=self.tx.now, **values)
             .returning(o.id)
         )
@@ -170,54 +172,49 @@ class Sends:
         """SENT with the provider's id, given to our message row: an echo ingested before we
         knew the id is merged into it (our row stays: clients and the outbox point at it),
         and the updates parked for that id are applied. False when the claim was lost."""
-        pmid = cmd.provider_message_id
-        sent = OutboxStatus.SENT.value
-        if not self._settle(cmd.outbox_id, cmd.attempts, status=sent, provider_message_id=pmid):
+        claim, pmid = cmd.claim, cmd.provider_message_id
+        if not self._settle(claim, status=OutboxStatus.SENT.value, provider_message_id=pmid):
             return False
-        if cmd.message_id is None:
-            return True
+        mine = claim.message_id
         conn, mc = self.tx.conn, T_MESSAGES.c
-        if conn.execute(select(mc.id).where(mc.id == cmd.message_id)).first() is None:
+        if mine is None or conn.execute(select(mc.id).where(mc.id == mine)).first() is None:
             return True
-        key = (cmd.session_id, pmid)
+        key = (claim.session_id, pmid)
         echo = conn.execute(
             select(mc.id, mc.ack).where(
-                mc.session_id == cmd.session_id,
-                mc.provider_message_id == pmid,
-                mc.id != cmd.message_id,
+                mc.session_id == claim.session_id, mc.provider_message_id == pmid, mc.id != mine
             )
         ).first()
         if echo is not None:
             conn.execute(delete(T_MESSAGES).where(mc.id == echo.id))
             self.tx.log.emit(
-                cmd.tenant_id,
+                claim.tenant_id,
                 CHAT_UPDATED,
-                cmd.chat_id,
-                cmd.message_id,
+                claim.chat_id,
+                mine,
                 mergedMessageId=echo.id,
-                messageId=cmd.message_id,
+                messageId=mine,
             )
             self.updates.ack(key, echo.ack)
         values: dict[str, Any] = {"provider_message_id": pmid}
         if cmd.timestamp is not None:
             values["sent_at"] = datetime.fromtimestamp(cmd.timestamp, UTC)
-        conn.execute(update(T_MESSAGES).where(mc.id == cmd.message_id).values(**values))
+        conn.execute(update(T_MESSAGES).where(mc.id == mine).values(**values))
         self.updates.drain([key])
         return True
 
     def fail(self, cmd: SendFailed) -> bool:
         """FAILED, and the message's ack ERROR (by the one rule: it replaces only no ack or
         PENDING). False when the claim was lost."""
-        failed = OutboxStatus.FAILED.value
-        error = cmd.error[:2000]
-        if not self._settle(cmd.outbox_id, cmd.attempts, status=failed, last_error=error):
+        claim, failed = cmd.claim, OutboxStatus.FAILED.value
+        if not self._settle(claim, status=failed, last_error=cmd.error[:2000]):
             return False
-        if cmd.message_id is None:
+        if claim.message_id is None:
             return True
         mc = T_MESSAGES.c
-        q = select(mc.session_id, mc.provider_message_id).where(mc.id == cmd.message_id)
+        q = select(mc.session_id, mc.provider_message_id).where(mc.id == claim.message_id)
         row = self.tx.conn.execute(q).first()
         if row is not None:
-            key = (row.session_id, row.provider_message_id)
-            self.updates.ack(key, AckLevel.ERROR, error=cmd.error[:500], outboxId=cmd.outbox_id)
+            key, error = (row.session_id, row.provider_message_id), cmd.error[:500]
+            self.updates.ack(key, AckLevel.ERROR, error=error, outboxId=claim.outbox_id)
         return True
