@@ -47,6 +47,7 @@ LEAD_CREATED = "lead:created"
 NOTIFICATION_NEW = "notification:new"
 NOTIFICATION_READ = "notification:read"
 SESSION_STATUS = "session:status"
+NOTIFICATION = "notification:"  # the prefix of the types scoped by their user
 # Types that concern a whole tenant and carry no chat; every other row has its chat id.
 TENANT_WIDE = frozenset({SESSION_STATUS})
 MESSAGE_FIELDS = tuple(c.name for c in T_MESSAGES.c if c.name not in ("raw", "tenant_id"))
@@ -90,8 +91,10 @@ class EventBuffer:
         message_id: int | None = None,
         **data: Any,
     ) -> None:
-        """Add one row; a chat's row without its chat id is a bug (see `TENANT_WIDE`)."""
-        if chat_id is None and type_ not in TENANT_WIDE:
+        """Add one row; a chat's row without its chat id is a bug (see `TENANT_WIDE`;
+        `notification:*` rows are scoped by their `userId`, and carry the notification's
+        chat when it has one)."""
+        if chat_id is None and type_ not in TENANT_WIDE and not type_.startswith(NOTIFICATION):
             raise ValueError(f"{type_} event without a chat id")
         row: dict[str, Any] = {"tenant_id": tenant_id, "type": type_, "chat_id": chat_id}
         row.update(message_id=message_id, data=dict(data) or None, created_at=self.now)

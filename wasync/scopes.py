@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Text, and_, cast, literal, null, select, true, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wasync.eventlog import CHAT_UPDATED, T_EVENTS, TENANT_WIDE, LogRow
+from wasync.eventlog import CHAT_UPDATED, NOTIFICATION, T_EVENTS, TENANT_WIDE, LogRow
 from wasync.principal import Principal
 from wasync.store import models as m
 
@@ -50,7 +50,7 @@ def visible(p: Principal, row: LogRow, before: str | None, after: str | None) ->
     """
     if row.tenant_id != p.tenant_id:
         return False
-    if row.type.startswith("notification:"):
+    if row.type.startswith(NOTIFICATION):
         return row.data.get("userId") == p.user_id
     if row.chat_id is None:
         return row.type in TENANT_WIDE or p.is_admin
