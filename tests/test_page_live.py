@@ -75,7 +75,8 @@ async def test_a_customer_message_reaches_every_open_page_live(
         started = time.monotonic()
         s.waha.add_incoming("loja", MARIA, text="Pode ser para amanhã?", push_name="Maria")
         await expect(bubbles(first).filter(has_text="Pode ser para amanhã?")).to_have_count(1)
-        await expect(chats(second).filter(has_text="Maria")).to_contain_text("Pode ser para amanhã?")
+        maria = chats(second).filter(has_text="Maria")
+        await expect(maria).to_contain_text("Pode ser para amanhã?")
         open_chat_s = time.monotonic() - started
 
         assert await first.evaluate("window.notReloaded") is True
