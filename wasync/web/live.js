@@ -18,6 +18,7 @@ export class Live {
     this.failures = 0;
     this.stopped = false;
     this.connects = 0;
+    this.resyncs = 0; // reloads through REST instead of a replay (for tests and diagnostics)
     this.opened = Promise.withResolvers ? Promise.withResolvers() : deferred();
   }
 
@@ -50,7 +51,7 @@ export class Live {
       this.failures = 0;
       this.hooks.onState?.("connected");
       this.opened.resolve();
-      if (blind) this.hooks.onResync?.();
+      if (blind) this.resync();
     };
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = () => {
@@ -72,10 +73,15 @@ export class Live {
       this.lastId = frame.id;
     }
     if (frame.type === "resync") {
-      this.hooks.onResync?.();
+      this.resync();
       return;
     }
     this.hooks.onFrame(frame);
+  }
+
+  resync() {
+    this.resyncs += 1;
+    this.hooks.onResync?.();
   }
 
   async retry() {
