@@ -20,6 +20,7 @@ from wasync.sim import WahaSim, serve
 
 WAHA_KEY = "restart-waha-key"
 JOAO = "5511977776666"
+LIVE_STATE = "({c: wasyncPage.live.connects, r: wasyncPage.live.resyncs})"
 
 
 def free_port() -> int:
