@@ -30,6 +30,11 @@ COMMON_HEADERS = {
 }
 
 
+def login_url(base_url: str, token: str) -> str:
+    """The page with the token in the fragment, which browsers never send to the server."""
+    return f"{base_url.rstrip('/')}{PAGE}#token={token}"
+
+
 def web_routes() -> list[BaseRoute]:
     """`/` → `/atendimento` (keeping the query), the page, and `/atendimento/<file>`."""
     return [

@@ -235,5 +235,12 @@ document.addEventListener("DOMContentLoaded", () => {
     boot();
   });
   $("logout").addEventListener("click", () => logout(""));
+  // A new login URL pasted into this tab changes only the fragment: no page load.
+  addEventListener("hashchange", () => {
+    if (!new URLSearchParams(location.hash.slice(1)).get("token")) return;
+    current?.stop();
+    current = null;
+    boot();
+  });
   boot();
 });
