@@ -39,6 +39,7 @@ from sqlalchemy import text
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from tests.browser import CHROMIUM_ARGS  # the flags the browser tests launch Chromium with
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.auth import issue_token
@@ -50,15 +51,6 @@ from wasync.registry import sync
 from wasync.store import Store
 
 SECRET = "bench-page-jwt-secret-0123456789abcdef"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 EMPTY = (
     '<!doctype html><html><head><title>empty</title></head><body><p id="ok">ok</p></body></html>'
 )
@@ -176,7 +168,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, list[float]]:
                 tempfile.mkdtemp(prefix="bench-page-"),
                 executable_path=args.chromium,
                 headless=True,
-                args=ARGS,
+                args=CHROMIUM_ARGS,
                 locale="pt-BR",
                 viewport={"width": 1440, "height": 900},
             )
