@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,7 +40,6 @@ from sqlalchemy import text
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from tests.browser import CHROMIUM_ARGS  # the flags the browser tests launch Chromium with
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.auth import issue_token
@@ -49,6 +49,11 @@ from wasync.hub import Hub
 from wasync.pipeline import Pipeline
 from wasync.registry import sync
 from wasync.store import Store
+
+# The browser tests' harness (Chromium's flags, throwaway Postgres databases) is reused.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.browser import CHROMIUM_ARGS
+from tests.conftest import fresh_pg_database
 
 SECRET = "bench-page-jwt-secret-0123456789abcdef"
 EMPTY = (
@@ -270,7 +275,6 @@ def main() -> None:
     if not Path(args.chromium).exists():
         raise SystemExit(f"bench_page: no Chromium at {args.chromium} (apt-get install chromium)")
     if args.pg_url:
-        from tests.conftest import fresh_pg_database  # a throwaway database, dropped after
 
         async def on_pg() -> dict[str, list[float]]:
             async with fresh_pg_database(args.pg_url) as url:
