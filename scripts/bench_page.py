@@ -213,7 +213,7 @@ async def warm(
         await page.locator(".bubble", has_text="Olá, sou").wait_for()
         started = time.monotonic()
         await item.click()
-        await page.locator(".bubble", has_text="Mensagem 4999 ").wait_for()
+        await page.locator(".bubble", has_text=f"Mensagem {args.messages - 1} ").wait_for()
         if i:
             out.append(time.monotonic() - started)
     await page.close()
