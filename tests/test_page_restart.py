@@ -106,6 +106,9 @@ async def test_the_page_shows_what_arrived_while_the_daemon_restarted(
             await page.goto(f"{base}/atendimento#token={token}")
             await chats(page).filter(has_text="Maria").click()
             await expect(bubbles(page).filter(has_text="Antes da queda")).to_be_visible()
+            # Opening the chat marked it read: its frame gives the page a place in the log.
+            await expect(chats(page).filter(has_text="Maria").locator(".badge")).to_have_count(0)
+            assert await page.evaluate("wasyncPage.live.lastId") is not None
             await page.evaluate("window.notReloaded = true")
 
             codes.append(await daemon.stop())
