@@ -213,3 +213,32 @@ async def test_the_demo_prints_login_urls_that_open_the_page(
         await proc.wait()
         if drain is not None:
             await drain
+
+
+RACE = """async () => {
+  const c = window.wasyncPage.conversation;
+  const file = new File([new Uint8Array([137, 80, 78, 71])], "foto.png", {type: "image/png"});
+  const local = {id: null, fromMe: true, type: "image", body: null, localFile: file,
+                 mediaFilename: "foto.png", sentAt: new Date().toISOString(), ack: "queued"};
+  c.addLocal("k1", local);
+  c.add({id: 999001, chatId: c.chatId, fromMe: true, type: "image", body: null, ack: 0,
+         mediaFilename: "foto.png", sentAt: local.sentAt, providerMessageId: "wasync-9"});
+  c.bind("k1", 999001);
+  const out = [...document.querySelectorAll('.bubble[data-type="image"]')];
+  return out.map((b) => [b.dataset.messageId, Boolean(b.querySelector("img"))]);
+}"""
+
+
+async def test_a_send_whose_frame_comes_before_its_answer_is_one_bubble_with_the_upload(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The queued message's frame may reach the page before the POST's answer: the page still
+    shows one bubble, the server's, with the image the agent attached."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        s.waha.add_incoming("loja", MARIA, text="Manda a foto?", push_name="Maria")
+        await s.chat_id(MARIA)
+        page = await s.open_page(browser, "boss")
+        await chats(page).first.click()
+        await expect(bubbles(page)).to_have_count(1)
+        assert await page.evaluate(RACE) == [["999001", True]]
+        await screenshot(page, shot_name(request))

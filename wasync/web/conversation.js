@@ -194,7 +194,8 @@ export class Conversation {
     this.messages.delete(`local:${key}`);
     this.bubbles.delete(`local:${key}`);
     if (this.messages.has(messageId)) {
-      bubble?.dispose(); // its frame came first
+      bubble?.dispose(); // its frame came first: that bubble stays, showing our upload
+      if (local.localFile) this.remember({ ...this.messages.get(messageId), localFile: local.localFile });
     } else {
       this.messages.set(messageId, { ...local, id: messageId, ack: 0, sendError: null });
       if (bubble) this.bubbles.set(messageId, bubble);

@@ -17,6 +17,9 @@ import { Live } from "./live.js";
 import { chatTitle } from "./names.js";
 
 const $ = (id) => document.getElementById(id);
+// A frame's follow-up read failing (the daemon restarting) is not the page's end: the next
+// frame, or the resync after a reconnect, reads it again.
+const quietly = (promise) => promise?.catch?.((exc) => console.warn("wasync:", exc.message || exc));
 const MAX_TIMER_MS = 2_000_000_000;
 
 class Page {
@@ -37,7 +40,7 @@ class Page {
     this.bell = new Bell(this, $("bell"), $("bell-panel"));
     this.live = new Live(token, {
       onFrame: (frame) => (this.ready ? this.apply(frame) : this.queued.push(frame)),
-      onResync: () => this.resync(),
+      onResync: () => quietly(this.resync()),
       onState: (state) => this.connection(state),
       check: () => this.check(),
     });
@@ -166,20 +169,20 @@ class Page {
         break;
       case "chat:updated":
         if (open && data.mergedMessageId) this.conversation.drop(data.mergedMessageId);
-        if (data.mergedChatId && data.mergedChatId === this.openChatId) this.openChat(chatId);
+        if (data.mergedChatId && data.mergedChatId === this.openChatId) quietly(this.openChat(chatId));
         break;
       case "lead:created":
       case "lead:updated":
-        if (open) this.panel.reloadLead();
+        if (open) quietly(this.panel.reloadLead());
         break;
       case "notification:new":
       case "notification:read":
-        this.bell.load();
+        quietly(this.bell.load());
         return;
       default:
         return;
     }
-    if (chatId !== null) this.list.touch(chatId);
+    if (chatId !== null) quietly(this.list.touch(chatId));
   }
 }
 
