@@ -101,8 +101,9 @@ async def node(db_url: str, *, queue_frames: int = 1000, ping_s: float = 20) -> 
         yield n
 
 
-def token(tenant: str, user: str, role: Role = "ADMIN", ttl_s: float = 600) -> str:
-    """A JWT signed with the test secret."""
+def token(tenant: str, user: str, role: Role = "ADMIN", ttl_s: float = 6 * 3600) -> str:
+    """A JWT signed with the test secret; long-lived by default, because modules make theirs
+    at import time and the whole suite (browser tests included) runs longer than 10 minutes."""
     return issue_token(SECRET, tenant_id=tenant, user_id=user, role=role, ttl_s=ttl_s)
 
 

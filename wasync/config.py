@@ -6,11 +6,12 @@ The one place that reads configuration. A bad file raises `ConfigError` naming t
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -102,13 +103,38 @@ class NotificationTexts(_Section):
     link: str = "/atendimento?chat={chat_id}"
 
 
+# Texts an agent inserts into the composer with one click on the attendance page.
+DEFAULT_QUICK_REPLIES = (
+    "Olá! Obrigado pelo contato. Como posso ajudar?",
+    "Um momento, por favor, que já verifico para você.",
+    "Poderia me informar seu nome completo e CPF?",
+    "Seu pedido foi registrado. Qualquer dúvida, estamos à disposição!",
+    "Obrigado pelo atendimento! Tenha um ótimo dia.",
+)
+# The statuses an agent may give a lead (`PATCH /api/leads/{id}`); the page names the known ones.
+DEFAULT_LEAD_STATUSES = ("NEW", "CONTACTED", "QUALIFIED", "CONVERTED", "LOST")
+
+
 class CrmConfig(_Section):
-    """`[crm]`: what a new number creates, and which chats are dropped."""
+    """`[crm]`: what a new number creates, which chats are dropped, the attendance page's
+    quick replies and the lead statuses agents may set."""
 
     lead: LeadDefaults = LeadDefaults()
     notification: NotificationTexts = NotificationTexts()
     keep_status_broadcast: bool = False
     keep_newsletters: bool = False
+    quick_replies: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default=list(DEFAULT_QUICK_REPLIES), max_length=100
+    )
+    lead_statuses: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default=list(DEFAULT_LEAD_STATUSES), min_length=1, max_length=100
+    )
+
+    @model_validator(mode="after")
+    def _default_status_allowed(self) -> CrmConfig:
+        if self.lead.status not in self.lead_statuses:
+            raise ValueError(f"lead_statuses must include lead.status {self.lead.status!r}")
+        return self
 
 
 class SessionConfig(_Section):
@@ -145,7 +171,12 @@ class TenantConfig(_Section):
     id: str = Field(min_length=1)
     name: str | None = None
     admins: list[str] = []
+    agents: list[str] = []  # USERs chats can be transferred to (besides the admins)
     sessions: list[SessionConfig] = []
+
+    def staff(self) -> list[str]:
+        """Admins, then agents, each once: who a chat may be assigned to."""
+        return list(dict.fromkeys([*self.admins, *self.agents]))
 
     @model_validator(mode="after")
     def _unique_sessions(self) -> TenantConfig:
@@ -290,7 +321,17 @@ def _apply_env(
             if isinstance(section, dict):
                 _apply_env(section, annotation, env, env_name + "_")
         elif env_name in env and name != "tenants":
-            data[name] = env[env_name]
+            data[name] = _env_value(env[env_name], annotation)
+
+
+def _env_value(raw: str, annotation: Any) -> Any:
+    """A list setting comes from the environment as JSON (`'["a", "b"]'`); others as text."""
+    if get_origin(annotation) is list:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw  # validation names the key
+    return raw
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:

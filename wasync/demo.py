@@ -3,13 +3,16 @@
 Starts both provider simulators on loopback with two tenants (each a WAHA session and an
 Evolution instance) holding a little history, keeps Portuguese conversations going, runs the
 real daemon against them on a fresh SQLite file in a state directory, and prints each synced
-message as it lands, until Ctrl-C (or `--duration`).
+message as it lands, until Ctrl-C (or `--duration`). It first prints ready login URLs of the
+attendance page for an ADMIN and for a USER of the first tenant (a fresh JWT secret each run);
+the USER is given two chats so that its page is not empty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +24,12 @@ from rich.markup import escape
 from sqlalchemy import text
 
 from wasync import daemon
+from wasync.api.web import login_url
+from wasync.auth import issue_token
 from wasync.config import Settings, parse
 from wasync.eventlog import NEW_MESSAGE, PublishedEvent
+from wasync.events import ChangeChat
+from wasync.principal import Principal, Role
 from wasync.sim import EvolutionSim, WahaSim, seed_evolution, seed_waha, serve
 from wasync.store import Store
 
@@ -32,6 +39,9 @@ TENANTS = {  # tenant -> (WAHA session, engine, Evolution instance)
     "padaria": ("padaria", "WEBJS", "padaria-vendas"),
     "oficina": ("oficina", "GOWS", "oficina-pecas"),
 }
+DEMO_TENANT = "padaria"
+DEMO_USER = "padaria-ana"  # a USER: sees only the chats assigned to her
+LOGIN_TTL_S = 12 * 3600
 LINES = (
     "Oi, bom dia! Vocês abrem no domingo?",
     "Qual o preço do pão de queijo?",
@@ -77,10 +87,15 @@ async def run_demo(
             asyncio.create_task(_chatter(waha, evo)),
             asyncio.create_task(_print(printer.queue, settings, console)),
         ]
+
+        def ready(d: daemon.Daemon) -> None:
+            _print_logins(d, console)
+            tasks.append(asyncio.create_task(_give_chats(d, DEMO_TENANT, DEMO_USER)))
+
         if duration_s is not None:
             asyncio.get_running_loop().call_later(duration_s, stop.set)
         try:
-            await daemon.run(settings, stop=stop, subscribers=[printer])
+            await daemon.run(settings, stop=stop, subscribers=[printer], on_ready=ready)
         finally:
             for task in tasks:
                 task.cancel()
@@ -109,6 +124,7 @@ def _settings(state_dir: Path, waha_url: str, evo_url: str) -> Settings:
         {
             "id": tenant,
             "admins": [f"{tenant}-admin"],
+            "agents": [f"{tenant}-ana", f"{tenant}-bruno"],
             "sessions": [
                 {"name": wname, "provider": "waha", "base_url": waha_url, "api_key": WAHA_KEY},
                 {"name": ename, "provider": "evolution", "base_url": evo_url, "api_key": EVO_KEY},
@@ -120,11 +136,42 @@ def _settings(state_dir: Path, waha_url: str, evo_url: str) -> Settings:
         {
             "database": {"url": f"sqlite+aiosqlite:///{state_dir / 'demo.db'}"},
             "http": {"port": 0},
+            "auth": {"jwt_secret": secrets.token_urlsafe(32)},
             "poll": {"interval_s": 1, "jitter_s": 0.2, "log_idle_cycles": False},
             "log_level": "WARNING",
             "tenants": tenants,
         }
     )
+
+
+def _print_logins(d: daemon.Daemon, console: Console) -> None:
+    """The attendance page's login URLs: the tenant's ADMIN, and one of its USERs."""
+    secret = d.settings.auth.secret()
+    logins: tuple[tuple[str, Role], ...] = ((f"{DEMO_TENANT}-admin", "ADMIN"), (DEMO_USER, "USER"))
+    for user, role in logins:
+        token = issue_token(
+            secret, tenant_id=DEMO_TENANT, user_id=user, role=role, ttl_s=LOGIN_TTL_S
+        )
+        url = login_url(d.base_url, token)
+        console.print(f"attendance page as {role} {user}: {url}", soft_wrap=True)  # one line
+    console.print()
+
+
+async def _give_chats(d: daemon.Daemon, tenant: str, user: str, *, count: int = 2) -> None:
+    """Assign the tenant's first chats to `user` (as its admin would), once there are some."""
+    admin = Principal(tenant_id=tenant, user_id=f"{tenant}-admin", role="ADMIN")
+    sql = text("SELECT id FROM chats WHERE tenant_id = :t ORDER BY id LIMIT :n")
+    for _ in range(120):
+        async with d.store.read() as conn:
+            ids = [r[0] for r in await conn.execute(sql, {"t": tenant, "n": count})]
+        if len(ids) == count:
+            for chat_id in ids:
+                change = ChangeChat(
+                    actor=admin, chat_id=chat_id, field="assigned_user_id", value=user
+                )
+                await d.pipeline.execute(change, source="demo")
+            return
+        await asyncio.sleep(0.5)
 
 
 async def _chatter(waha: WahaSim, evo: EvolutionSim, *, seed: int = 3) -> None:

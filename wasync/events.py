@@ -3,9 +3,10 @@
 Events (`Message`, `Ack`, `Revoke`, `Edit`, `Reaction`, `SessionStatus`) are what the
 providers said; adapters turn provider JSON into these frozen values with pure functions, and
 nothing outside `wasync.providers` reads provider JSON. Commands are the changes wasync makes
-itself (a send queued, accepted or failed; an agent's assignment, status change or read): they
-run in the same transaction type as events, by the same rules (one writer, one ack order,
-every event row scoped by its chat). `CursorUpdate` moves a poll cursor in that transaction.
+itself (a send queued, accepted or failed; an agent's assignment, status change or read; a
+lead edited): they run in the same transaction type as events, by the same rules (one writer,
+one ack order, every event row scoped by its chat). `CursorUpdate` moves a poll cursor in that
+transaction.
 """
 
 from __future__ import annotations
@@ -254,4 +255,16 @@ class ReadNotification:
     notification_id: int
 
 
-Command = SendQueued | SendAccepted | SendFailed | ChangeChat | ReadNotification
+LeadField = Literal["first_name", "last_name", "status"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateLead:
+    """An agent edits a lead it may see through one of the lead's chats (name, status)."""
+
+    actor: Principal
+    lead_id: int
+    changes: Mapping[LeadField, str]
+
+
+Command = SendQueued | SendAccepted | SendFailed | ChangeChat | ReadNotification | UpdateLead

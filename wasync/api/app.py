@@ -1,4 +1,5 @@
-"""The daemon's one HTTP app (Starlette): webhooks, health, metrics, REST under `/api/`, `/ws`."""
+"""The daemon's one HTTP app (Starlette): webhooks, health, metrics, REST under `/api/`, `/ws`,
+and the attendance page at `/atendimento`."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from wasync import providers
+from wasync.api.crm import crm_routes
 from wasync.api.guard import jwt_secret
 from wasync.api.health import health_routes
 from wasync.api.rest import rest_routes
 from wasync.api.send import send_routes
+from wasync.api.web import web_routes
 from wasync.api.webhook import WebhookReceiver
 from wasync.api.ws import ws_routes
 from wasync.config import Settings
@@ -47,11 +50,13 @@ def create_app(ctx: AppContext) -> Starlette:
         routes += webhook_routes(ctx)
     secret = jwt_secret(ctx.settings)
     routes += rest_routes(ctx.store, ctx.pipeline, secret)
+    routes += crm_routes(ctx.store, ctx.pipeline, ctx.settings, secret)
     if ctx.hub is not None:
         routes += ws_routes(ctx.hub, secret, ctx.metrics)
     if ctx.outbox is not None:
         routes += send_routes(ctx.outbox, ctx.registry, ctx.store, secret)
     routes += ctx.extra_routes
+    routes += web_routes()
     app = Starlette(routes=routes)
     app.state.ctx = ctx
     return app

@@ -8,7 +8,12 @@ everything else.
 
 Assignment is ADMIN only. A USER sees only the chats assigned to it, so claiming an unassigned
 chat cannot be expressed without widening the predicate, and handing a chat to a colleague is
-a supervisor's call: a USER gets 403 on its own chats, 404 on the others.
+a supervisor's call: a USER gets 403 on its own chats, 404 on the others. The attendance
+page's "assign to me" is therefore an ADMIN assigning itself; a USER's page has no such button
+(its chats are already its own, and it never sees an unassigned one). Decided for the page
+(issue 15): letting USERs claim from a queue of unassigned chats would widen the one
+predicate for REST, `/ws` and the page at once, so it stays closed until that is decided as a
+whole.
 
 Lists are newest first with cursor pagination: `?limit=` (1..200, default 50) and
 `?cursor=<nextCursor of the previous page>`. Errors are `wasync.api.guard`'s one shape:
@@ -25,13 +30,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from wasync.api.chatview import chat_select, chat_views, search, sort_key
 from wasync.api.guard import Problem, guarded, json_body
 from wasync.eventlog import MESSAGE_FIELDS, iso, to_json
 from wasync.events import ChangeChat, ChatField, ReadNotification
@@ -82,28 +88,30 @@ class RestApi:
     # --- chats --------------------------------------------------------------------------------
 
     async def list_chats(self, request: Request, p: Principal) -> Response:
-        """`GET /api/chats?status=&assigned=me|none|<user>&unread=true|false`, by last activity."""
+        """`GET /api/chats?status=&assigned=me|none|<user>&unread=true|false&q=`, by last
+        activity; each chat with its session, lead and last message (`wasync.api.chatview`)."""
         q = request.query_params
         limit, after = _limit(q), _cursor(q, 2)
-        c = T_CHATS.c
-        key = func.coalesce(c.last_message_at, c.created_at)
-        stmt = select(T_CHATS, key.label("sort_at")).where(
-            visible_chats(p, T_CHATS), *_chat_filters(q, p)
-        )
+        c, key = T_CHATS.c, sort_key()
+        stmt = chat_select(p).where(*_chat_filters(q, p))
         if after is not None:
             stmt = stmt.where(_before(key, c.id, _time(after[0]), after[1]))
         stmt = stmt.order_by(key.desc(), c.id.desc()).limit(limit + 1)
         async with self.store.read() as conn:
             rows = [r._mapping for r in await conn.execute(stmt)]
-        more, page = len(rows) > limit, rows[:limit]
+            more, page = len(rows) > limit, rows[:limit]
+            chats = await chat_views(conn, page)
         cursor = _encode([iso(page[-1]["sort_at"]), page[-1]["id"]]) if more else None
-        return JSONResponse({"chats": [chat_json(r) for r in page], "nextCursor": cursor})
+        return JSONResponse({"chats": chats, "nextCursor": cursor})
 
     async def get_chat(self, request: Request, p: Principal) -> Response:
-        """`GET /api/chats/{id}`."""
+        """`GET /api/chats/{id}`: as in the list."""
         chat_id = _path_id(request, "chat_id")
         async with self.store.read() as conn:
-            return JSONResponse(chat_json(await _visible_chat(conn, p, chat_id)))
+            row = (await conn.execute(chat_select(p).where(T_CHATS.c.id == chat_id))).first()
+            if row is None:
+                raise Problem(404, "chat not found")
+            return JSONResponse((await chat_views(conn, [row._mapping]))[0])
 
     async def list_messages(self, request: Request, p: Principal) -> Response:
         """`GET /api/chats/{id}/messages`, newest first (by provider time, then id)."""
@@ -125,7 +133,10 @@ class RestApi:
         return JSONResponse({"messages": messages, "nextCursor": cursor})
 
     async def assign(self, request: Request, p: Principal) -> Response:
-        """`POST /api/chats/{id}/assign {"userId": "u2" | null}`: ADMIN only."""
+        """`POST /api/chats/{id}/assign {"userId": "u2" | null}`: ADMIN only (to itself:
+        the page's "assign to me"; to another: "transfer"). A USER may not claim an unassigned
+        chat: it cannot see one (the predicate), so it gets 404 there, and 403 on its own
+        chats: see the module docstring for why this stays so."""
         chat_id = _path_id(request, "chat_id")
         body = await json_body(request)
         if "userId" not in body:
@@ -217,6 +228,8 @@ def _chat_filters(q: QueryParams, p: Principal) -> list[ColumnElement[bool]]:
         out.append(c.assigned_user_id == (p.user_id if assigned == "me" else assigned))
     if q.get("unread") is not None:
         out.append(c.unread_count > 0 if _flag(q, "unread") else c.unread_count == 0)
+    if (text := q.get("q", "").strip()) != "":
+        out.append(search(p, text))
     return out
 
 

@@ -25,11 +25,20 @@ def token(
     user: Annotated[str, typer.Option(help="User id (the token's sub claim).")],
     role: Annotated[str, typer.Option(help="ADMIN (whole tenant) or USER (assigned chats).")],
     ttl: Annotated[str, typer.Option(help="Lifetime: 30m, 1h, 2d or seconds.")] = "1h",
+    url: Annotated[
+        bool, typer.Option("--url", help="Print the attendance page's login URL instead.")
+    ] = False,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="The daemon's address for --url (default: from [http] host and port)."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print a JWT for REST and /ws, signed with the [auth] secret."""
+    """Print a JWT for REST and /ws, signed with the [auth] secret (or, with --url, the
+    attendance page's login URL: `<base>/atendimento#token=<JWT>`)."""
     from typing import cast
 
+    from wasync.api.web import login_url
     from wasync.auth import issue_token
     from wasync.principal import ROLES, Role
 
@@ -42,7 +51,14 @@ def token(
     except ConfigError as exc:
         raise fail(f"config error: {exc}", 2) from None
     role_ = cast(Role, role.upper())
-    typer.echo(issue_token(secret, tenant_id=tenant, user_id=user, role=role_, ttl_s=seconds))
+    jwt = issue_token(secret, tenant_id=tenant, user_id=user, role=role_, ttl_s=seconds)
+    if not url:
+        typer.echo(jwt)
+        return
+    http = settings.http
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+    base = (base_url or f"http://{host}:{http.port}").rstrip("/")
+    typer.echo(login_url(base, jwt))
 
 
 def tail(

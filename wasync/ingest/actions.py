@@ -1,4 +1,5 @@
-"""Agents' actions on chats and notifications (REST): assign, open/close, mark read.
+"""Agents' actions on chats, leads and notifications (REST): assign, open/close, mark read,
+edit a lead.
 
 Each is checked against the one visibility predicate inside the transaction (a chat the actor
 may not see is "not found", its existence never leaks) and logs its change once, with the new
@@ -12,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import and_, select, update
 
-from wasync.eventlog import CHAT_UPDATED, NOTIFICATION_READ
-from wasync.events import ChangeChat, ChatField, ReadNotification
+from wasync.eventlog import CHAT_UPDATED, LEAD_UPDATED, NOTIFICATION_READ, camel
+from wasync.events import ChangeChat, ChatField, ReadNotification, UpdateLead
 from wasync.ingest.base import TxState
-from wasync.ingest.statements import T_CHATS, T_NOTIFICATIONS
+from wasync.ingest.statements import T_CHATS, T_LEADS, T_NOTIFICATIONS
 from wasync.scopes import visible_chats
 
 # The `chat:updated` data keys of each field: (new value, previous value).
@@ -38,6 +39,8 @@ class Actions:
             return self.change_chat(command)
         if isinstance(command, ReadNotification):
             return self.read_notification(command)
+        if isinstance(command, UpdateLead):
+            return self.update_lead(command)
         raise TypeError(f"not a command: {command!r}")
 
     def change_chat(self, cmd: ChangeChat) -> Mapping[Any, Any] | None:
@@ -77,3 +80,27 @@ class Actions:
                 userId=p.user_id,
             )
         return True
+
+    def update_lead(self, cmd: UpdateLead) -> Mapping[Any, Any] | None:
+        """Change a lead the actor may see through one of its chats; a real change logs one
+        `lead:updated` per chat of the lead (new values and `previous<Field>`), so whoever
+        sees any of them hears of it. The lead row after the change, or None (not found)."""
+        conn, c, ld, p = self.tx.conn, T_CHATS.c, T_LEADS.c, cmd.actor
+        seen = select(c.id).where(c.lead_id == cmd.lead_id, visible_chats(p, T_CHATS)).limit(1)
+        if conn.execute(seen).first() is None:
+            return None
+        old = conn.execute(select(T_LEADS).where(ld.id == cmd.lead_id)).one()._mapping
+        changes = {k: v for k, v in cmd.changes.items() if old[k] != v}
+        if not changes:
+            return old
+        stmt = update(T_LEADS).where(ld.id == cmd.lead_id).values(changes).returning(*T_LEADS.c)
+        new = conn.execute(stmt).one()._mapping
+        data: dict[str, Any] = {"leadId": cmd.lead_id}
+        for key, value in changes.items():
+            name = camel(key)
+            data[name] = value
+            data["previous" + name[0].upper() + name[1:]] = old[key]
+        chats = select(c.id).where(c.lead_id == cmd.lead_id, c.tenant_id == p.tenant_id)
+        for (chat_id,) in conn.execute(chats.order_by(c.id)).all():
+            self.tx.log.emit(p.tenant_id, LEAD_UPDATED, chat_id, **data)
+        return new

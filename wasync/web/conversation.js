@@ -1,0 +1,218 @@
+// The middle column's message area (aria-label "Conversa"): bubbles in provider time order
+// with day separators, older pages loaded when scrolled to the top, and every live change
+// (new message, ack, edit, delete, reaction, merged echo, media) applied in place.
+
+import { query } from "./api.js";
+import { Bubble } from "./bubble.js";
+import { h, reconcile } from "./dom.js";
+import { dayKey, dayLabel, t } from "./i18n.js";
+
+const PAGE = 50;
+
+export class Conversation {
+  constructor(page, scroller, list) {
+    this.page = page;
+    this.scroller = scroller;
+    this.list = list;
+    this.chatId = null;
+    this.reset();
+    scroller.addEventListener("scroll", () => {
+      if (scroller.scrollTop < 80) this.loadOlder();
+    });
+  }
+
+  reset() {
+    for (const bubble of this.bubbles?.values() ?? []) bubble.dispose();
+    this.messages = new Map(); // key (message id, or "local:<key>") → message
+    this.bubbles = new Map();
+    this.byPid = new Map(); // providerMessageId → message, for quotes and reactions
+    this.reactionsOf = new Map(); // target providerMessageId → Map(sender → emoji)
+    this.separators = new Map();
+    this.nextCursor = null;
+    this.loadingOlder = null;
+    this.generation = (this.generation ?? 0) + 1;
+    this.list.replaceChildren();
+  }
+
+  /** Show `chatId`'s newest messages, scrolled to the end. */
+  async open(chatId) {
+    this.reset();
+    this.chatId = chatId;
+    if (chatId === null) return;
+    const generation = this.generation;
+    const body = await this.page.api.get(`/api/chats/${chatId}/messages${query({ limit: PAGE })}`);
+    if (generation !== this.generation) return;
+    this.nextCursor = body.nextCursor;
+    for (const message of body.messages) this.remember(message);
+    this.render();
+    this.scrollToEnd();
+  }
+
+  /** Reload what is shown (after a resync). */
+  async reload() {
+    if (this.chatId !== null) await this.open(this.chatId);
+  }
+
+  async loadOlder() {
+    if (!this.nextCursor || this.loadingOlder || this.chatId === null) return;
+    const generation = this.generation;
+    const url = `/api/chats/${this.chatId}/messages${query({ limit: PAGE, cursor: this.nextCursor })}`;
+    this.scroller.setAttribute("aria-busy", "true");
+    this.loadingOlder = this.page.api.get(url);
+    try {
+      const body = await this.loadingOlder;
+      if (generation !== this.generation) return;
+      const before = this.scroller.scrollHeight - this.scroller.scrollTop;
+      this.nextCursor = body.nextCursor;
+      for (const message of body.messages) this.remember(message);
+      this.render();
+      this.scroller.scrollTop = this.scroller.scrollHeight - before; // stay on what was read
+    } finally {
+      this.scroller.removeAttribute("aria-busy");
+      if (generation === this.generation) this.loadingOlder = null;
+    }
+  }
+
+  remember(message, key = message.id) {
+    if (message.type === "reaction") {
+      const sender = message.fromMe ? "me" : message.senderJid || "them";
+      const target = message.replyTo;
+      if (!this.reactionsOf.has(target)) this.reactionsOf.set(target, new Map());
+      const byTarget = this.reactionsOf.get(target);
+      if (message.body) byTarget.set(sender, message.body);
+      else byTarget.delete(sender); // an empty reaction takes it back
+      this.byPid.get(target) && this.touch(this.byPid.get(target));
+      return;
+    }
+    const old = this.messages.get(key);
+    const merged = old ? { ...old, ...message } : message;
+    this.messages.set(key, merged);
+    if (merged.providerMessageId) this.byPid.set(merged.providerMessageId, merged);
+    this.touch(merged, key);
+  }
+
+  touch(message, key = message.id) {
+    const bubble = this.bubbles.get(key);
+    if (bubble) bubble.update(message);
+  }
+
+  sorted() {
+    return [...this.messages.entries()].sort(([ka, a], [kb, b]) => {
+      const at = (a.sentAt || "").localeCompare(b.sentAt || "");
+      if (at) return at;
+      const ia = typeof a.id === "number" ? a.id : Infinity;
+      const ib = typeof b.id === "number" ? b.id : Infinity;
+      return ia - ib || String(ka).localeCompare(String(kb));
+    });
+  }
+
+  render() {
+    const nodes = [];
+    let day = null;
+    for (const [key, message] of this.sorted()) {
+      const today = dayKey(message.sentAt || new Date().toISOString());
+      if (today !== day) {
+        nodes.push(this.separator(today));
+        day = today;
+      }
+      nodes.push(this.bubble(key, message).el);
+    }
+    reconcile(this.list, nodes);
+  }
+
+  bubble(key, message) {
+    let bubble = this.bubbles.get(key);
+    if (!bubble) {
+      bubble = new Bubble(message, {
+        api: this.page.api,
+        quoted: (pid) => this.byPid.get(pid) ?? null,
+        reactions: (pid) => [...(this.reactionsOf.get(pid)?.values() ?? [])],
+        retry: (m) => this.page.composer.retry(m),
+        canRetry: (m) => this.page.composer.canRetry(m),
+      });
+      this.bubbles.set(key, bubble);
+    }
+    return bubble;
+  }
+
+  separator(day) {
+    if (!this.separators.has(day)) {
+      this.separators.set(day, h("li", { class: "day", role: "separator", dataset: { day } }, dayLabel(day)));
+    }
+    return this.separators.get(day);
+  }
+
+  nearEnd() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 150;
+  }
+
+  scrollToEnd() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  // --- live changes ---------------------------------------------------------------------
+
+  /** A message arrived (a frame, or our own send's answer). */
+  add(message) {
+    if (message.chatId !== this.chatId) return;
+    const follow = this.nearEnd() || message.fromMe;
+    this.remember(message);
+    this.render();
+    if (follow) this.scrollToEnd();
+  }
+
+  /** Apply a frame about one message of this chat. */
+  update(messageId, change) {
+    const message = this.messages.get(messageId);
+    if (!message) return;
+    this.remember({ ...message, ...change });
+  }
+
+  /** An echo was merged into our send: the echo's row is gone. */
+  drop(messageId) {
+    const bubble = this.bubbles.get(messageId);
+    bubble?.dispose();
+    this.bubbles.delete(messageId);
+    this.messages.delete(messageId);
+    this.render();
+  }
+
+  // --- our sends (see composer.js) ------------------------------------------------------
+
+  addLocal(key, message) {
+    this.remember({ ...message, chatId: this.chatId }, `local:${key}`);
+    this.render();
+    this.scrollToEnd();
+  }
+
+  /** The server queued our local message as `messageId`: one bubble, the server's id. */
+  bind(key, messageId) {
+    const local = this.messages.get(`local:${key}`);
+    if (!local) return;
+    const bubble = this.bubbles.get(`local:${key}`);
+    this.messages.delete(`local:${key}`);
+    this.bubbles.delete(`local:${key}`);
+    if (this.messages.has(messageId)) {
+      bubble?.dispose(); // its frame came first: that bubble stays, showing our upload
+      if (local.localFile) this.remember({ ...this.messages.get(messageId), localFile: local.localFile });
+    } else {
+      this.messages.set(messageId, { ...local, id: messageId, ack: 0, sendError: null });
+      if (bubble) this.bubbles.set(messageId, bubble);
+      this.touch(this.messages.get(messageId), messageId);
+    }
+    this.render();
+  }
+
+  failLocal(key, error) {
+    const local = this.messages.get(`local:${key}`);
+    if (local) this.remember({ ...local, sendError: error || t("sendFailed") }, `local:${key}`);
+  }
+
+  dropLocal(key) {
+    this.bubbles.get(`local:${key}`)?.dispose();
+    this.bubbles.delete(`local:${key}`);
+    this.messages.delete(`local:${key}`);
+    this.render();
+  }
+}
