@@ -75,3 +75,7 @@ class SendOutcomeUnknown(ProviderError):
 class MediaGone(ProviderError):
     """The provider no longer has a message's file (WAHA `media.error` or no such message,
     Evolution 400 when the CDN copy expired): the media is EXPIRED, retrying will not help."""
+
+
+class MediaStoreUnavailable(WasyncError):
+    """The media store (a directory, an S3 bucket) cannot be read or written right now."""
