@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from wasync.api.guard import Problem, guarded
+from wasync.api.guard import Problem, error, guarded
 from wasync.errors import MediaStoreUnavailable
 from wasync.events import MediaStatus
 from wasync.media.store import MediaStore
@@ -30,8 +30,15 @@ T_CHATS = m.Chat.__table__  # type: ignore[attr-defined]
 
 def media_routes(store: Store, media: MediaStore, secret: str | None) -> list[BaseRoute]:
     """The media route."""
-    api = MediaApi(store, media)
-    return [Route("/api/messages/{message_id}/media", guarded(api.get, secret), methods=["GET"])]
+    endpoint = guarded(MediaApi(store, media).get, secret)
+
+    async def header_only(request: Request) -> Response:
+        # A token in a URL ends up in logs and browser history: this route takes the header.
+        if "authorization" not in request.headers:
+            return error(401, "missing or invalid token")
+        return await endpoint(request)
+
+    return [Route("/api/messages/{message_id}/media", header_only, methods=["GET"])]
 
 
 class MediaApi:
