@@ -26,7 +26,7 @@ FAST_MEDIA = {
     "max_backoff_s": 1,
     "retry_delay_s": 0.2,
     "tries": 6,
-    "per_session": 4,
+    "per_session": 8,
     "concurrency": 16,
     "max_attempts": 5,
 }
