@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 T_MESSAGES = m.Message.__table__  # type: ignore[attr-defined]
 DRAIN_S = 5.0  # on stop, downloads in flight get this long; the rest are released
+# After a commit announced new messages, wait this long for the ones right behind them: a
+# burst of webhooks is one claim (one write) instead of one claim each.
+GATHER_S = 0.05
 
 
 class MediaWorker:
@@ -82,6 +85,7 @@ class MediaWorker:
         self.outcomes: Counter[str] = Counter()
         self._owned: frozenset[int] | None = None
         self._wake = asyncio.Event()
+        self._news = False  # the last wake-up was new messages (gather a moment)
         self._stopping = asyncio.Event()
         self._inflight: dict[int, MediaJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -101,6 +105,7 @@ class MediaWorker:
     def publish(self, events: Sequence[PublishedEvent]) -> None:
         """Pipeline subscriber: new messages may have media to fetch; look now."""
         if any(e.type == NEW_MESSAGE for e in events):
+            self._news = True
             self._wake.set()
 
     def offer(self, events: Iterable[Event]) -> None:
@@ -133,6 +138,9 @@ class MediaWorker:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            if self._news:
+                self._news = False
+                await asyncio.sleep(GATHER_S)
             self._wake.clear()
             try:
                 claimed = await self._claim()
