@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import signal
-import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 from websockets.asyncio.client import connect
 
 from tests.media_support import S3_KEY, S3_SECRET, make_bucket, moto_server
+from tests.test_two_daemons import start, stop
 from wasync.auth import issue_token
 from wasync.sim import WahaSim, media, serve, sign_body
 from wasync.store import Store
@@ -60,32 +58,6 @@ webhook_secret = "{HMAC}"
     return path
 
 
-async def start(config: Path) -> tuple[asyncio.subprocess.Process, str]:
-    """A `wasync run` subprocess and the base URL it logged."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WASYNC_")}
-    env.update(MEDIA_TEST_S3_KEY=S3_KEY, MEDIA_TEST_S3_SECRET=S3_SECRET)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wasync", "run", "--config", str(config),
-        env=env, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    async with asyncio.timeout(30):
-        while True:
-            line = (await proc.stderr.readline()).decode()
-            assert line, "wasync run exited before it was ready"
-            found = re.search(r"http (http://[\d.:]+)", line)
-            if "wasync running" in line and found:
-                return proc, found.group(1)
-
-
-async def stop(proc: asyncio.subprocess.Process) -> int:
-    """SIGTERM, then the exit code."""
-    proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode is not None
-    return proc.returncode
-
-
 async def post_webhook(sim: WahaSim, node: str, message_id: str) -> None:
     """The message's signed `message` webhook, to one node."""
     payload = sim.webhook_payload("default", message_id)
@@ -118,9 +90,13 @@ async def fetched(node: str, message_id: int, token: str) -> httpx.Response:
             await asyncio.sleep(0.2)
 
 
-async def test_each_node_serves_what_the_other_fetched(pg_url: str, tmp_path: Path):
+async def test_each_node_serves_what_the_other_fetched(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """A's webhook media is streamed by B (and B's clients get `chat:message-media`), and
     the other way round: one bucket, one database, no node-local file."""
+    monkeypatch.setenv("MEDIA_TEST_S3_KEY", S3_KEY)  # the nodes read their S3 credentials
+    monkeypatch.setenv("MEDIA_TEST_S3_SECRET", S3_SECRET)
     sim = WahaSim(api_key="waha-sim-key")
     sim.add_session("default", engine="GOWS")
     with moto_server() as endpoint:
