@@ -15,6 +15,7 @@ from wasync.auth import issue_token
 from wasync.config import AuthConfig, Settings
 from wasync.events import ChangeChat, Media, MediaStored, MessageType
 from wasync.media import LocalStore
+from wasync.media.stream import RangeNotSatisfiable, file_name, parse_range
 from wasync.pipeline import Pipeline
 from wasync.principal import Principal
 from wasync.registry import Registry
@@ -173,3 +174,16 @@ async def test_no_token_pending_and_text_messages(client: Any):
     assert pending.status_code == 409 and pending.json()["mediaStatus"] == "PENDING"
     text = await http.get(f"/api/messages/{ids['TEXT']}/media", headers=auth())
     assert text.status_code == 404
+
+
+def test_ranges_and_names_are_parsed_strictly():
+    """Ranges: one span clamped to the file, several or odd ones ignored (whole file), past
+    the end refused; a file name never carries a line break into a header."""
+    assert parse_range("bytes=0-", 10) == (0, 9) and parse_range("bytes=5-99", 10) == (5, 9)
+    assert parse_range("bytes=0-1,4-5", 10) is None and parse_range("items=0-1", 10) is None
+    for bad in ("bytes=10-", "bytes=-0", "bytes=7-3"):
+        with pytest.raises(RangeNotSatisfiable):
+            parse_range(bad, 10)
+    name = file_name("a\r\nSet-Cookie: x.pdf", mimetype="application/pdf", fallback="f")
+    assert "\r" not in name and "\n" not in name
+    assert file_name(None, mimetype="image/jpeg", fallback="image-3") == "image-3.jpg"

@@ -49,8 +49,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def file_name(name: str | None, *, mimetype: str, fallback: str) -> str:
     """The name to offer: the original one, else `fallback` with the type's extension."""
-    if name and name.strip():
-        return name.strip().replace("/", "_").replace("\\", "_")
+    clean = "".join(ch for ch in name or "" if ch.isprintable()).strip()  # no CR/LF in headers
+    if clean:
+        return clean.replace("/", "_").replace("\\", "_")
     return fallback + (mimetypes.guess_extension(base_type(mimetype)) or "")
 
 
