@@ -1,8 +1,9 @@
 """The composition root: one AsyncExitStack owns every resource; SIGTERM drains and exits.
 
 Order of start: store (migrated) → registry → hub → pipeline → HTTP client → outbox and its
-sender → HTTP app → pollers on the scheduler. Stop runs in reverse: no new poll cycles, cycles
-in flight finish, the pipeline commits what is queued, connections close.
+sender → media store and worker → HTTP app → pollers on the scheduler. Stop runs in reverse:
+no new poll cycles, cycles in flight finish, the pipeline commits what is queued, connections
+close.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from wasync.api.server import serve
 from wasync.config import Settings
 from wasync.eventlog import prune_job
 from wasync.hub import Hub
+from wasync.media import MediaStore, MediaWorker, open_store
 from wasync.metrics import Metrics
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline, Subscriber
@@ -47,6 +49,7 @@ class Daemon:
     pollers: list[Poller] = field(default_factory=list)
     outbox: Outbox | None = None
     hub: Hub | None = None
+    media: MediaWorker | None = None
 
 
 async def run(
@@ -88,6 +91,23 @@ async def run(
         )
         daemon.outbox = outbox
         daemon.hub = hub
+        media_store: MediaStore = await stack.enter_async_context(
+            open_store(settings.media, settings.database.url)
+        )
+        if settings.media.enabled:
+            daemon.media = await stack.enter_async_context(
+                MediaWorker(
+                    settings.media,
+                    pipeline=pipeline,
+                    store=store,
+                    media=media_store,
+                    registry=registry,
+                    client=client,
+                    poll=settings.poll,
+                    metrics=metrics,
+                )
+            )
+            pipeline.subscribers.append(daemon.media)  # new media: look at once
         app = create_app(
             AppContext(
                 settings=settings,
@@ -97,6 +117,8 @@ async def run(
                 metrics=metrics,
                 outbox=outbox,
                 hub=hub,
+                media_store=media_store,
+                media_worker=daemon.media,
             )
         )
         daemon.base_url = await stack.enter_async_context(

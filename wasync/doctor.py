@@ -78,7 +78,9 @@ async def _database(settings: Settings) -> Check:
     missing = _no_sqlite_file(settings)
     if missing is not None:
         return missing
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    chain = [r.revision for r in script.walk_revisions()][::-1]  # oldest first
     backend = make_url(settings.database.url).drivername
     try:
         async with Store.from_config(settings.database) as store, store.read() as conn:
@@ -89,7 +91,8 @@ async def _database(settings: Settings) -> Check:
     except (StoreUnavailable, OSError) as exc:
         return Check(subject="database", level="fail", detail=f"{backend}: {exc}")
     if found == head:
-        return Check(subject="database", level="ok", detail=f"{backend}, schema {head}")
+        detail = f"{backend}, schema {head} (revisions {', '.join(chain)})"
+        return Check(subject="database", level="ok", detail=detail)
     detail = f"{backend}, schema {found or 'absent'}, packaged {head}: `wasync db upgrade`"
     return Check(subject="database", level="warn", detail=detail + " (run also applies it)")
 

@@ -70,3 +70,12 @@ class PayloadError(WasyncError):
 class SendOutcomeUnknown(ProviderError):
     """A send that may have reached the provider (timeout after the request was written, 5xx,
     a cut answer): reconcile against the chat before any resend, never retry blindly."""
+
+
+class MediaGone(ProviderError):
+    """The provider no longer has a message's file (WAHA `media.error` or no such message,
+    Evolution 400 when the CDN copy expired): the media is EXPIRED, retrying will not help."""
+
+
+class MediaStoreUnavailable(WasyncError):
+    """The media store (a directory, an S3 bucket) cannot be read or written right now."""

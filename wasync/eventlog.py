@@ -42,6 +42,7 @@ NEW_MESSAGE = "chat:new-message"
 MESSAGE_ACK = "chat:message-ack"
 MESSAGE_EDITED = "chat:message-edited"
 MESSAGE_REVOKED = "chat:message-revoked"
+MESSAGE_MEDIA = "chat:message-media"  # a message's media_status changed (wasync.media)
 CHAT_UPDATED = "chat:updated"
 LEAD_CREATED = "lead:created"
 LEAD_UPDATED = "lead:updated"
@@ -51,7 +52,10 @@ SESSION_STATUS = "session:status"
 NOTIFICATION = "notification:"  # the prefix of the types scoped by their user
 # Types that concern a whole tenant and carry no chat; every other row has its chat id.
 TENANT_WIDE = frozenset({SESSION_STATUS})
-MESSAGE_FIELDS = tuple(c.name for c in T_MESSAGES.c if c.name not in ("raw", "tenant_id"))
+# The message columns clients see: not `raw`, nor the media worker's own bookkeeping (the
+# provider's locator of the file, the worker's next try).
+_HIDDEN = ("raw", "tenant_id", "media_ref", "media_next_at")
+MESSAGE_FIELDS = tuple(c.name for c in T_MESSAGES.c if c.name not in _HIDDEN)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

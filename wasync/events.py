@@ -6,7 +6,8 @@ nothing outside `wasync.providers` reads provider JSON. Commands are the changes
 itself (a send queued, accepted or failed; an agent's assignment, status change or read; a
 lead edited): they run in the same transaction type as events, by the same rules (one writer,
 one ack order, every event row scoped by its chat). `CursorUpdate` moves a poll cursor in that
-transaction.
+transaction. The media commands (`MediaClaim`, `MediaStored`, `MediaFailed`, `MediaExpired`,
+`MediaRequeue`) are how the media worker and the CLI move a message's `media_status`.
 """
 
 from __future__ import annotations
@@ -69,15 +70,43 @@ class Address:
     lid: str | None = None
 
 
+MEDIA_TYPES = frozenset(
+    {
+        MessageType.IMAGE,
+        MessageType.VIDEO,
+        MessageType.AUDIO,
+        MessageType.DOCUMENT,
+        MessageType.STICKER,
+    }
+)
+
+
+class MediaStatus(enum.StrEnum):
+    """The `messages.media_status` column: where a message's file is."""
+
+    NONE = "NONE"  # no file to keep (text, location, ...), or not tracked (history)
+    PENDING = "PENDING"  # the media worker will fetch it
+    STORED = "STORED"  # in the media store under `media_key`
+    FAILED = "FAILED"  # given up after retries (`wasync media retry` queues it again)
+    EXPIRED = "EXPIRED"  # the provider no longer has it (`media_reason` says why)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Media:
-    """Media metadata; the bytes stay at the provider (`url` when it gave one)."""
+    """Media metadata as the provider gave it; the worker fetches the bytes later.
+
+    `url` is a fetchable address when the provider gave one; `ref` is the provider's own
+    locator of the file (kept in `media_ref`, read back by its `fetch_media`); `data` holds
+    bytes the provider sent inline (Evolution `webhookBase64`), never written to the row.
+    """
 
     mimetype: str | None = None
     filename: str | None = None
     url: str | None = None
     size: int | None = None
     voice: bool = False
+    ref: Mapping[str, Any] | None = None
+    data: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,4 +296,78 @@ class UpdateLead:
     changes: Mapping[LeadField, str]
 
 
-Command = SendQueued | SendAccepted | SendFailed | ChangeChat | ReadNotification | UpdateLead
+# --- media commands -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaClaim:
+    """Take PENDING media that are due for `lease_s` (bumping `media_attempts`, the fence of
+    the outcome): at most `limit` rows, `per_session` per session, of `sessions` (None: every
+    session) but not of `exclude`, or only `message_ids`. Answers the claimed jobs."""
+
+    limit: int
+    per_session: int
+    lease_s: float
+    sessions: frozenset[int] | None = None
+    exclude: frozenset[int] = frozenset()
+    message_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaStored:
+    """A claimed message's file is in the media store: STORED, with its key (SHA-256), size,
+    checked mimetype and file name. Answers whether the row changed."""
+
+    message_id: int
+    key: str
+    size: int
+    mimetype: str
+    filename: str | None = None
+    note: str | None = None  # e.g. the bytes are not the type the provider declared
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaFailed:
+    """A claimed fetch did not work: PENDING again after `retry_in_s`, or FAILED when None.
+    Fenced on the claim's `attempts`; answers whether the row changed."""
+
+    message_id: int
+    attempts: int
+    reason: str
+    retry_in_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaExpired:
+    """The provider no longer has the file: EXPIRED with the reason. Fenced like MediaFailed."""
+
+    message_id: int
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaRequeue:
+    """Media of `statuses` (FAILED for `wasync media retry`, NONE for `backfill --media`)
+    back to PENDING, newest first, at most `limit`: of one tenant, `session_ids`, sent in
+    `[since, until]`. Answers the message ids queued."""
+
+    statuses: frozenset[MediaStatus]
+    tenant_id: str | None = None
+    session_ids: frozenset[int] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+
+
+MediaCommand = MediaClaim | MediaStored | MediaFailed | MediaExpired | MediaRequeue
+
+Command = (
+    SendQueued
+    | SendAccepted
+    | SendFailed
+    | ChangeChat
+    | ReadNotification
+    | UpdateLead
+    | MediaCommand
+)

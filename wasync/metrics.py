@@ -47,6 +47,15 @@ class Metrics:
             "wasync_outbox_queued", "Outbox rows waiting to be sent.", ["session"], registry=r
         )
         self.ws_clients = Gauge("wasync_ws_clients", "Connected WebSocket clients.", registry=r)
+        self.media = Counter(
+            "wasync_media_total",
+            "Media fetches by outcome: stored, retry (later), failed, expired.",
+            ["outcome"],
+            registry=r,
+        )
+        self.media_pending = Gauge(
+            "wasync_media_pending", "Messages whose media waits to be fetched.", registry=r
+        )
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -44,8 +44,10 @@ class Pipeline:
         subscribers: Sequence[Subscriber] = (),
         batch_max_events: int = 500,
         batch_max_wait_ms: float = 0.0,
+        media: bool = False,
     ) -> None:
         self.store = store
+        self.media = media  # new media messages become PENDING for the media worker
         self.crm = crm or CrmConfig()
         self.admins = {k: list(v) for k, v in (admins or {}).items()}
         self.subscribers = list(subscribers)
@@ -67,6 +69,7 @@ class Pipeline:
             subscribers=subscribers,
             batch_max_events=settings.database.batch_max_events,
             batch_max_wait_ms=settings.database.batch_max_wait_ms,
+            media=settings.media.enabled,
         )
 
     async def __aenter__(self) -> Pipeline:
@@ -89,26 +92,33 @@ class Pipeline:
         cursor: CursorUpdate | Sequence[CursorUpdate] | None = None,
         notify: bool = True,
         realtime: Realtime = "message",
+        media: bool = True,
     ) -> IngestResult:
         """Store `events` in one transaction (shared with concurrent callers); return the counts.
 
         `notify=False` creates no admin notifications; `realtime="summary"` logs one
-        `chat:updated` event per chat instead of one `chat:new-message` per message (backfill).
+        `chat:updated` event per chat instead of one `chat:new-message` per message (backfill);
+        `media=False` leaves new media untracked (`NONE`, history) even with the worker on.
 
         Raises StoreUnavailable when the database cannot be reached; nothing is half-written.
         """
         cursors = [cursor] if isinstance(cursor, CursorUpdate) else list(cursor or [])
         job = Job(
-            events=list(events), source=source, cursors=cursors, notify=notify, realtime=realtime
+            events=list(events),
+            source=source,
+            cursors=cursors,
+            notify=notify,
+            realtime=realtime,
+            media=media and self.media,
         )
         await self._submit(job)
         return job.result
 
     async def execute(self, command: Command, *, source: str = "outbox") -> Any:
         """Apply one command in an ingest transaction; return its outcome (see
-        `wasync.ingest.sends` and `wasync.ingest.actions`). A command creates no admin
-        notifications. Raises StoreUnavailable like `ingest()`."""
-        job = Job(commands=[command], source=source, notify=False)
+        `wasync.ingest.sends`, `wasync.ingest.actions` and `wasync.ingest.media`). A command
+        creates no admin notifications. Raises StoreUnavailable like `ingest()`."""
+        job = Job(commands=[command], source=source, notify=False, media=self.media)
         await self._submit(job)
         return job.outcomes[0]
 

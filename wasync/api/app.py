@@ -14,6 +14,7 @@ from wasync import providers
 from wasync.api.crm import crm_routes
 from wasync.api.guard import jwt_secret
 from wasync.api.health import health_routes
+from wasync.api.media import media_routes
 from wasync.api.rest import rest_routes
 from wasync.api.send import send_routes
 from wasync.api.web import web_routes
@@ -21,6 +22,7 @@ from wasync.api.webhook import WebhookReceiver
 from wasync.api.ws import ws_routes
 from wasync.config import Settings
 from wasync.hub import Hub
+from wasync.media import MediaStore, MediaWorker
 from wasync.metrics import Metrics
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline
@@ -40,6 +42,8 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     hub: Hub | None = None  # serves `/ws` when given
     outbox: Outbox | None = None  # serves the send routes when given
+    media_store: MediaStore | None = None  # serves `GET /api/messages/{id}/media` when given
+    media_worker: MediaWorker | None = None  # takes the files webhooks carry inline
     extra_routes: list[BaseRoute] = field(default_factory=list)
 
 
@@ -55,6 +59,8 @@ def create_app(ctx: AppContext) -> Starlette:
         routes += ws_routes(ctx.hub, secret, ctx.metrics)
     if ctx.outbox is not None:
         routes += send_routes(ctx.outbox, ctx.registry, ctx.store, secret)
+    if ctx.media_store is not None:
+        routes += media_routes(ctx.store, ctx.media_store, secret)
     routes += ctx.extra_routes
     routes += web_routes()
     app = Starlette(routes=routes)
@@ -75,6 +81,7 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
         max_body_bytes=hook.max_body_bytes,
         rate_per_s=hook.rate_per_s,
         burst=hook.burst,
+        media=ctx.media_worker,
     )
 
     def route(path: str, kind: ProviderKind | None) -> Route:

@@ -13,10 +13,10 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from starlette.requests import Request
@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from wasync import providers
 from wasync.errors import PayloadError, StoreUnavailable
+from wasync.events import Event
 from wasync.metrics import Metrics
 from wasync.pipeline import Pipeline
 from wasync.providers import ProviderKind
@@ -42,6 +43,13 @@ SECRET_HEADERS = frozenset(
 T_DEAD = m.DeadLetter.__table__  # type: ignore[attr-defined]
 
 
+class InlineSink(Protocol):
+    """Takes the files webhook events carry themselves (the media worker)."""
+
+    def offer(self, events: Iterable[Event]) -> None:
+        """Keep them for the download that would otherwise fetch them again."""
+
+
 @dataclass(slots=True)
 class WebhookReceiver:
     """Parses, authenticates and ingests provider webhooks."""
@@ -54,6 +62,7 @@ class WebhookReceiver:
     rate_per_s: float = 200.0
     burst: int = 400
     clock: Callable[[], float] = time.monotonic
+    media: InlineSink | None = None  # files the body carried inline go here first
     _buckets: dict[int, TokenBucket] = field(default_factory=dict)
 
     async def handle(self, request: Request, kind: ProviderKind | None = None) -> Response:
@@ -109,6 +118,8 @@ class WebhookReceiver:
             return await self._dead(request, raw, kind, ref, str(exc))
         if not events:
             return self._answer(kind, "ignored", 200, "ignored", ok=True)
+        if self.media is not None:  # before the commit wakes the worker
+            self.media.offer(events)
         try:
             result = await self.pipeline.ingest(events, source="webhook")
         except StoreUnavailable:

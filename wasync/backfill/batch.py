@@ -57,8 +57,9 @@ class StoreSink:
         merged a chat this pipeline had cached; the failure emptied those caches."""
         for attempt in (1, 2):
             try:
+                # History's media stays NONE: `wasync backfill --media` fetches it on a budget.
                 return await self.pipeline.ingest(
-                    events, source=SOURCE, notify=self.notify, realtime="summary"
+                    events, source=SOURCE, notify=self.notify, realtime="summary", media=False
                 )
             except StoreUnavailable:
                 raise

@@ -49,6 +49,9 @@ async def backfill_cli(settings: Settings, options: Options) -> BackfillReport:
     if not out.is_terminal:  # a log file: do not squeeze the table into 80 columns
         out = Console(width=max(out.width, 120))
     out.print(summary_table(report))
+    if report.media is not None:
+        counts = " ".join(f"{k}={v}" for k, v in sorted(report.media.items())) or "none to fetch"
+        out.print(f"media: {counts}", highlight=False)
     if report.problem:
         out.print(report.problem, highlight=False)
     if report.stopped:

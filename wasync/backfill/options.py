@@ -68,6 +68,8 @@ class Options:
     max_pages: int = 10
     chats_in_flight: int = 4
     flush_events: int = 2_000
+    media: bool = False  # then fetch the media of that history, at most `media_budget` files
+    media_budget: int = 500
 
 
 def parse_when(text: str, *, end_of_day: bool = False) -> float:

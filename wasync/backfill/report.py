@@ -49,6 +49,7 @@ class BackfillReport:
     stopped: str | None = None
     dry_run: bool = False
     problem: str | None = None  # e.g. `--chat` matched no chat anywhere
+    media: dict[str, int] | None = None  # `--media`: outcomes (stored, expired, failed, pending)
 
     @property
     def ok(self) -> bool:

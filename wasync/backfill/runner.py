@@ -256,7 +256,35 @@ async def run_backfill(
             observer=observer or LogObserver(),
             stop=stop,
         )
-        return await run.run(selected(registry, options))
+        refs = selected(registry, options)
+        report = await run.run(refs)
+        if options.media and isinstance(sink, StoreSink) and store is not None:
+            report.media = dict(await _media(settings, options, registry, store, refs, transport))
+        return report
+
+
+async def _media(
+    settings: Settings,
+    options: Options,
+    registry: Registry,
+    store: Store,
+    refs: Sequence[SessionRef],
+    transport: httpx.AsyncBaseTransport | None,
+) -> dict[str, int]:
+    """`--media`: the history's media, fetched here within `--media-budget` files."""
+    from wasync.media.requeue import fetch_history  # the media worker, only when asked
+
+    outcomes = await fetch_history(
+        settings,
+        registry,
+        store,
+        refs,
+        since=options.since,
+        until=options.until,
+        budget=options.media_budget,
+        transport=transport,
+    )
+    return dict(outcomes)
 
 
 async def _pipeline(stack: AsyncExitStack, store: Store, settings: Settings) -> Pipeline:

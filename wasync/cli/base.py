@@ -30,6 +30,9 @@ app.add_typer(db_app, name="db")
 webhooks_app = typer.Typer(help="Provider webhook registration.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
 
+media_app = typer.Typer(help="Media (attachments) commands.", no_args_is_help=True)
+app.add_typer(media_app, name="media")
+
 T = TypeVar("T")
 ConfigOpt = Annotated[
     Path | None,

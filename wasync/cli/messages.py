@@ -74,6 +74,12 @@ def backfill(
     notify: Annotated[
         bool, typer.Option("--notify/--no-notify", help="Notify admins of leads from history.")
     ] = False,
+    media: Annotated[
+        bool, typer.Option("--media", help="Then fetch the media of that history.")
+    ] = False,
+    media_budget: Annotated[
+        int, typer.Option(min=1, help="With --media: at most this many files, newest first.")
+    ] = 500,
 ) -> None:
     """Catch up history through the pipeline, resumably: the same command continues a run."""
     from wasync import backfill as bf
@@ -90,6 +96,8 @@ def backfill(
             max_messages=max_messages,
             dry_run=dry_run,
             notify=notify,
+            media=media,
+            media_budget=media_budget,
         )
     except bf.BackfillUsageError as exc:
         raise fail(str(exc), 2) from None

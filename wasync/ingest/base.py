@@ -48,6 +48,7 @@ class Job:
     cursors: Sequence[CursorUpdate] = ()
     notify: bool = True
     realtime: Realtime = "message"
+    media: bool = False  # new media messages get media_status PENDING (the worker fetches)
     future: asyncio.Future[None] | None = None
     result: IngestResult = field(default_factory=IngestResult)
     outcomes: list[Any] = field(default_factory=list)

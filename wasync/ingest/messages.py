@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from wasync.eventlog import CHAT_UPDATED
-from wasync.events import Address, ChatKind, Message, MessageType, Reaction
+from wasync.events import (
+    MEDIA_TYPES,
+    Address,
+    ChatKind,
+    MediaStatus,
+    Message,
+    MessageType,
+    Reaction,
+)
 from wasync.ingest.base import Item, Key, TxState, group
 from wasync.ingest.updates import Updates
 
@@ -138,6 +146,9 @@ def message_row(it: Item, tx: TxState) -> dict[str, Any]:
         "edited": False,
         "revoked": False,
         "media_voice": False,
+        "media_status": MediaStatus.NONE.value,
+        "media_attempts": 0,
+        "media_ref": None,
         "created_at": tx.now,
     }
     if isinstance(ev, Reaction):
@@ -159,4 +170,9 @@ def message_row(it: Item, tx: TxState) -> dict[str, Any]:
         media_size=media.size if media else None,
         media_voice=bool(media and media.voice),
     )
+    if media is not None and ev.type in MEDIA_TYPES:
+        # Ingest never waits for a download: the media worker takes PENDING rows.
+        tracked = it.job.media
+        row["media_status"] = (MediaStatus.PENDING if tracked else MediaStatus.NONE).value
+        row["media_ref"] = dict(media.ref) if media.ref else None
     return row

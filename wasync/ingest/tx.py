@@ -2,9 +2,9 @@
 
 The steps, in order (`Tx.run`): lock the event log; resolve tenants; for new messages and
 reactions resolve identities and chats (`contacts`) and insert what is new (`messages`); run
-the commands (`sends`, `actions`); apply acks, edits and revokes by the one rule, parking what
-has no message yet (`updates`); session states and poll cursors (`sessions`); append the
-event log. Everything runs as synchronous code on one connection (`Store.run_write`).
+the commands (`sends`, `actions`, `media`); apply acks, edits and revokes by the one rule,
+parking what has no message yet (`updates`); session states and poll cursors (`sessions`);
+append the event log. Everything runs as synchronous code on one connection (`Store.run_write`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,22 @@ from sqlalchemy.engine import Connection
 from wasync import eventlog
 from wasync.config import CrmConfig
 from wasync.eventlog import PublishedEvent
-from wasync.events import Command, SendAccepted, SendFailed, SendQueued
+from wasync.events import (
+    Command,
+    MediaClaim,
+    MediaExpired,
+    MediaFailed,
+    MediaRequeue,
+    MediaStored,
+    SendAccepted,
+    SendFailed,
+    SendQueued,
+)
 from wasync.ingest import sessions
 from wasync.ingest.actions import Actions
 from wasync.ingest.base import Job, Memory, TxState
 from wasync.ingest.contacts import Contacts
+from wasync.ingest.media import MediaRoom
 from wasync.ingest.messages import Messages
 from wasync.ingest.sends import Sends
 from wasync.ingest.updates import Updates
@@ -45,6 +56,7 @@ class Tx(TxState):
         self.messages = Messages(self, self.updates)
         self.sends = Sends(self, self.contacts, self.messages, self.updates)
         self.actions = Actions(self)
+        self.media = MediaRoom(self)
 
     def run(self, conn: Connection) -> list[PublishedEvent]:
         """The whole transaction (see the module docstring); returns the new log rows."""
@@ -68,4 +80,8 @@ class Tx(TxState):
     def _command(self, job: Job, command: Command) -> Any:
         if isinstance(command, SendQueued | SendAccepted | SendFailed):
             return self.sends.run(job, command)
+        if isinstance(
+            command, MediaClaim | MediaStored | MediaFailed | MediaExpired | MediaRequeue
+        ):
+            return self.media.run(command)
         return self.actions.run(command)

@@ -12,7 +12,8 @@ reached through plain values (`Endpoint`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -70,6 +71,31 @@ class Endpoint:
     engine: str | None = None  # WAHA's engine when configured (else asked)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaSource:
+    """One message's file as wasync knows it, for `Provider.fetch_media`: `url` is a URL the
+    provider gave (None once it may have expired), `ref` the provider's locator (`Media.ref`,
+    kept in `media_ref`)."""
+
+    provider_message_id: str
+    chat_jid: str
+    from_me: bool
+    url: str | None = None
+    ref: Mapping[str, Any] = field(default_factory=dict)
+    voice: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaFile:
+    """A file a provider hands over: its bytes in chunks, and what the provider says of it
+    (`size` is checked against the bytes; None when the provider does not say)."""
+
+    chunks: AsyncIterator[bytes]
+    mimetype: str | None = None
+    filename: str | None = None
+    size: int | None = None
+
+
 class Provider(Protocol):
     """A WAHA session or an Evolution instance, as the poller, backfill and sender see it."""
 
@@ -120,6 +146,14 @@ class Provider(Protocol):
     async def sent_messages(self, to_jid: str, *, since: float) -> list[Message]:
         """Our own (fromMe) messages in the chat of `to_jid` since `since`: for reconciling a
         send whose outcome is unknown."""
+        ...
+
+    def fetch_media(
+        self, source: MediaSource, *, convert_voice: bool = False
+    ) -> AbstractAsyncContextManager[MediaFile]:
+        """Open a message's file: its URL while fresh, else the provider's re-download path.
+        MediaGone when the provider lost it; TransientProviderError / RateLimited (also while
+        reading the chunks) are worth another try; the rest is final."""
         ...
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from time import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -90,6 +93,27 @@ class Http:
         base: float = self.retry.backoff_s * 2.0 ** (state.attempt_number - 1)
         return min(random.uniform(0, base) + base / 2, self.retry.max_wait_s)
 
+    @asynccontextmanager
+    async def stream(self, url: str, *, keyed: bool = True) -> AsyncIterator[httpx.Response]:
+        """GET an absolute `url` as a stream, once (the media worker retries): the API key
+        header only when `keyed`. Error answers raise like `decode`; read the body with
+        `chunks`. Errors name the path, never the query (it may carry a signature)."""
+        what = f"GET {urlsplit(url).path}"
+        self.requests += 1
+        headers = self.headers if keyed else {}
+        try:
+            async with self.client.stream(
+                "GET", url, headers=headers, timeout=self.timeout
+            ) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    decode(what, resp)
+                yield resp
+        except httpx.TimeoutException:
+            raise TransientProviderError(f"{what}: timed out") from None
+        except httpx.TransportError as exc:
+            raise TransientProviderError(f"{what}: {type(exc).__name__}") from None
+
     async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         what = f"{method} {path}"
         self.requests += 1
@@ -102,6 +126,19 @@ class Http:
         except httpx.TransportError as exc:
             raise TransientProviderError(f"{what}: {type(exc).__name__}") from None
         return decode(what, resp)
+
+
+async def chunks(resp: httpx.Response, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """The body of a `stream` response; a connection that breaks or stalls while reading is
+    a TransientProviderError (another try may finish it)."""
+    what = f"GET {resp.request.url.path}"
+    try:
+        async for chunk in resp.aiter_bytes(chunk_size):
+            yield chunk
+    except httpx.TimeoutException:
+        raise TransientProviderError(f"{what}: timed out while reading") from None
+    except httpx.TransportError as exc:
+        raise TransientProviderError(f"{what}: {type(exc).__name__} while reading") from None
 
 
 def decode(what: str, resp: httpx.Response) -> Any:
@@ -158,4 +195,4 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "Http", "ProviderError", "RetryPolicy", "retry_after"]
+__all__ = ["DEFAULT_TIMEOUT_S", "Http", "ProviderError", "RetryPolicy", "chunks", "retry_after"]

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from wasync.errors import PayloadError
-from wasync.events import Media, MessageType
+from wasync.events import MEDIA_TYPES, Media, MessageType
 
 JsonMap = Mapping[str, Any]
 EMPTY: JsonMap = MappingProxyType({})
@@ -199,15 +199,6 @@ WRAPPERS = frozenset(
         "viewOnceMessageV2",
         "viewOnceMessageV2Extension",
         "documentWithCaptionMessage",
-    }
-)
-MEDIA_TYPES = frozenset(
-    {
-        MessageType.IMAGE,
-        MessageType.VIDEO,
-        MessageType.AUDIO,
-        MessageType.DOCUMENT,
-        MessageType.STICKER,
     }
 )
 

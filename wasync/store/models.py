@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    String,
     Text,
     UniqueConstraint,
 )
@@ -132,6 +133,7 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("session_id", "provider_message_id", name="uq_messages_session_pmid"),
         Index("ix_messages_chat_sent", "chat_id", "sent_at"),
+        Index("ix_messages_media_status", "media_status", "media_next_at"),
     )
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     tenant_id: str = Field(max_length=100)
@@ -149,6 +151,19 @@ class Message(SQLModel, table=True):
     media_filename: str | None = None
     media_size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     media_voice: bool = False
+    # The media worker's columns (wasync.media): status, why, fetch rounds, the content key
+    # (SHA-256) in the media store, the provider's locator, when stored, next try / lease.
+    media_status: str = Field(
+        default="NONE", sa_column=Column(String(20), nullable=False, server_default="NONE")
+    )
+    media_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    media_attempts: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
+    media_key: str | None = Field(default=None, max_length=64)
+    media_ref: dict[str, Any] | None = _json()
+    media_stored_at: datetime | None = _ts()
+    media_next_at: datetime | None = _ts()
     reply_to: str | None = Field(default=None, max_length=128)
     extra: dict[str, Any] | None = _json()
     sent_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

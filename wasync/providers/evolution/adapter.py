@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from wasync.errors import SendOutcomeUnknown
 from wasync.events import Event, Message
-from wasync.providers.base import ChatHead, Endpoint, Page, SessionState, page_of, safe_parse
+from wasync.providers.base import (
+    ChatHead,
+    Endpoint,
+    MediaFile,
+    MediaSource,
+    Page,
+    SessionState,
+    page_of,
+    safe_parse,
+)
+from wasync.providers.evolution.media import fetch_media
 from wasync.providers.evolution.parse import ack_from, parse_message, stored_changes
 from wasync.providers.evolution.send import receipt_of, send_request
 from wasync.providers.http import Http
@@ -133,6 +144,13 @@ class EvolutionProvider:
         rows = box.get("records") if isinstance(box, Mapping) else None
         parsed = [safe_parse(parse_message, r, self.session_id) for r in rows or []]
         return [e for e in parsed if isinstance(e, Message) and e.from_me]
+
+    def fetch_media(
+        self, source: MediaSource, *, convert_voice: bool = False
+    ) -> AbstractAsyncContextManager[MediaFile]:
+        """`getBase64FromMediaMessage` (or the S3 `mediaUrl`); `convert_voice` asks for a
+        voice note as `audio/mp4` (evolution.md 6)."""
+        return fetch_media(self.http, self.session, source, convert_voice=convert_voice)
 
 
 def _iso(ts: float) -> str:

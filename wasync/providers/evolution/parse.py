@@ -15,7 +15,18 @@ from typing import Any
 
 from wasync import phones
 from wasync.errors import PayloadError
-from wasync.events import AckLevel, Address, Edit, Event, Message, MessageType, Reaction, Revoke
+from wasync.events import (
+    AckLevel,
+    Address,
+    Edit,
+    Event,
+    Media,
+    Message,
+    MessageType,
+    Reaction,
+    Revoke,
+)
+from wasync.providers.evolution.media import inline_bytes, media_ref
 from wasync.providers.parsing import (
     EPOCH,
     Content,
@@ -205,6 +216,14 @@ def _reaction(head: _Head, content: Content, session_id: int) -> Reaction | None
     )
 
 
+def _media(data: JsonMap, content: Content) -> Media | None:
+    """The content's media, with what the media worker needs: the download ref and, with
+    `webhookBase64`, the file itself (evolution.md 3.1)."""
+    if content.media is None:
+        return None
+    return replace(content.media, ref=media_ref(data, content), data=inline_bytes(data))
+
+
 def _message(data: JsonMap, head: _Head, content: Content, session_id: int) -> Message:
     """Assemble the Message; `status` or the last findMessages `MessageUpdate` gives the ack."""
     deleted = data.get("status") == "DELETED" or dig(data, "key", "deleted") is True
@@ -225,7 +244,7 @@ def _message(data: JsonMap, head: _Head, content: Content, session_id: int) -> M
         body=content.text,
         sender=head.sender,
         ack=_best_ack(data.get("status"), *_update_statuses(data)),
-        media=content.media,
+        media=_media(data, content),
         push_name=first_str(data.get("pushName")),
         reply_to=_reply_to(data, content),
         extra={**content.extra, **flags},

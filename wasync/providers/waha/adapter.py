@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -15,10 +16,20 @@ from urllib.parse import quote
 from wasync import phones
 from wasync.errors import ProviderError, SendOutcomeUnknown, TransientProviderError
 from wasync.events import Address, Event, Message, Reaction
-from wasync.providers.base import ChatHead, Endpoint, Page, SessionState, page_of, safe_parse
+from wasync.providers.base import (
+    ChatHead,
+    Endpoint,
+    MediaFile,
+    MediaSource,
+    Page,
+    SessionState,
+    page_of,
+    safe_parse,
+)
 from wasync.providers.http import Http
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 from wasync.providers.waha.ids import message_key
+from wasync.providers.waha.media import fetch_media
 from wasync.providers.waha.parse import parse_message
 from wasync.providers.waha.send import cus_jid, receipt_of, send_request
 
@@ -201,6 +212,13 @@ class WahaProvider:
         rows = [row for row in data or [] if isinstance(row, Mapping)]
         parsed = [safe_parse(parse_message, row, self.session_id) for row in rows]
         return [e for e in parsed if isinstance(e, Message) and e.from_me]
+
+    def fetch_media(
+        self, source: MediaSource, *, convert_voice: bool = False
+    ) -> AbstractAsyncContextManager[MediaFile]:
+        """`media.url` with `X-Api-Key` while it lives, else a fresh one (waha.md 7);
+        `convert_voice` is Evolution's and ignored here."""
+        return fetch_media(self.http, self.session, source)
 
 
 def _chat_head(item: Any) -> ChatHead | None:

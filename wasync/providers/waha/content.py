@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from wasync.events import Media, MessageType
+from wasync.events import MEDIA_TYPES, Media, MessageType
 from wasync.providers.parsing import (
-    MEDIA_TYPES,
     Content,
     JsonMap,
     as_int,

@@ -7,7 +7,7 @@ numbers are `devlikeapro/waha#n`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from wasync.providers.parsing import (
 )
 from wasync.providers.waha.content import classify, engine_hint
 from wasync.providers.waha.ids import MessageKey, ack_of, as_jid, first_jid, message_key
+from wasync.providers.waha.media import media_ref
 
 # Engines whose `from` is the sender (me when fromMe) and `to` the chat (waha.md 3).
 _SENDER_FROM_ENGINES = frozenset({"WEBJS", "WPP"})
@@ -237,6 +238,9 @@ def _message(
             timestamp_missing=True if head.missing_time else None,
         ),
     }
+    media = content.media
+    if media is not None:
+        media = replace(media, ref=media_ref(payload, head.key.bare, head.key.chat))
     return Message(
         session_id=session_id,
         provider_message_id=head.key.bare,
@@ -247,7 +251,7 @@ def _message(
         body=content.text,
         sender=head.sender,
         ack=ack_of(payload),
-        media=content.media,
+        media=media,
         push_name=_push_name(payload),
         reply_to=_reply_to(payload, hint),
         extra=extra,

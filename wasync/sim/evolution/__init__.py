@@ -10,7 +10,11 @@ from wasync.sim.evolution.hooks import EVENTS, SUBSCRIBABLE
 from wasync.sim.evolution.instance import STATES, STATUS_NAMES, EvoInstance, create_jid
 from wasync.sim.evolution.simulator import EvolutionSim
 
+# The route that serves files (`Faults(routes=DOWNLOAD_ROUTES)` fails a share of downloads).
+DOWNLOAD_ROUTES = frozenset({"chat.getBase64FromMediaMessage"})
+
 __all__ = [
+    "DOWNLOAD_ROUTES",
     "EVENTS",
     "STATES",
     "STATUS_NAMES",

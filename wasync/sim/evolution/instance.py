@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from wasync.sim.base import Json
+from wasync.sim.content import Content
 from wasync.sim.directory import digits_of
 
 STATES = ("open", "connecting", "close")
@@ -53,6 +54,11 @@ class EvoInstance:
     lid_pn: dict[str, str | None] = field(default_factory=dict)
     pn_lid: dict[str, str] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    # Media rows: what each file is, when it was stored (the CDN copy expires after the
+    # simulator's `media_lifetime_s`), and the files WhatsApp lost.
+    media: dict[str, Content] = field(default_factory=dict)
+    media_born: dict[str, float] = field(default_factory=dict)
+    lost: set[str] = field(default_factory=set)
 
     @property
     def owner_jid(self) -> str:

@@ -13,6 +13,7 @@ from wasync.sim.evolution.chats import ChatRoutes
 from wasync.sim.evolution.guard import guard
 from wasync.sim.evolution.instance import EvoInstance
 from wasync.sim.evolution.instances import InstanceRoutes
+from wasync.sim.evolution.media import MediaRoutes
 from wasync.sim.evolution.send import SendRoutes
 from wasync.sim.evolution.state import EvolutionState
 
@@ -20,6 +21,7 @@ from wasync.sim.evolution.state import EvolutionState
 def routes(state: EvolutionState) -> list[Route]:
     """The routes of `state`'s app, in matching order."""
     instances, chats, send = InstanceRoutes(state), ChatRoutes(state), SendRoutes(state)
+    media = MediaRoutes(state)
 
     def guarded(
         path: str,
@@ -53,6 +55,12 @@ def routes(state: EvolutionState) -> list[Route]:
             chats.whatsapp_numbers,
             "POST",
             "chat.whatsappNumbers",
+        ),
+        guarded(
+            "/chat/getBase64FromMediaMessage/{instance}",
+            media.get_base64,
+            "POST",
+            "chat.getBase64FromMediaMessage",
         ),
         guarded("/message/sendText/{instance}", send.send_text, "POST", "message.sendText"),
         guarded("/message/sendMedia/{instance}", send.send_media, "POST", "message.sendMedia"),

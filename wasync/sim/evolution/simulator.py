@@ -3,6 +3,7 @@ contacts, rows, statuses, edits), reading it back, and delivering its webhooks."
 
 from __future__ import annotations
 
+import base64
 import copy
 import time
 import uuid
@@ -22,6 +23,7 @@ from wasync.sim.evolution.render import FIND_MESSAGE_FIELDS, prepared, project
 from wasync.sim.evolution.routes import routes
 from wasync.sim.evolution.state import EvolutionState
 from wasync.sim.faults import Faults
+from wasync.sim.files import file_bytes
 
 _STATUS_CHAIN = ("SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED")
 
@@ -32,6 +34,9 @@ class EvolutionSim(EvolutionState):
     `api_key` is the global key (`AUTHENTICATION_API_KEY`); each instance also accepts its own
     token. `http` is the client used by `deliver()`; `tz_offset_s` is the server's local time
     offset that leaks into `date_time` (Docker image: America/Sao_Paulo, -3 h).
+    `media_lifetime_s` makes a file undownloadable that long after it was stored (the CDN
+    copy expired; None keeps files, the default); a share of downloads fails with
+    `Faults(routes=DOWNLOAD_ROUTES, ...)`.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class EvolutionSim(EvolutionState):
         webhook_delay_s: float = 5.0,
         empty_or_matches_nothing: bool = False,
         faults: Faults | None = None,
+        media_lifetime_s: float | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -63,6 +69,7 @@ class EvolutionSim(EvolutionState):
             webhook_delay_s=webhook_delay_s,
             empty_or_matches_nothing=empty_or_matches_nothing,
             faults=faults,
+            media_lifetime_s=media_lifetime_s,
         )
         self._build_app(routes(self), error_body=error_body, not_found=not_found)
 
@@ -274,10 +281,24 @@ class EvolutionSim(EvolutionState):
         """`data` of the `messages.upsert` (or `send.message`) webhook for a stored row.
 
         2.3.7 rewrites an `@lid` `remoteJid` to `remoteJidAlt` just before the webhook while the
-        row keeps the LID (evolution.md §7.2).
+        row keeps the LID (evolution.md §7.2). With the webhook's `base64` on, the file rides
+        along in `message.base64` (evolution.md §3.1).
         """
         inst = self.instance(instance)
-        return copy.deepcopy(prepared(inst.row(key_id), lid_rewrite=self._lid_rewrite()))
+        data = copy.deepcopy(prepared(inst.row(key_id), lid_rewrite=self._lid_rewrite()))
+        inline = bool((inst.webhook or {}).get("webhookBase64"))
+        if inline and key_id in inst.media and self.media_alive(inst, key_id):
+            raw = file_bytes(inst.media[key_id], key_id)
+            data["message"]["base64"] = base64.b64encode(raw).decode()
+        return data
+
+    def media_bytes(self, instance: str, key_id: str) -> bytes:
+        """The bytes of a row's file, as `getBase64FromMediaMessage` decodes (ground truth)."""
+        return file_bytes(self.instance(instance).media[key_id], key_id)
+
+    def lose_media(self, instance: str, key_id: str) -> None:
+        """WhatsApp no longer has the file: `getBase64FromMediaMessage` answers 400."""
+        self.instance(instance).lost.add(key_id)
 
     def _lid_rewrite(self) -> bool:
         parts = tuple(int(p) for p in self.version.split(".")[:3] if p.isdigit())

@@ -34,8 +34,10 @@ class EvolutionState(Simulator):
         webhook_delay_s: float,
         empty_or_matches_nothing: bool,
         faults: Faults | None,
+        media_lifetime_s: float | None = None,
     ) -> None:
         super().__init__(seed=seed, http=http, clock=clock, faults=faults)
+        self.media_lifetime_s = media_lifetime_s
         self.api_key = api_key
         self.server_url = server_url
         self.version = version
@@ -114,6 +116,9 @@ class EvolutionState(Simulator):
         }
         inst.messages.append(row)
         inst.by_key[raw_id] = row
+        if content.has_media:
+            inst.media[raw_id] = content
+            inst.media_born[raw_id] = self.clock()
         if jid not in inst.contacts and not group:
             inst.contacts[jid] = {
                 "id": cuid(self.rng),
@@ -122,6 +127,15 @@ class EvolutionState(Simulator):
                 "profilePicUrl": None,
             }
         return row
+
+    def media_alive(self, inst: EvoInstance, key_id: str) -> bool:
+        """Whether WhatsApp still has the file: not lost, and younger than the lifetime
+        (None: forever, the simulator's default)."""
+        if key_id in inst.lost or key_id not in inst.media:
+            return False
+        if self.media_lifetime_s is None:
+            return True
+        return self.clock() - inst.media_born[key_id] <= self.media_lifetime_s
 
     def lookup(self, inst: EvoInstance, number: str) -> tuple[bool, str]:
         """(on WhatsApp?, jid) for a number, group or LID as `whatsappNumbers` answers it."""

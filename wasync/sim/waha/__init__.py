@@ -11,9 +11,13 @@ from wasync.sim.waha.hooks import EVENTS, sign_body, webhook_config
 from wasync.sim.waha.session import ACK_NAMES, ENGINES, STATUSES, WahaChat, WahaSession
 from wasync.sim.waha.simulator import WahaSim
 
+# The routes that serve files (`Faults(routes=DOWNLOAD_ROUTES)` fails a share of downloads).
+DOWNLOAD_ROUTES = frozenset({"files", "chats.message"})
+
 __all__ = [
     "ACK_NAMES",
     "DOCS_URL",
+    "DOWNLOAD_ROUTES",
     "ENGINES",
     "EVENTS",
     "NOT_WORKING",

@@ -3,13 +3,13 @@ one message, and the media files."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from wasync.sim.base import Json, SimError, read_json
+from wasync.sim.files import file_chunks
 from wasync.sim.waha.guard import DOCS_URL, Handlers, bad_request, nest
 from wasync.sim.waha.params import MessageQuery, bool_param, chat_param, int_param
 from wasync.sim.waha.render import raw_chat
@@ -111,7 +111,10 @@ class ChatRoutes(Handlers):
         session = self.known(request.path_params["session"])
         message_id = request.path_params["filename"].rsplit(".", 1)[0]
         content = session.media.get(message_id)
-        if content is None:
+        if content is None or not self.state.file_alive(session, message_id):
             raise SimError(404, nest(404, "File not found", "Not Found"))
-        data = hashlib.sha256(message_id.encode()).digest() * 8
-        return Response(data, media_type=content.mimetype or "application/octet-stream")
+        return StreamingResponse(
+            file_chunks(content, message_id),
+            media_type=content.mimetype or "application/octet-stream",
+            headers={"content-length": str(content.size)},
+        )

@@ -70,6 +70,10 @@ class WahaSession:
     order: list[Json] = field(default_factory=list)
     index: dict[str, Json] = field(default_factory=dict)
     media: dict[str, Content] = field(default_factory=dict)
+    # When WAHA saved each message's file (deleted `files_lifetime_s` later), and the files
+    # WhatsApp no longer has (a download answers `media.error`).
+    files: dict[str, float] = field(default_factory=dict)
+    lost: set[str] = field(default_factory=set)
     # WEBJS only: notification rows (e2e, group changes) in the browser store, per chat, by
     # timestamp; they take places in a page and are then dropped from it (waha.md 3).
     notices: dict[str, list[int]] = field(default_factory=dict)

@@ -15,6 +15,7 @@ from wasync.sim.content import Content, media, raw_message_id
 from wasync.sim.content import text as text_content
 from wasync.sim.directory import digits_of
 from wasync.sim.faults import Faults
+from wasync.sim.files import file_bytes
 from wasync.sim.waha.guard import error_body, not_found
 from wasync.sim.waha.hooks import post_event
 from wasync.sim.waha.routes import routes
@@ -27,6 +28,9 @@ class WahaSim(WahaState):
 
     `api_key=None` disables the key check (like `WAHA_NO_API_KEY`). `http` is the client used
     by `deliver()`. `clock` gives the current time in seconds (time is a parameter in tests).
+    `files_lifetime_s` deletes a downloaded file that long after WAHA saved it
+    (`WHATSAPP_FILES_LIFETIME`, 180 s in WAHA; None keeps files, the simulator's default);
+    a share of downloads fails with `Faults(routes=DOWNLOAD_ROUTES, ...)`.
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class WahaSim(WahaState):
         public_url: str = "http://localhost:3000",
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
+        files_lifetime_s: float | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -52,6 +57,7 @@ class WahaSim(WahaState):
             public_url=public_url,
             clock=clock,
             faults=faults,
+            files_lifetime_s=files_lifetime_s,
         )
         self._build_app(routes(self), error_body=error_body, not_found=not_found)
 
@@ -246,6 +252,14 @@ class WahaSim(WahaState):
     def get_message(self, session: str, message_id: str) -> Json:
         """One stored message (a copy) by its WAHA id."""
         return copy.deepcopy(self.session(session).message(message_id))
+
+    def media_bytes(self, session: str, message_id: str) -> bytes:
+        """The bytes of a message's file, as its URL serves them (the ground truth)."""
+        return file_bytes(self.session(session).media[message_id], message_id)
+
+    def lose_media(self, session: str, message_id: str) -> None:
+        """WhatsApp no longer has the file: downloads answer `media.error`, URLs 404."""
+        self.session(session).lost.add(message_id)
 
     def webhook_payload(self, session: str, message_id: str) -> Json:
         """The `message`/`message.any` payload for a stored message, media already downloaded

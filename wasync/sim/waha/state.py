@@ -36,8 +36,10 @@ class WahaState(Simulator):
         public_url: str,
         clock: Callable[[], float],
         faults: Faults | None,
+        files_lifetime_s: float | None = None,
     ) -> None:
         super().__init__(seed=seed, http=http, clock=clock, faults=faults)
+        self.files_lifetime_s = files_lifetime_s
         self.api_key = api_key
         self.version = version
         self.tier = tier
@@ -106,9 +108,15 @@ class WahaState(Simulator):
         content = session.media.get(msg["id"])
         if not download or content is None:
             return msg
+        out = dict(msg)
+        if msg["id"] in session.lost:  # waha.md 7: `media.error` when the download failed
+            error = {"message": "Failed to download media: the file is gone from WhatsApp"}
+            out["media"] = {"url": None, "mimetype": content.mimetype, "error": error}
+            return out
+        if not self.file_alive(session, msg["id"]):  # saved now, deleted after the lifetime
+            session.files[msg["id"]] = self.clock()
         ext = _EXTENSIONS.get(content.mimetype or "", "bin")
         root = base or self.public_url
-        out = dict(msg)
         out["media"] = {
             "url": f"{root}/api/files/{session.name}/{msg['id']}.{ext}",
             "mimetype": content.mimetype,
@@ -116,6 +124,16 @@ class WahaState(Simulator):
             "error": None,
         }
         return out
+
+    def file_alive(self, session: WahaSession, message_id: str) -> bool:
+        """Whether WAHA still has the message's file: always without a lifetime (the
+        simulator's default), else only between a download and `files_lifetime_s` after."""
+        if message_id in session.lost:
+            return False
+        if self.files_lifetime_s is None:
+            return True
+        saved = session.files.get(message_id)
+        return saved is not None and self.clock() - saved <= self.files_lifetime_s
 
 
 def _first(participants: Sequence[str], group_id: str) -> str:

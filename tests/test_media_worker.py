@@ -1,0 +1,193 @@
+"""The media worker's paths, one at a time: a WAHA file already deleted (the re-download path),
+Evolution's inline base64 (no download at all), our own send (the outbox's bytes), a file
+over the size cap (FAILED), each change a `chat:message-media` row with its chat."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tests.media_support import FAST_MEDIA, wait_settled
+from wasync.config import Settings, parse
+from wasync.events import Media, MessageType, SendQueued
+from wasync.media import LocalStore, MediaWorker
+from wasync.metrics import Metrics
+from wasync.pipeline import Pipeline
+from wasync.providers import KINDS
+from wasync.registry import Registry, sync
+from wasync.sim import EvolutionSim, WahaSim, media, serve
+from wasync.store import Store
+
+WAHA_KEY, EVO_KEY = "waha-sim-key", "evolution-sim-key"
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1_790_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _settings(
+    db_url: str, waha_url: str, evo_url: str, tmp_path: Path, **media_cfg: Any
+) -> Settings:
+    section = {"dir": str(tmp_path / "media"), **FAST_MEDIA, **media_cfg}
+    sessions = [
+        {"name": "default", "provider": "waha", "base_url": waha_url, "api_key": WAHA_KEY},
+        {"name": "vendas", "provider": "evolution", "base_url": evo_url, "api_key": EVO_KEY},
+    ]
+    return parse(
+        {
+            "database": {"url": db_url},
+            "media": section,
+            "tenants": [{"id": "acme", "sessions": sessions}],
+        }
+    )
+
+
+@pytest.fixture
+async def rig(db_url: str, tmp_path: Path) -> AsyncIterator[Any]:
+    """Both simulators (WAHA files live 20 s by the test's clock), a store, a pipeline that
+    tracks media, and a function running a worker until nothing is PENDING."""
+    clock = Clock()
+    waha = WahaSim(api_key=WAHA_KEY, clock=clock, files_lifetime_s=20)
+    evo = EvolutionSim(api_key=EVO_KEY)
+    waha.add_session("default", engine="NOWEB")
+    evo.add_instance("vendas")
+    async with serve(waha.app) as waha_url, serve(evo.app) as evo_url:
+        settings = _settings(db_url, waha_url, evo_url, tmp_path, max_bytes=60_000)
+        async with Store(db_url) as store:
+            await store.upgrade()
+            registry = await sync(store, settings)
+            async with Pipeline(store, media=True) as pipeline, httpx.AsyncClient() as client:
+                yield waha, evo, clock, settings, store, registry, pipeline, client
+
+
+async def _worker(rig: Any) -> MediaWorker:
+    _waha, _evo, _clock, settings, store, registry, pipeline, client = rig
+    media_store = await LocalStore(Path(settings.media.dir)).__aenter__()
+    return MediaWorker(
+        settings.media,
+        pipeline=pipeline,
+        store=store,
+        media=media_store,
+        registry=registry,
+        client=client,
+        poll=settings.poll,
+        metrics=Metrics(),
+    )
+
+
+async def _work(rig: Any, expected: int, worker: MediaWorker | None = None) -> Any:
+    """Run a worker until `expected` media settled; (worker, counts by status)."""
+    worker = worker or await _worker(rig)
+    async with worker:
+        counts = await wait_settled(rig[4], expected, timeout_s=60)
+    return worker, counts
+
+
+def _ref(registry: Registry, name: str) -> Any:
+    return next(r for r in registry if r.name == name)
+
+
+async def test_a_deleted_waha_file_comes_from_the_re_download_path(rig: Any):
+    """The webhook's URL is gone (WAHA's lifetime passed): the worker asks for the message
+    with downloadMedia=true and stores the fresh file's bytes."""
+    waha, _evo, clock, _settings_, store, registry, pipeline, _client = rig
+    photo = waha.add_message("default", "5531988887777", media("image", size=30_000))
+    payload = waha.webhook_payload("default", photo)  # WAHA saves the file as it emits
+    clock.now += 60  # ... and deletes it 20 s later
+    events = KINDS["waha"].parse_webhook(
+        {"event": "message", "session": "default", "payload": payload},
+        session_id=_ref(registry, "default").id,
+    )
+    await pipeline.ingest(events, source="webhook")
+    _worker, counts = await _work(rig, 1)
+    assert counts == {"STORED": 1}
+    assert waha.requests["chats.message"] >= 1 and waha.requests["files"] >= 2
+    async with store.read() as conn:
+        key = (await conn.execute(text("SELECT media_key FROM messages"))).scalar_one()
+    local = LocalStore(Path(_settings_.media.dir))
+    assert local.path(key).read_bytes() == waha.media_bytes("default", photo)
+
+
+async def test_inline_base64_is_stored_without_a_download(rig: Any):
+    """Evolution with `webhookBase64`: the file in the webhook is the one stored; the worker
+    never calls getBase64FromMediaMessage. Its frame carries the chat and the new status."""
+    _waha, evo, _clock, _s, store, registry, pipeline, _client = rig
+    evo.instance("vendas").webhook = {"webhookBase64": True}
+    key = evo.add_message("vendas", "5531988887777", media("voice", size=9_000))
+    data = evo.upsert_payload("vendas", key)
+    assert data["message"]["base64"]
+    body = {"event": "messages.upsert", "instance": "vendas", "data": data}
+    events = KINDS["evolution"].parse_webhook(body, session_id=_ref(registry, "vendas").id)
+    worker = await _worker(rig)
+    worker.offer(events)  # what the webhook receiver does before it ingests
+    await pipeline.ingest(events, source="webhook")
+    worker, counts = await _work(rig, 1, worker)
+    assert counts == {"STORED": 1}
+    assert evo.requests["chat.getBase64FromMediaMessage"] == 0
+    async with store.read() as conn:
+        frames = (
+            await conn.execute(
+                text("SELECT chat_id, data FROM events WHERE type = 'chat:message-media'")
+            )
+        ).all()
+    assert len(frames) == 1 and frames[0].chat_id is not None
+    assert "STORED" in str(frames[0].data)
+    assert worker.outcomes == {"stored": 1}
+
+
+async def test_our_send_is_stored_from_the_outbox_bytes(rig: Any):
+    """A media send queued with base64 data: the worker keeps exactly those bytes, without
+    asking the provider."""
+    _waha, evo, _clock, _s, store, registry, pipeline, _client = rig
+    raw = b"%PDF-1.7\n" + bytes(range(200)) * 20
+    ref = _ref(registry, "vendas")
+    payload = {"data": base64.b64encode(raw).decode(), "mimetype": "application/pdf"}
+    command = SendQueued(
+        tenant_id="acme",
+        session_id=ref.id,
+        to_jid="5531988887777@s.whatsapp.net",
+        phone="5531988887777",
+        kind="document",
+        payload={**payload, "filename": "contrato.pdf"},
+        type=MessageType.DOCUMENT,
+        media=Media(mimetype="application/pdf", filename="contrato.pdf", size=len(raw)),
+    )
+    await pipeline.execute(command, source="outbox")
+    _worker, counts = await _work(rig, 1)
+    assert counts == {"STORED": 1}
+    async with store.read() as conn:
+        row = (
+            await conn.execute(text("SELECT media_key, media_size, media_mimetype FROM messages"))
+        ).one()
+    assert row.media_size == len(raw) and row.media_mimetype == "application/pdf"
+    local = LocalStore(Path(_s.media.dir))
+    assert local.path(row.media_key).read_bytes() == raw
+    assert evo.requests["chat.getBase64FromMediaMessage"] == 0
+
+
+async def test_a_file_over_the_cap_fails_at_once(rig: Any):
+    """Over `[media] max_bytes`: FAILED with the reason, no retry; counted by outcome."""
+    _waha, evo, _clock, _s, store, registry, pipeline, _client = rig
+    key = evo.add_message("vendas", "5531988887777", media("video", size=80_000))
+    data = evo.upsert_payload("vendas", key)
+    body = {"event": "messages.upsert", "instance": "vendas", "data": data}
+    events = KINDS["evolution"].parse_webhook(body, session_id=_ref(registry, "vendas").id)
+    await pipeline.ingest(events, source="webhook")
+    worker, counts = await _work(rig, 1)
+    assert counts == {"FAILED": 1} and worker.outcomes == {"failed": 1}
+    assert evo.requests["chat.getBase64FromMediaMessage"] == 1
+    async with store.read() as conn:
+        reason = (await conn.execute(text("SELECT media_reason FROM messages"))).scalar_one()
+    assert "max_bytes" in reason

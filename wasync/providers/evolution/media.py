@@ -1,0 +1,125 @@
+"""Evolution media: `POST /chat/getBase64FromMediaMessage/{instance}`, the S3 `mediaUrl`, and
+the inline `message.base64` of `webhookBase64` (evolution.md 3.1 and 6).
+
+`getBase64FromMediaMessage` takes `{"message": {"key": ..., "message": ...}}`: with the
+message proto Evolution downloads and decrypts without its own database (with only a key it
+loads the row first); `convertToMp4: true` turns a voice note into `audio/mp4`. It answers
+400 when the CDN copy expired and the phone cannot upload it again: the file is gone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from wasync.errors import FatalProviderError, MediaGone, ProviderError, TransientProviderError
+from wasync.providers.base import MediaFile, MediaSource
+from wasync.providers.http import Http, chunks
+from wasync.providers.parsing import Content, JsonMap, as_int, as_map, as_str, dig, first_str
+
+# The proto fields a download needs (Baileys `downloadMediaMessage`): not the thumbnail, the
+# waveform or the caption, which only make `media_ref` big.
+_DOWNLOAD_FIELDS = (
+    "url",
+    "directPath",
+    "mediaKey",
+    "mediaKeyTimestamp",
+    "fileEncSha256",
+    "fileSha256",
+    "fileLength",
+    "mimetype",
+    "fileName",
+    "ptt",
+)
+_KEY_FIELDS = ("remoteJid", "fromMe", "id", "participant")
+
+
+def media_ref(data: JsonMap, content: Content) -> dict[str, Any]:
+    """What `getBase64FromMediaMessage` needs to download without Evolution's database: the
+    message key and the (unwrapped) media proto's download fields."""
+    key = as_map(data.get("key"))
+    ref: dict[str, Any] = {"key": {k: key[k] for k in _KEY_FIELDS if k in key}}
+    if content.key:
+        fields = {k: content.value[k] for k in _DOWNLOAD_FIELDS if k in content.value}
+        ref["message"] = {content.key: fields}
+    return ref
+
+
+def inline_bytes(data: JsonMap) -> bytes | None:
+    """The file Evolution put in the webhook (`data.message.base64` with `webhookBase64`),
+    or None when there is none or it is not valid base64."""
+    text = as_str(dig(data, "message", "base64"))
+    if not text:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _request(source: MediaSource, convert: bool) -> dict[str, Any]:
+    ref = source.ref
+    message: dict[str, Any] = {"key": dict(as_map(ref.get("key")))}
+    if not message["key"]:
+        message["key"] = {
+            "id": source.provider_message_id,
+            "remoteJid": source.chat_jid,
+            "fromMe": source.from_me,
+        }
+    if isinstance(ref.get("message"), Mapping):
+        message["message"] = ref["message"]
+    return {"message": message, "convertToMp4": convert}
+
+
+async def _base64(http: Http, instance: str, source: MediaSource, convert: bool) -> MediaFile:
+    path = f"/chat/getBase64FromMediaMessage/{quote(instance, safe='')}"
+    try:
+        data = await http.post(path, _request(source, convert))
+    except FatalProviderError as exc:
+        if exc.status == 400 and "connection closed" in str(exc).lower():
+            raise TransientProviderError(f"POST {path}: instance not connected") from None
+        if exc.status == 400:  # the CDN copy is gone and the phone cannot re-upload it
+            raise MediaGone(f"Evolution could not download the file: {exc}") from None
+        raise
+    answer = as_map(data)
+    try:
+        raw = base64.b64decode(as_str(answer.get("base64")) or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise TransientProviderError(f"POST {path}: answer without valid base64") from None
+    if not raw:
+        raise TransientProviderError(f"POST {path}: answer without base64")
+    return MediaFile(
+        chunks=_one(raw),
+        mimetype=first_str(answer.get("mimetype")),
+        filename=first_str(answer.get("fileName")),
+        size=None if convert else as_int(dig(answer, "size", "fileLength")),
+    )
+
+
+async def _one(raw: bytes) -> AsyncIterator[bytes]:
+    yield raw
+
+
+@asynccontextmanager
+async def fetch_media(
+    http: Http, instance: str, source: MediaSource, *, convert_voice: bool
+) -> AsyncIterator[MediaFile]:
+    """The file of `source`: the S3 `mediaUrl` when Evolution gave one, else the base64."""
+    convert = convert_voice and source.voice
+    async with AsyncExitStack() as stack:
+        resp: httpx.Response | None = None
+        if source.url and not convert:
+            try:  # an object in Evolution's own bucket (S3/MinIO on): a plain GET
+                resp = await stack.enter_async_context(http.stream(source.url, keyed=False))
+            except ProviderError:
+                resp = None  # expired or unreachable: Evolution downloads it again below
+        if resp is not None:
+            yield MediaFile(chunks=chunks(resp), mimetype=resp.headers.get("content-type"))
+        else:
+            yield await _base64(http, instance, source, convert)

@@ -1,0 +1,65 @@
+"""Evolution's media download: `POST /chat/getBase64FromMediaMessage/{instance}`
+(evolution.md 6), with the CDN's expiry (`media_lifetime_s`) and files WhatsApp lost."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from wasync.sim.base import Json, read_json
+from wasync.sim.content import Content
+from wasync.sim.evolution.guard import Handlers, bad, bad_json, connected
+from wasync.sim.evolution.instance import EvoInstance
+from wasync.sim.files import file_bytes
+
+
+def _long(value: int) -> Json:
+    return {"low": value & 0xFFFFFFFF, "high": value >> 32, "unsigned": True}
+
+
+class MediaRoutes(Handlers):
+    """`/chat/getBase64FromMediaMessage`."""
+
+    async def get_base64(self, request: Request, inst: EvoInstance) -> Response:
+        """The decrypted file as base64; 400 when the message has none any more (the CDN
+        copy expired and the phone cannot upload it again)."""
+        body = await read_json(request, bad_json)
+        message = body.get("message") if isinstance(body, dict) else None
+        key = message.get("key") if isinstance(message, dict) else None
+        key_id = key.get("id") if isinstance(key, dict) else None
+        if not isinstance(key_id, str):
+            raise bad("message.key.id is required")
+        connected(inst)
+        content = inst.media.get(key_id)
+        if content is None:
+            raise bad("Error: Message not found or without media")
+        if not self.state.media_alive(inst, key_id):
+            raise bad("Error: Failed to fetch stream from https://mmg.whatsapp.net: 410 Gone")
+        convert = isinstance(body, dict) and body.get("convertToMp4") is True
+        return JSONResponse(self._answer(inst, key_id, content, convert))
+
+    def _answer(self, inst: EvoInstance, key_id: str, content: Content, convert: bool) -> Json:
+        row = inst.row(key_id)
+        proto: dict[str, Any] = next(iter(row["message"].values()), {})
+        if convert and content.kind in ("audio", "voice"):
+            content = replace(content, mimetype="audio/mp4")
+            raw = file_bytes(content, key_id + ":mp4")
+        else:
+            raw = file_bytes(content, key_id)
+        return {
+            "mediaType": row["messageType"],
+            "fileName": content.filename or f"{key_id}.bin",
+            "caption": proto.get("caption"),
+            "size": {
+                "fileLength": _long(content.size),
+                "height": proto.get("height"),
+                "width": proto.get("width"),
+            },
+            "mimetype": content.mimetype,
+            "base64": base64.b64encode(raw).decode(),
+            "buffer": None,
+        }
