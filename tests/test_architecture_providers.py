@@ -2,7 +2,7 @@
 shape holds after the redesign.
 
 - No whole `"waha"` / `"evolution"` string literal in `wasync/` outside `providers/`,
-  `config.py`, `sim/` and `demo.py`: code elsewhere asks `wasync.providers.KINDS`.
+  `config/`, `sim/` and `demo.py`: code elsewhere asks `wasync.providers.KINDS`.
 - No import of a provider package (`wasync.providers.waha…`) outside the same places: code goes
   through the registry of kinds.
 - Nothing under `providers/` imports the store, the pipeline, the registry of sessions, ingest
@@ -23,7 +23,7 @@ from wasync.providers import KINDS
 PACKAGE = Path(wasync.__file__).parent
 NAMES = frozenset(KINDS)  # every provider kind's name
 # Where a provider may be named or its package imported.
-ALLOWED = ("providers/", "config.py", "sim/", "demo.py")
+ALLOWED = ("providers/", "config/", "sim/", "demo.py")
 # What `providers/` must never import, directly or through another module.
 FORBIDDEN = frozenset(
     {"wasync.store", "wasync.pipeline", "wasync.registry", "wasync.ingest", "wasync.eventlog"}
