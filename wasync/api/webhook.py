@@ -109,6 +109,7 @@ class WebhookReceiver:
             return await self._dead(request, raw, kind, ref, str(exc))
         if not events:
             return self._answer(kind, "ignored", 200, "ignored", ok=True)
+        self.metrics.count_unparsed(kind.name, events)
         try:
             result = await self.pipeline.ingest(events, source="webhook")
         except StoreUnavailable:

@@ -19,6 +19,8 @@ EVOLUTION_EVENTS = [
     "MESSAGES_DELETE",
     "MESSAGES_EDITED",
     "SEND_MESSAGE",
+    # Edits made through Evolution's own API (`/chat/updateMessage`) come only as this.
+    "SEND_MESSAGE_UPDATE",
     "CONNECTION_UPDATE",
 ]
 
