@@ -28,6 +28,11 @@ class Seen:
     def __contains__(self, message_id: object) -> bool:
         return message_id in self._messages
 
+    def ack_of(self, message_id: str) -> int | None:
+        """The ack the message had when last seen."""
+        seen = self._messages.get(message_id)
+        return seen[0] if seen else None
+
     def time_of(self, message_id: str) -> float | None:
         """The time the message had when last seen (Evolution moves it on an edit)."""
         seen = self._messages.get(message_id)

@@ -17,16 +17,18 @@ from wasync.sim.directory import digits_of
 from wasync.sim.faults import Faults
 from wasync.sim.waha.guard import error_body, not_found
 from wasync.sim.waha.hooks import post_event
+from wasync.sim.waha.phone import PhoneActions
 from wasync.sim.waha.routes import routes
 from wasync.sim.waha.session import ACK_NAMES, ENGINES, STATUSES, WahaSession, msg_ts
-from wasync.sim.waha.state import WahaState
 
 
-class WahaSim(WahaState):
+class WahaSim(PhoneActions):
     """A WAHA server with several sessions, served by `.app` (a Starlette app).
 
     `api_key=None` disables the key check (like `WAHA_NO_API_KEY`). `http` is the client used
     by `deliver()`. `clock` gives the current time in seconds (time is a parameter in tests).
+    `head_ties="first"`: the chats overview shows the first stored of the messages sharing a
+    chat's newest second, not the newest (a chat list that does not break ties).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class WahaSim(WahaState):
         public_url: str = "http://localhost:3000",
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
+        head_ties: str = "newest",
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -52,6 +55,7 @@ class WahaSim(WahaState):
             public_url=public_url,
             clock=clock,
             faults=faults,
+            head_ties=head_ties,
         )
         self._build_app(routes(self), error_body=error_body, not_found=not_found)
 

@@ -36,8 +36,12 @@ class WahaState(Simulator):
         public_url: str,
         clock: Callable[[], float],
         faults: Faults | None,
+        head_ties: str = "newest",
     ) -> None:
         super().__init__(seed=seed, http=http, clock=clock, faults=faults)
+        if head_ties not in ("newest", "first"):
+            raise ValueError(f"head_ties must be 'newest' or 'first', not {head_ties!r}")
+        self.head_ties = head_ties
         self.api_key = api_key
         self.version = version
         self.tier = tier
