@@ -30,6 +30,9 @@ app.add_typer(db_app, name="db")
 webhooks_app = typer.Typer(help="Provider webhook registration.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
 
+sessions_app = typer.Typer(help="Provider session settings polling needs.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
+
 T = TypeVar("T")
 ConfigOpt = Annotated[
     Path | None,

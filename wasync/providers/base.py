@@ -202,8 +202,18 @@ class WebhookState:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSetup:
+    """What `wasync sessions configure` did to one provider session."""
+
+    session: str  # the label the caller named it by (`tenant/session`)
+    changed: bool
+    note: str = ""
+
+
 class WebhookAdmin(Protocol):
-    """A provider's webhook admin calls (`wasync webhooks register|status`, `wasync doctor`)."""
+    """A provider's admin calls (`wasync webhooks register|status`, `wasync sessions
+    configure`, `wasync doctor`)."""
 
     async def register(
         self, http: Http, session: str, url: str, secret: str | None, *, label: str
@@ -214,6 +224,10 @@ class WebhookAdmin(Protocol):
 
     async def status(self, http: Http, session: str, *, label: str) -> WebhookState:
         """What the provider has registered for `session`."""
+        ...
+
+    async def prepare_polling(self, http: Http, session: str, *, label: str) -> SessionSetup:
+        """Turn on what polling `session` needs (idempotent: nothing is sent when it is on)."""
         ...
 
 
