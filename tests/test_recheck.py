@@ -26,10 +26,11 @@ from tests.conftest import Recorder
 from wasync.config import PollConfig, parse
 from wasync.events import AckLevel
 from wasync.pipeline import Pipeline
-from wasync.poller import Poller
+from wasync.poller import CycleStats, Poller
 from wasync.providers.sending import Outgoing
 from wasync.registry import provider_for, sync
 from wasync.sim import EvolutionSim, WahaSim, serve
+from wasync.sim import text as text_of
 from wasync.store import Store
 
 KEY = "recheck-test-key"
@@ -271,3 +272,25 @@ async def _only_sent(rig: Rig) -> str:
         sql = text("SELECT provider_message_id FROM messages WHERE from_me")
         (pmid,) = (await conn.execute(sql)).scalars().all()
     return str(pmid)
+
+
+async def test_an_old_unread_chat_is_asked_less_often(db_url: str) -> None:
+    """A chat whose newest waiting message is 3 h old is asked again only after a tenth of
+    that age (18 min); a chat with a fresh one, every ack_interval_s (chat-list providers)."""
+    async with rig_for(db_url, "WEBJS") as rig:
+        old, fresh = "5511977770001", "5511977770002"
+        rig.sim.add_message(
+            rig.session, old, text_of("Bom dia"), from_me=True, ts=int(rig.now[0]) - 3 * 3600, ack=2
+        )
+        rig.sim.add_message(
+            rig.session, fresh, text_of("Boa tarde"), from_me=True, ts=int(rig.now[0]) - 30, ack=2
+        )
+        await rig.poller.fetch_window(f"{old}@c.us", 0, CycleStats())  # older than any cursor
+        await rig.run_for(rig.poll.interval_s)
+        assert len(await rig.poller.recheck.waiting()) == 2
+        before = rig.sim.requests["chats.messages"]
+        for _ in range(8):  # 16 minutes of checks
+            rig.now[0] += rig.poll.ack_interval_s
+            await rig.poller.recheck.run()
+        # fresh: every check; old: the first only (next after a tenth of its age, 18 min)
+        assert rig.sim.requests["chats.messages"] - before == 8 + 1

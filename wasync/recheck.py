@@ -12,7 +12,11 @@ asked again for what it holds now:
 - a provider that lists every chat at once (WAHA GOWS, NOWEB) in one walk of the session's
   messages since the oldest such message (and, once after the newest second moved, its
   overlap window, for rows of that second that came late);
-- a chat-list provider (WAHA WEBJS, Evolution) chat by chat, since that chat's oldest one.
+- a chat-list provider (WAHA WEBJS, Evolution) chat by chat: its recent page (newest first)
+  since that chat's oldest one;
+  a chat whose newest waiting message is older than ten checks is asked again only after a
+  tenth of that age (a customer who has not opened a chat for hours rarely does so in the
+  next two minutes), which bounds the cost of many unread chats.
 
 Everything read goes through the poller's ingest, which forwards only what changed; ingest's
 one ack rule then announces each real step once. Where the provider deletes a revoked
@@ -46,6 +50,9 @@ PLACEHOLDER = "wasync-"  # the provider id of a send not accepted yet (`wasync.o
 # A message must have been listed this long before it can be missed: the provider's store
 # may not hold a message sent a moment ago yet.
 VANISH_GRACE_S = 60.0
+# A chat is asked again after `ack_interval_s`, or this share of its newest waiting
+# message's age when that is longer.
+AGE_SHARE = 0.1
 # Types a store that deletes revoked rows never lists anyway (NOWEB keeps reactions on their
 # target, `isRealMessage`): their absence says nothing.
 UNLISTED = (MessageType.REACTION.value,)
@@ -61,6 +68,7 @@ class Waiting:
     phone: str | None
     lid: str | None
     since: float
+    newest: float
 
 
 class Recheck:
@@ -88,6 +96,7 @@ class Recheck:
         self.clock = clock
         self.next_at = clock() + poll.ack_interval_s
         self._swept: float | None = None  # the session cursor the last stream sweep covered
+        self._next: dict[str, float] = {}  # chat jid -> when it is due again (chat lists)
         self.runs = 0
 
     def due(self) -> bool:
@@ -101,10 +110,15 @@ class Recheck:
         waiting = await self.waiting()
         if await self.provider.supports_all_chats():
             return await self._sweep(waiting)
-        read = 0
+        read, now = 0, self.clock()
         ids = self._provider_ids()
+        self._next = {w.jid: self._next.get(w.jid, now) for w in waiting}
         for chat in waiting:
+            if now < self._next[chat.jid]:
+                continue
             read += await self._read(self._chat_id(chat, ids), chat.since)
+            wait = max(self.poll.ack_interval_s, (now - chat.newest) * AGE_SHARE)
+            self._next[chat.jid] = now + wait
         return read
 
     async def waiting(self) -> list[Waiting]:
@@ -112,7 +126,13 @@ class Recheck:
         c, ch = T_MESSAGES.c, T_CHATS.c
         start = datetime.fromtimestamp(self.clock() - self.poll.ack_window_h * 3600, UTC)
         query = (
-            select(ch.jid, ch.phone, ch.lid, func.min(c.sent_at).label("since"))
+            select(
+                ch.jid,
+                ch.phone,
+                ch.lid,
+                func.min(c.sent_at).label("since"),
+                func.max(c.sent_at).label("newest"),
+            )
             .join(T_CHATS, ch.id == c.chat_id)
             .where(
                 c.session_id == self.provider.session_id,
@@ -126,16 +146,24 @@ class Recheck:
         )
         async with self.store.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [Waiting(jid=r.jid, phone=r.phone, lid=r.lid, since=_epoch(r.since)) for r in rows]
+        return [
+            Waiting(
+                jid=r.jid, phone=r.phone, lid=r.lid, since=_epoch(r.since), newest=_epoch(r.newest)
+            )
+            for r in rows
+        ]
 
     async def _read(self, chat_id: str | None, since: float) -> int:
-        """Every message of a chat from `since` on, into the poller's ingest; returns the rows
-        read."""
-        read, pages = (
-            0,
-            window_pages(
-                self.provider, chat_id, since=since, until=None, page_size=self.poll.page_size
-            ),
+        """The chat's recent page (its newest `page_size` messages from `since` on: WAHA WEBJS
+        and Evolution list newest first) into the poller's ingest; returns the rows read."""
+        read = 0
+        pages = window_pages(
+            self.provider,
+            chat_id,
+            since=since,
+            until=None,
+            page_size=self.poll.page_size,
+            max_pages=1,
         )
         async for page in pages:
             read += page.size
