@@ -14,11 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.polled import polled
 from wasync.backfill import Options, run_backfill
 from wasync.config import Settings, parse
-from wasync.pipeline import Pipeline
-from wasync.poller import Poller
-from wasync.registry import provider_for, sync
 from wasync.sim import WahaSim, serve
 from wasync.store import Store
 
@@ -80,25 +78,18 @@ async def test_a_catch_up_after_two_hours_down_stores_everything_once(
     async with session(engine, now) as (sim, url):
         before = fill(sim, t0 - 600, t0 - 60, 40)
         settings = settings_for(db_url, url)
-        async with Store(db_url) as store, httpx.AsyncClient() as client:
-            await store.upgrade()
-            (ref,) = list(await sync(store, settings))
-            async with Pipeline(store) as pipeline:
-                poller = Poller(
-                    provider_for(ref, client, settings.poll),
-                    pipeline,
-                    store,
-                    settings.poll,
-                    clock=lambda: now[0],
-                )
-                assert (await poller.cycle()).error is None
-                assert sorted(await stored(store)) == sorted(before)
-                after = fill(sim, t0 + 1, t0 + DOWN_S, 600)
-                now[0] = t0 + DOWN_S + 5
-                stats = await poller.cycle()
-                assert stats.error is None and stats.new == len(after) == 420
-                ids = await stored(store)
-                assert len(ids) == len(set(ids)) and set(ids) == before | after
+        async with (
+            httpx.AsyncClient() as client,
+            polled(settings, client, clock=lambda: now[0]) as (store, poller),
+        ):
+            assert (await poller.cycle()).error is None
+            assert sorted(await stored(store)) == sorted(before)
+            after = fill(sim, t0 + 1, t0 + DOWN_S, 600)
+            now[0] = t0 + DOWN_S + 5
+            stats = await poller.cycle()
+            assert stats.error is None and stats.new == len(after) == 420
+            ids = await stored(store)
+            assert len(ids) == len(set(ids)) and set(ids) == before | after
 
 
 @pytest.mark.parametrize("engine", ["GOWS", "NOWEB"])

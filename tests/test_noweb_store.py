@@ -15,12 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.polled import polled
 from tests.test_cli import env, write_config
 from wasync.config import parse
 from wasync.doctor import diagnose
-from wasync.pipeline import Pipeline
-from wasync.poller import Poller
-from wasync.registry import provider_for, sync
 from wasync.sessions import configure_all
 from wasync.sim import WahaSim, serve
 from wasync.store import Store
@@ -74,25 +72,19 @@ async def test_the_poller_warns_once_then_polls_once_configured(
     sim.add_incoming("default", "5531988887777", text="Oi", ts=int(time.time()) - 30)
     async with serve(sim.app) as url:
         settings = settings_for(db_url, url)
-        async with Store(db_url) as store, httpx.AsyncClient() as client:
-            await store.upgrade()
-            (ref,) = list(await sync(store, settings))
-            async with Pipeline(store) as pipeline:
-                poller = Poller(
-                    provider_for(ref, client, settings.poll), pipeline, store, settings.poll
-                )
-                with caplog.at_level(logging.WARNING, logger="wasync.poller"):
-                    cycles = [await poller.cycle() for _ in range(5)]
-                assert [(c.error, c.requests) for c in cycles] == [(None, 1)] * 5
-                warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-                assert len(warnings) == 1 and "noweb.store.enabled" in warnings[0].getMessage()
-                assert poller.blocked is not None
-                (done,) = await configure_all(settings)
-                assert not isinstance(done, str) and done.changed
-                assert sim.session("default").config["noweb"]["store"]["enabled"] is True
-                assert sim.session("default").restarts == 1
-                stats = await poller.cycle()
-                assert stats.error is None and stats.new == 1 and poller.blocked is None
+        async with httpx.AsyncClient() as client, polled(settings, client) as (store, poller):
+            with caplog.at_level(logging.WARNING, logger="wasync.poller"):
+                cycles = [await poller.cycle() for _ in range(5)]
+            assert [(c.error, c.requests) for c in cycles] == [(None, 1)] * 5
+            warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+            assert len(warnings) == 1 and "noweb.store.enabled" in warnings[0].getMessage()
+            assert poller.blocked is not None
+            (done,) = await configure_all(settings)
+            assert not isinstance(done, str) and done.changed
+            assert sim.session("default").config["noweb"]["store"]["enabled"] is True
+            assert sim.session("default").restarts == 1
+            stats = await poller.cycle()
+            assert stats.error is None and stats.new == 1 and poller.blocked is None
             async with store.read() as conn:
                 assert (await conn.execute(text("SELECT body FROM messages"))).scalar() == "Oi"
         again = await configure_all(settings)

@@ -23,12 +23,11 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import Recorder
+from tests.polled import polled
 from wasync.config import PollConfig, parse
 from wasync.events import AckLevel
-from wasync.pipeline import Pipeline
 from wasync.poller import CycleStats, Poller
 from wasync.providers.sending import Outgoing
-from wasync.registry import provider_for, sync
 from wasync.sim import EvolutionSim, WahaSim, serve
 from wasync.sim import text as text_of
 from wasync.store import Store
@@ -146,20 +145,13 @@ async def rig_for(db_url: str, engine: str) -> AsyncIterator[Rig]:
             }
         )
         recorder = Recorder()
-        async with Store(db_url) as store, httpx.AsyncClient() as client:
-            await store.upgrade()
-            (ref,) = list(await sync(store, settings))
-            async with Pipeline(store, subscribers=[recorder]) as pipeline:
-                poller = Poller(
-                    provider_for(ref, client, settings.poll),
-                    pipeline,
-                    store,
-                    settings.poll,
-                    clock=clock,
-                )
-                rig = Rig(engine, sim, session, store, poller, recorder, settings.poll, now)
-                await rig.run_for(rig.poll.interval_s)
-                yield rig
+        async with (
+            httpx.AsyncClient() as client,
+            polled(settings, client, clock=clock, subscribers=[recorder]) as (store, poller),
+        ):
+            rig = Rig(engine, sim, session, store, poller, recorder, settings.poll, now)
+            await rig.run_for(rig.poll.interval_s)
+            yield rig
 
 
 @pytest.mark.parametrize("engine", ENGINES)

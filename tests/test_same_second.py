@@ -19,10 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.polled import polled
 from wasync.config import parse
-from wasync.pipeline import Pipeline
 from wasync.poller import Poller
-from wasync.registry import provider_for, sync
 from wasync.sim import EvolutionSim, WahaSim
 from wasync.store import Store
 
@@ -51,20 +50,10 @@ async def chat_list_poller(
     )
     transport = httpx.ASGITransport(app=sim.app)
     async with (
-        Store(db_url) as store,
         httpx.AsyncClient(transport=transport, base_url="http://sim") as client,
+        polled(settings, client, clock=clock) as (_store, poller),
     ):
-        await store.upgrade()
-        (ref,) = list(await sync(store, settings))
-        async with Pipeline(store) as pipeline:
-            poller = Poller(
-                provider_for(ref, client, settings.poll),
-                pipeline,
-                store,
-                settings.poll,
-                clock=clock,
-            )
-            yield sim, session, poller
+        yield sim, session, poller
 
 
 async def stored(store: Store, body: str) -> bool:

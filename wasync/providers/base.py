@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from wasync.errors import PayloadError
-from wasync.events import Event, Message, PollVote, Reaction
+from wasync.events import Edit, Event, Message, PollVote, Reaction, Revoke
 from wasync.providers.http import Http
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt
 
@@ -165,6 +165,26 @@ def page_of(events: Sequence[Event], *, size: int, total: int | None = None) -> 
         max_ts=max(stamps) if stamps else None,
         size=size,
         total=total,
+    )
+
+
+def edit_of(message: Message, at: datetime | None = None) -> Edit:
+    """The edit a listed row shows: the message's text now is the edited one."""
+    return Edit(
+        session_id=message.session_id,
+        provider_message_id=message.provider_message_id,
+        body=message.body,
+        chat=message.chat,
+        timestamp=at or message.timestamp,
+    )
+
+
+def revoke_of(message: Message) -> Revoke:
+    """The revoke a listed row shows (deleted for everyone, still listed)."""
+    return Revoke(
+        session_id=message.session_id,
+        provider_message_id=message.provider_message_id,
+        chat=message.chat,
     )
 
 

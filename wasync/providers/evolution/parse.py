@@ -18,14 +18,13 @@ from wasync.errors import PayloadError
 from wasync.events import (
     AckLevel,
     Address,
-    Edit,
     Event,
     Message,
     MessageType,
     PollVote,
     Reaction,
-    Revoke,
 )
+from wasync.providers.base import edit_of, revoke_of
 from wasync.providers.parsing import (
     EPOCH,
     JsonMap,
@@ -107,23 +106,9 @@ def stored_changes(record: Mapping[str, Any], message: Message) -> list[Event]:
     changes: list[Event] = []
     statuses = {str(s).upper() for s in _update_statuses(as_map(record)) if s}
     if "EDITED" in statuses:
-        changes.append(
-            Edit(
-                session_id=message.session_id,
-                provider_message_id=message.provider_message_id,
-                body=message.body,
-                chat=message.chat,
-                timestamp=message.timestamp,
-            )
-        )
+        changes.append(edit_of(message))
     if dig(record, "key", "deleted") is True:
-        changes.append(
-            Revoke(
-                session_id=message.session_id,
-                provider_message_id=message.provider_message_id,
-                chat=message.chat,
-            )
-        )
+        changes.append(revoke_of(message))
     return changes
 
 

@@ -20,7 +20,8 @@ Each engine keeps a change differently (read from their sources, WAHA 2026.2.1):
 from __future__ import annotations
 
 from wasync import phones
-from wasync.events import Edit, Event, Message, Reaction, Revoke
+from wasync.events import Event, Message, Reaction
+from wasync.providers.base import edit_of, revoke_of
 from wasync.providers.parsing import JsonMap, as_list, as_map, as_str, dig, maybe_timestamp
 from wasync.providers.waha.ids import as_jid
 
@@ -30,24 +31,9 @@ def row_changes(payload: JsonMap, message: Message) -> list[Event]:
     data = as_map(payload.get("_data"))
     changes: list[Event] = []
     if str(data.get("type") or "").lower() == "revoked":
-        changes.append(
-            Revoke(
-                session_id=message.session_id,
-                provider_message_id=message.provider_message_id,
-                chat=message.chat,
-            )
-        )
+        changes.append(revoke_of(message))
     elif _edited(data):
-        changes.append(
-            Edit(
-                session_id=message.session_id,
-                provider_message_id=message.provider_message_id,
-                body=message.body,
-                chat=message.chat,
-                timestamp=maybe_timestamp(data.get("latestEditSenderTimestampMs"))
-                or message.timestamp,
-            )
-        )
+        changes.append(edit_of(message, maybe_timestamp(data.get("latestEditSenderTimestampMs"))))
     changes += _reactions(data, message)
     return changes
 
