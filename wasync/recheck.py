@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 
@@ -46,6 +47,7 @@ from wasync.store import models as m
 
 T_MESSAGES = m.Message.__table__  # type: ignore[attr-defined]
 T_CHATS = m.Chat.__table__  # type: ignore[attr-defined]
+T_SESSIONS = m.Session.__table__  # type: ignore[attr-defined]
 PLACEHOLDER = "wasync-"  # the provider id of a send not accepted yet (`wasync.outbox`)
 # A message must have been listed this long before it can be missed: the provider's store
 # may not hold a message sent a moment ago yet.
@@ -135,6 +137,7 @@ class Recheck:
             )
             .join(T_CHATS, ch.id == c.chat_id)
             .where(
+                c.chat_id.in_(self._recent_chats(start)),
                 c.session_id == self.provider.session_id,
                 c.from_me.is_(True),
                 c.revoked.is_(False),
@@ -202,6 +205,7 @@ class Recheck:
         start = datetime.fromtimestamp(since, UTC)
         end = datetime.fromtimestamp(self.clock() - VANISH_GRACE_S, UTC)
         query = select(c.provider_message_id).where(
+            c.chat_id.in_(self._recent_chats(start)),
             c.session_id == self.provider.session_id,
             c.revoked.is_(False),
             c.sent_at >= start,
@@ -217,6 +221,16 @@ class Recheck:
                 revoke = Revoke(session_id=self.provider.session_id, provider_message_id=pmid)
                 gone.append(revoke)
         return gone
+
+    def _recent_chats(self, start: datetime) -> Any:
+        """The tenant's chats with a message since `start` (by `ix_chats_tenant_last_message`:
+        the messages are then found by chat and time, never by scanning the session)."""
+        ch, s = T_CHATS.c, T_SESSIONS.c
+        return (
+            select(ch.id)
+            .join(T_SESSIONS, s.tenant_id == ch.tenant_id)
+            .where(s.id == self.provider.session_id, ch.last_message_at >= start)
+        )
 
     def _provider_ids(self) -> dict[str, str]:
         """The provider's own chat ids the poller has read, by every key of their address."""
