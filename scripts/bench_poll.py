@@ -3,10 +3,15 @@
 Usage: .venv/bin/python scripts/bench_poll.py [--sessions 500] [--chats 20] [--provider mixed]
 
 Prints, after the first (full) sync:
-- requests per session per idle cycle (target: 1), counted at the simulators;
+- requests per session per idle cycle (target: 1), counted at the simulators, and beside it
+  what the ack check adds per session per hour: its checks run every `poll.ack_interval_s`
+  over one simulated hour in which nobody reads anything (the seeded chats keep our messages
+  below READ: the worst case), and what its first check alone asks;
 - CPU seconds per idle cycle, beside the CPU of making the same number of bare httpx
   requests to the same simulators (the baseline: what the HTTP alone costs);
-- wall time of one cycle that finds one new message in every session, beside an idle cycle.
+- wall time of one cycle that finds one new message in every session, beside an idle cycle,
+  and the requests of the cycle after it (a chat read because its head moved is read once
+  more while its newest second is young: same-second arrivals behind an untied head).
 
 The simulators run in-process behind `httpx.ASGITransport` (no sockets), so the CPU figures
 include the simulators' own work in both the measurement and the baseline. Bounded: one
@@ -126,6 +131,40 @@ async def each(pollers: Sequence[Poller]) -> float:
     return time.perf_counter() - started
 
 
+async def check_hour(
+    pollers: Sequence[Poller], waha: WahaSim, evo: EvolutionSim
+) -> tuple[float, float]:
+    """Ack checks every `ack_interval_s` over one simulated hour (the checks' clock moved, the
+    simulators unchanged); requests per session of the first check and of the hour."""
+    fake = [time.time()]
+    for p in pollers:
+        p.recheck.clock = lambda: fake[0]
+    interval = pollers[0].poll.ack_interval_s
+    r0 = requests_total(waha, evo)
+    first = 0
+    for _ in range(round(3600 / interval)):
+        await checks(pollers)
+        first = first or requests_total(waha, evo) - r0
+        fake[0] += interval
+    total = requests_total(waha, evo) - r0
+    for p in pollers:  # back on the real clock, the next check an interval away
+        p.recheck.clock = time.time
+        p.recheck.next_at = time.time() + interval
+    n = len(pollers)
+    return first / n, total / n
+
+
+async def checks(pollers: Sequence[Poller]) -> None:
+    """One ack check of every poller, `CONCURRENCY` at a time."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(p: Poller) -> None:
+        async with gate:
+            await p.recheck.run()
+
+    await asyncio.gather(*(one(p) for p in pollers))
+
+
 async def bare_requests(
     client: httpx.AsyncClient, wnames: Sequence[str], enames: Sequence[str]
 ) -> float:
@@ -215,7 +254,13 @@ async def report(
     base_cpu = await bare_requests(client, wnames, enames)
     per_session = min(idle_req) / n
     cpu = min(idle_cpu)
-    print(f"idle cycle: {per_session:.2f} requests per session (target 1.00)")
+    first, per_hour = await check_hour(pollers, waha, evo)
+    interval = pollers[0].poll.ack_interval_s
+    print(
+        f"idle cycle: {per_session:.2f} requests per session (target 1.00); ack check "
+        f"(every {interval:.0f} s): {per_hour:.1f} requests per session per hour, the first "
+        f"check {first:.2f} (idle cycles: {3600 / pollers[0].poll.interval_s:.0f} per hour)"
+    )
     print(
         f"idle cycle: {cpu:.3f} CPU s for {n} sessions; bare httpx for the same requests "
         f"{base_cpu:.3f} CPU s; ratio {cpu / base_cpu:.2f}"
@@ -231,6 +276,10 @@ async def report(
         f"one new message in every session: {busy:.2f} s wall ({found} stored); idle cycle "
         f"{idle:.2f} s; ratio {busy / idle:.2f}"
     )
+    r0 = requests_total(waha, evo)
+    await each(pollers)
+    after = (requests_total(waha, evo) - r0) / n
+    print(f"the cycle after it: {after:.2f} requests per session (the changed chat read once more)")
     if found != n:
         print(f"WARNING: expected {n} new messages, stored {found}", file=sys.stderr)
 

@@ -15,11 +15,10 @@ from wasync.providers.detect import detect_provider, session_name
 from wasync.providers.parsing import (
     as_int,
     as_number,
-    edited_text,
     maybe_timestamp,
-    message_content,
     parse_timestamp,
 )
+from wasync.providers.proto import edited_text, message_content
 
 SAMPLES = Path(__file__).parent / "samples"
 SHARED = Path("/work/shared/providers")

@@ -22,7 +22,9 @@ ROUTES = [
     ("GET", "/api/notifications"),
     ("POST", "/api/notifications/1/read"),
 ]
-ADMIN = auth(token("acme", "u1"))
+# Minted when the module is imported, which is long before these tests run in a full suite
+# (more than the 10-minute default on a loaded machine): it must outlive the run.
+ADMIN = auth(token("acme", "u1", ttl_s=24 * 3600))
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ One line per check. The checks cover:
 
 - the database: reachable, and its schema version against the packaged migrations;
 - the `[auth]` JWT secret;
-- every configured session: can its provider be reached, is the API key accepted, and is the
-  session working;
+- every configured session: can its provider be reached, is the API key accepted, is the
+  session working, and can it be polled (a WAHA NOWEB session without its store cannot);
 - with `[webhook] enabled`, whether the provider has a webhook registered.
 
 A failure is something `wasync run` cannot work around. A warning is something it works
@@ -119,7 +119,10 @@ async def _session(settings: Settings, ref: SessionRef, client: httpx.AsyncClien
         return [Check(subject=ref.label, level="fail", detail=f"{where}: {state.detail}")]
     engine = f", engine {state.engine}" if state.engine else ""
     level: Level = "ok" if state.working else "warn"
-    checks = [Check(subject=ref.label, level=level, detail=f"{where}: {state.status}{engine}")]
+    detail = f"{where}: {state.status}{engine}"
+    if state.blocker:  # up, but polling cannot read it: with the fix
+        level, detail = "fail", f"{detail}: {state.blocker}"
+    checks = [Check(subject=ref.label, level=level, detail=detail)]
     if settings.webhook.enabled:
         checks.append(await _webhook(settings, ref, client))
     return checks

@@ -59,6 +59,11 @@ class SessionNotWorking(ProviderError):
         self.status_name = status_name
 
 
+class SessionBlocked(ProviderError):
+    """The session is up but cannot be polled until its configuration changes; the message
+    says how (WAHA NOWEB without `config.noweb.store.enabled` answers 400 to every read)."""
+
+
 class FatalProviderError(ProviderError):
     """A provider answer that will not change on retry (404 instance, license gate, 4xx)."""
 

@@ -43,6 +43,7 @@ MESSAGE_ACK = "chat:message-ack"
 MESSAGE_EDITED = "chat:message-edited"
 MESSAGE_REVOKED = "chat:message-revoked"
 MESSAGE_MEDIA = "chat:message-media"  # a message's media_status changed (wasync.media)
+POLL_VOTE = "chat:poll-vote"
 CHAT_UPDATED = "chat:updated"
 LEAD_CREATED = "lead:created"
 LEAD_UPDATED = "lead:updated"

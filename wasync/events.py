@@ -1,8 +1,8 @@
 """What `Pipeline.ingest()` consumes: inbound events and outbound commands.
 
-Events (`Message`, `Ack`, `Revoke`, `Edit`, `Reaction`, `SessionStatus`) are what the
-providers said; adapters turn provider JSON into these frozen values with pure functions, and
-nothing outside `wasync.providers` reads provider JSON. Commands are the changes wasync makes
+Events (`Message`, `Ack`, `Revoke`, `Edit`, `Reaction`, `PollVote`, `SessionStatus`) are what
+the providers said; adapters turn provider JSON into these frozen values with pure functions,
+and nothing outside `wasync.providers` reads provider JSON. Commands are the changes wasync makes
 itself (a send queued, accepted or failed; an agent's assignment, status change or read; a
 lead edited): they run in the same transaction type as events, by the same rules (one writer,
 one ack order, every event row scoped by its chat). `CursorUpdate` moves a poll cursor in that
@@ -53,6 +53,7 @@ class MessageType(enum.StrEnum):
     LOCATION = "location"
     CONTACT = "contact"
     REACTION = "reaction"
+    POLL = "poll"  # a poll's question as body, `extra["poll"]` its options and votes
     OTHER = "other"
 
 
@@ -127,6 +128,9 @@ class Message:
     reply_to: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] | None = None
+    # The provider's own name for the content (`messageType`, a proto key, a WEBJS type):
+    # what an `other` message was, for the unparsed-messages metric. Not stored.
+    provider_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,6 +182,20 @@ class Reaction:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PollVote:
+    """`voter` chose `options` in the poll `provider_message_id` (an update of the poll
+    message, never a message of its own); no options takes the vote back."""
+
+    session_id: int
+    provider_message_id: str  # the poll's id
+    voter: str  # the voter's jid, or `me` for the session's own account
+    options: tuple[str, ...]
+    chat: Address | None = None
+    timestamp: datetime | None = None
+    vote_id: str | None = None  # the vote's own message id, when the provider lists votes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SessionStatus:
     """A provider session changed state (`WORKING`, `SCAN_QR_CODE`, `open`, `close`, ...)."""
 
@@ -187,7 +205,7 @@ class SessionStatus:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-Event = Message | Ack | Revoke | Edit | Reaction | SessionStatus
+Event = Message | Ack | Revoke | Edit | Reaction | PollVote | SessionStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

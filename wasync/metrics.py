@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from wasync.events import Event, Message, MessageType
 
 
 class Metrics:
@@ -56,6 +60,25 @@ class Metrics:
         self.media_pending = Gauge(
             "wasync_media_pending", "Messages whose media waits to be fetched.", registry=r
         )
+        self.unparsed = Counter(
+            "wasync_messages_unparsed_total",
+            "Messages whose content wasync does not understand (stored as `other`), by provider "
+            "and the provider's own name for the content: a new WhatsApp family shows here.",
+            ["provider", "type"],
+            registry=r,
+        )
+        self.ack_checks = Counter(
+            "wasync_ack_check_requests_total",
+            "HTTP requests of the pollers' ack checks (recent messages read again for acks, "
+            "edits, revokes and reactions), counted apart from the poll cycles.",
+            registry=r,
+        )
+
+    def count_unparsed(self, provider: str, events: Iterable[Event]) -> None:
+        """Count the `other` messages among `events` (the first time a source sees them)."""
+        for ev in events:
+            if isinstance(ev, Message) and ev.type is MessageType.OTHER:
+                self.unparsed.labels(provider, ev.provider_type or "unknown").inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

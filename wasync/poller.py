@@ -2,17 +2,21 @@
 
 Chat lists (WAHA `chats/overview`, Evolution `findChats`) say which chats have a newer last
 message than we hold; only those are read, from their cursor minus an overlap window so late
-or same-second messages are not skipped. An idle cycle is one request. Engines that list every
-chat's messages at once (WAHA GOWS/NOWEB, `chatId=all`) are read as one stream instead.
-Cursors advance in the transaction that stores what they cover; duplicates are harmless.
+or same-second messages are not skipped (`wasync.heads`: a head is a hint, never proof).
+Engines that list every chat's messages at once (WAHA GOWS/NOWEB, `chatId=all`) are read as
+one stream: first only what is newer than the newest second we hold, then, when that showed
+something, the overlap window behind it. An idle cycle is one request either way. Messages
+that are not new (acks, edits, revokes, reactions) are read again on a slower cadence by the
+ack check (`wasync.recheck`), counted apart. Cursors advance in the transaction that stores
+what they cover; duplicates are harmless.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -20,28 +24,32 @@ from sqlalchemy import select
 from wasync.config import PollConfig
 from wasync.errors import (
     ProviderError,
+    SessionBlocked,
     SessionNotWorking,
     StoreUnavailable,
     TransientProviderError,
     Unauthorized,
 )
-from wasync.events import Ack, Event, Message, Reaction, SessionStatus
+from wasync.events import Event, SessionStatus
+from wasync.heads import HeadSig, head_is_enough, unchanged
 from wasync.metrics import Metrics
+from wasync.paging import MAX_PAGES, window_pages
 from wasync.pipeline import CursorUpdate, IngestResult, Pipeline
-from wasync.providers.base import ChatHead, Page, Provider
+from wasync.providers.base import ChatHead, Provider
+from wasync.recheck import Recheck
+from wasync.seen import Seen
 from wasync.store import Store
 from wasync.store import models as m
 
 log = logging.getLogger(__name__)
 
 SESSION_SCOPE = "*"
-MAX_PAGES = 1000
-SEEN_CAPACITY = 20_000
 
 
 @dataclass(slots=True)
 class CycleStats:
-    """What one poll cycle did; logged as one line."""
+    """What one poll cycle did; logged as one line. `requests` are the cycle's own;
+    `check_requests` those of the ack check that ran in it."""
 
     requests: int = 0
     chats: int = 0
@@ -51,72 +59,13 @@ class CycleStats:
     status: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    check_requests: int = 0
+    rechecked: int = 0
 
     def add(self, result: IngestResult) -> None:
         """Count one ingest."""
         self.new += result.new
         self.duplicate += result.duplicate
-
-
-async def window_pages(
-    provider: Provider,
-    chat_id: str | None,
-    *,
-    since: float,
-    until: float | None,
-    page_size: int,
-    max_pages: int = MAX_PAGES,
-    reread_ties: bool = False,
-) -> AsyncGenerator[Page, None]:
-    """Every page of a chat's messages in `[since, until]`, for the poller and backfill.
-
-    Pages by offset; when a page brings nothing new (an engine that ignores offsets, or
-    Evolution's untied ordering), restarts below the oldest row seen by narrowing `until`.
-    A page that is all one second (`until`) steps just below it. Stops at the provider's
-    `total`, after `max_pages` requests, or at a short page; when the provider's pages may
-    come back short before the end (`provider.short_pages`: WAHA WEBJS drops notification
-    rows; "increase offset always by limit, even if you get less messages", waha.md 3), only
-    at an empty one.
-
-    `reread_ties`: when the walk ends with fewer rows than `total`, read each full page's
-    oldest second again on its own. Evolution orders by second only, so rows of the second
-    a page ends on can swap across the boundary and be skipped (evolution.md 5.2). Backfill
-    has its own, window-level answer to that, and leaves this off.
-    """
-    seen: set[str] = set()
-    boundaries: list[float] = []
-    page_no, total = 1, None
-    for _ in range(max_pages):
-        page = await provider.messages(
-            chat_id, since=since, until=until, limit=page_size, page=page_no
-        )
-        fresh = [i for i in page.ids if i not in seen]
-        seen.update(page.ids)
-        total = page.total if page.total is not None else total
-        yield page
-        if total is not None and len(seen) >= total:
-            return
-        if page.size < page_size:
-            if page.size == 0 or not provider.short_pages:
-                break
-        elif page.min_ts is not None:
-            boundaries.append(page.min_ts)
-        if fresh:
-            page_no += 1
-        elif page.min_ts is not None and page.min_ts != until:
-            until, page_no = page.min_ts, 1  # offset ignored: walk the window down instead
-        elif page.min_ts is not None and page.min_ts > since:
-            until, page_no = page.min_ts - 0.001, 1  # a full page in one second: go below it
-        else:
-            break
-    if not reread_ties or total is None:
-        return
-    for second in dict.fromkeys(boundaries):
-        if len(seen) >= total:
-            return
-        page = await provider.messages(chat_id, since=second, until=second, limit=page_size, page=1)
-        seen.update(page.ids)
-        yield page
 
 
 class Poller:
@@ -145,11 +94,24 @@ class Poller:
         self.metrics = metrics
         self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
         self.status: str | None = None
+        self.blocked: str | None = None  # why the session cannot be polled (its fix)
         self._working = False  # the last status recorded can serve (`SessionState.working`)
         self._cursors: dict[str, float] | None = None
-        self._heads: dict[str, tuple[str | None, int | None, float | None]] = {}
-        self._seen: OrderedDict[str, tuple[int | None, float | None]] = OrderedDict()  # ack, ts
+        self._heads: dict[str, HeadSig] = {}
+        self._confirm: set[str] = set()  # chats to read once more: their newest second is young
+        self._seen = Seen()
         self._state_checked_at = float("-inf")
+        self._stats = CycleStats()  # the cycle in progress (the ack check ingests into it)
+        self.recheck = Recheck(
+            provider,
+            store,
+            poll,
+            ingest=lambda events: self._ingest(events, self._stats),
+            seen=self._seen,
+            chat_ids=lambda: [s for s in self._cursors or {} if s != SESSION_SCOPE],
+            session_cursor=self._session_cursor,
+            clock=clock,
+        )
         self.last: CycleStats | None = None
 
     @property
@@ -159,10 +121,12 @@ class Poller:
 
     async def cycle(self) -> CycleStats:
         """Run one poll cycle; never raises (errors are counted and logged)."""
-        stats = CycleStats()
+        stats = self._stats = CycleStats()
         started, requests0 = time.perf_counter(), self.provider.requests
         try:
             await self._cycle(stats)
+        except SessionBlocked as exc:
+            self._block(str(exc))
         except SessionNotWorking as exc:
             await self._set_status(exc.status_name or "NOT_WORKING", stats, working=False)
         except Unauthorized as exc:
@@ -172,12 +136,13 @@ class Poller:
             stats.error = str(exc)
         except StoreUnavailable as exc:
             stats.error = f"store: {exc}"
-        stats.requests = self.provider.requests - requests0
+        stats.requests = self.provider.requests - requests0 - stats.check_requests
         stats.seconds = time.perf_counter() - started
         self.last = stats
         if self.metrics is not None:
             self.metrics.poll_cycles.labels("error" if stats.error else "ok").inc()
             self.metrics.poll_requests.inc(stats.requests)
+            self.metrics.ack_checks.inc(stats.check_requests)
         self._log(stats)
         return stats
 
@@ -185,16 +150,36 @@ class Poller:
         if self._cursors is None:
             self._cursors = await self._load_cursors()
         due = self.clock() - self._state_checked_at >= self.poll.status_interval_s
-        if due or not self._working:
+        if due or not self._working or self.blocked:
             state = await self.provider.state()
             self._state_checked_at = self.clock()
             await self._set_status(state.status, stats, working=state.working)
             if not state.working:
                 return
+            if state.blocker:
+                self._block(state.blocker)
+                return
+            self._unblock()
         if await self.provider.supports_all_chats():
             await self._poll_stream(stats)
         else:
             await self._poll_heads(stats)
+        if self.recheck.due():
+            requests0 = self.provider.requests
+            stats.rechecked += await self.recheck.run()
+            stats.check_requests = self.provider.requests - requests0
+
+    def _block(self, reason: str) -> None:
+        """The session is up but cannot be polled: one WARNING saying how to fix it (not an
+        error per cycle); the next cycles only ask for the state until it is fixed."""
+        if self.blocked != reason:
+            log.warning("session %s cannot be polled: %s", self.label, reason)
+        self.blocked = reason
+
+    def _unblock(self) -> None:
+        if self.blocked is not None:
+            log.info("session %s can be polled again", self.label)
+        self.blocked = None
 
     # --- chat-list strategy -----------------------------------------------------------------
 
@@ -220,15 +205,16 @@ class Poller:
             await self._ingest([], stats, CursorUpdate(session_id=self.session_id, ts=newest))
 
     async def _sync_chat(self, head: ChatHead, stats: CycleStats) -> None:
-        sig = (head.last_id, head.last_ack, head.last_ts)
-        if self._heads.get(head.chat_id) == sig:
+        before, sig = self._heads.get(head.chat_id), HeadSig.of(head)
+        confirm = head.chat_id in self._confirm
+        if not confirm and unchanged(before, sig, self._seen):
+            self._heads[head.chat_id] = sig
             return
         stats.chats += 1
         assert self._cursors is not None
         cursor = self._cursors.get(head.chat_id)
-        if cursor is not None and head.last_ts is not None and head.last_ts < cursor:
-            await self._ingest(self.provider.head_events(head), stats)  # only its ack moved
-        elif head.last_id is not None and head.last_id in self._seen and not self._rewritten(head):
+        self._confirm.discard(head.chat_id)
+        if not confirm and head_is_enough(before, sig, head, cursor, self._seen):
             await self._ingest(self.provider.head_events(head), stats)
         else:
             since = (cursor if cursor is not None else self._session_cursor()) - self.poll.overlap_s
@@ -238,6 +224,8 @@ class Poller:
                 [], stats, CursorUpdate(session_id=self.session_id, scope=head.chat_id, ts=ts)
             )
             self._cursors[head.chat_id] = ts
+            if not confirm and self.clock() - ts < self.poll.overlap_s:
+                self._confirm.add(head.chat_id)  # its newest second may still fill: once more
         self._heads[head.chat_id] = sig
 
     async def fetch_window(
@@ -265,13 +253,27 @@ class Poller:
     # --- one-stream strategy (chatId=all) ---------------------------------------------------
 
     async def _poll_stream(self, stats: CycleStats) -> None:
-        since = self._session_cursor() - self.poll.overlap_s
+        """What is newer than the newest second we hold (an empty page when idle), then, if
+        that showed anything, the overlap window behind it (late and same-second rows)."""
+        cursor = self._session_cursor()
+        newer = math.floor(cursor) + 1
+        if await self._walk_stream(newer, None, stats):
+            await self._walk_stream(cursor - self.poll.overlap_s, newer - 0.001, stats)
+
+    async def _walk_stream(self, since: float, until: float | None, stats: CycleStats) -> bool:
+        """Page `[since, until]` of every chat oldest first, moving the session cursor with
+        each page; True when it held any row. Only an empty page ends it where pages may come
+        back short (GOWS/NOWEB drop rows after `limit`); a page of rows we hold moves the
+        window to its newest second, and ends the walk when that does not advance."""
         seen: set[str] = set()
-        page_no = 1
+        page_no, rows = 1, 0
         for _ in range(MAX_PAGES):
             page = await self.provider.messages(
-                None, since=since, until=None, limit=self.poll.page_size, page=page_no
+                None, since=since, until=until, limit=self.poll.page_size, page=page_no
             )
+            if page.size == 0:
+                break
+            rows += page.size
             fresh = [i for i in page.ids if i not in seen]
             seen.update(page.ids)
             stats.fetched += page.size
@@ -279,7 +281,7 @@ class Poller:
             if page.max_ts is not None and page.max_ts > self._session_cursor():
                 cursor = CursorUpdate(session_id=self.session_id, ts=page.max_ts)
             await self._ingest(page.events, stats, cursor)
-            if page.size < self.poll.page_size:
+            if page.size < self.poll.page_size and not self.provider.short_pages:
                 break
             if fresh:
                 page_no += 1
@@ -287,6 +289,7 @@ class Poller:
                 since, page_no = page.max_ts, 1
             else:
                 break
+        return rows > 0
 
     # --- state --------------------------------------------------------------------------------
 
@@ -295,8 +298,8 @@ class Poller:
     ) -> None:
         fresh: list[Event] = []
         for ev in events:
-            if self._known(ev):
-                self._remember(ev)  # its time may have moved (an Evolution edit)
+            if self._seen.known(ev):
+                self._seen.remember(ev)  # its time may have moved (an Evolution edit)
             else:
                 fresh.append(ev)
         if not fresh and cursor is None:
@@ -306,38 +309,14 @@ class Poller:
         if self.metrics is not None:
             self.metrics.ingested.labels(self.source).inc(result.new)
             self.metrics.duplicates.labels(self.source).inc(result.duplicate)
+            self.metrics.count_unparsed(self.provider.name, fresh)
             if self.reconciling:
                 self.metrics.reconciled.inc(result.new)
         for ev in fresh:
-            self._remember(ev)
+            self._seen.remember(ev)
         if cursor is not None and cursor.scope == SESSION_SCOPE:
             assert self._cursors is not None
             self._cursors[SESSION_SCOPE] = max(cursor.ts, self._cursors.get(SESSION_SCOPE, 0.0))
-
-    def _rewritten(self, head: ChatHead) -> bool:
-        """The chat's last message is one we stored, now with a later time: Evolution rewrote
-        its row for an edit (evolution.md 4.3). Reading the window brings the edit."""
-        seen = self._seen.get(head.last_id or "")
-        return bool(seen and seen[1] is not None and (head.last_ts or 0) > seen[1] + 1)
-
-    def _known(self, ev: Event) -> bool:
-        if isinstance(ev, Message | Reaction | Ack):
-            key = ev.provider_message_id
-            ack = ev.ack if isinstance(ev, Message | Ack) else None
-            seen = self._seen.get(key)
-            return seen is not None and seen[0] == (int(ack) if ack is not None else None)
-        return False
-
-    def _remember(self, ev: Event) -> None:
-        if isinstance(ev, Message | Reaction | Ack):
-            ack = ev.ack if isinstance(ev, Message | Ack) else None
-            key = ev.provider_message_id
-            stamp = ev.timestamp if isinstance(ev, Message | Reaction) else None
-            ts = stamp.timestamp() if stamp is not None else self._seen.get(key, (None, None))[1]
-            self._seen[key] = (int(ack) if ack is not None else None, ts)
-            self._seen.move_to_end(key)
-            while len(self._seen) > SEEN_CAPACITY:
-                self._seen.popitem(last=False)
 
     async def _set_status(
         self, status: str, stats: CycleStats, *, working: bool, reason: str = ""
@@ -368,17 +347,18 @@ class Poller:
             return {r.scope: float(r.ts) for r in rows}
 
     def _log(self, stats: CycleStats) -> None:
-        idle = not (stats.new or stats.chats or stats.error)
+        idle = not (stats.new or stats.chats or stats.error or stats.check_requests)
         if idle and not self.poll.log_idle_cycles:
             return
         log.info(
-            "poll %s: chats=%d fetched=%d new=%d dup=%d requests=%d%s in %.2fs",
+            "poll %s: chats=%d fetched=%d new=%d dup=%d requests=%d%s%s in %.2fs",
             self.label,
             stats.chats,
             stats.fetched,
             stats.new,
             stats.duplicate,
             stats.requests,
+            f" ack_check={stats.check_requests}" if stats.check_requests else "",
             f" error={stats.error}" if stats.error else "",
             stats.seconds,
         )

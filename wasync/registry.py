@@ -117,6 +117,17 @@ def configured_refs(settings: Settings) -> list[SessionRef]:
     ]
 
 
+def selected_refs(
+    settings: Settings, *, tenant: str | None = None, session: str | None = None
+) -> list[SessionRef]:
+    """The configured sessions a command was pointed at (`--tenant`, `--session`)."""
+    return [
+        ref
+        for ref in configured_refs(settings)
+        if (tenant is None or ref.tenant_id == tenant) and (session is None or ref.name == session)
+    ]
+
+
 async def sync(store: Store, settings: Settings) -> Registry:
     """Upsert the configured tenants and sessions; return their ids. Nothing is deleted."""
     pg = not store.is_sqlite

@@ -16,7 +16,7 @@ from wasync.config import Settings
 from wasync.errors import ConfigError, ProviderError
 from wasync.providers import WebhookState
 from wasync.providers.http import Http
-from wasync.registry import SessionRef, configured_refs, http_for
+from wasync.registry import SessionRef, http_for, selected_refs
 
 
 def endpoint_url(public_url: str, ref: SessionRef) -> str:
@@ -47,11 +47,7 @@ async def run_all(
 
     A session whose provider call fails gives its error line instead; the others go on.
     """
-    refs = [
-        ref
-        for ref in configured_refs(settings)
-        if (tenant is None or ref.tenant_id == tenant) and (session is None or ref.name == session)
-    ]
+    refs = selected_refs(settings, tenant=tenant, session=session)
     out: list[WebhookState | str] = []
     async with httpx.AsyncClient(transport=transport) as client:
         for ref in refs:

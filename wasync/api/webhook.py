@@ -120,6 +120,7 @@ class WebhookReceiver:
             return self._answer(kind, "ignored", 200, "ignored", ok=True)
         if self.media is not None:  # before the commit wakes the worker
             self.media.offer(events)
+        self.metrics.count_unparsed(kind.name, events)
         try:
             result = await self.pipeline.ingest(events, source="webhook")
         except StoreUnavailable:

@@ -1,15 +1,15 @@
 """The `wasync` command line (typer): parse, load config, call one function; no logic here.
 
 Split by command family: `run` (run, demo, doctor, db upgrade), `messages` (send, replay,
-backfill), `realtime` (token, tail), `webhooks` (register, status), `media` (retry); `base`
-holds the apps and the one-line error handling they share. Commands are registered here, in
-the order `--help` lists them.
+backfill), `realtime` (token, tail), `webhooks` (register, status), `media` (retry),
+`sessions` (configure); `base` holds the apps and the one-line error handling they share.
+Commands are registered here, in the order `--help` lists them.
 """
 
 from __future__ import annotations
 
-from wasync.cli import media, messages, realtime, run, webhooks
-from wasync.cli.base import app, db_app, media_app, webhooks_app
+from wasync.cli import media, messages, realtime, run, sessions, webhooks
+from wasync.cli.base import app, db_app, media_app, sessions_app, webhooks_app
 
 app.command()(run.run)
 app.command()(run.demo)
@@ -23,6 +23,7 @@ db_app.command("upgrade")(run.db_upgrade)
 webhooks_app.command("register")(webhooks.webhooks_register)
 webhooks_app.command("status")(webhooks.webhooks_status)
 media_app.command("retry")(media.media_retry)
+sessions_app.command("configure")(sessions.sessions_configure)
 
 
 def main() -> None:

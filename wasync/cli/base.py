@@ -32,6 +32,8 @@ app.add_typer(webhooks_app, name="webhooks")
 
 media_app = typer.Typer(help="Media (attachments) commands.", no_args_is_help=True)
 app.add_typer(media_app, name="media")
+sessions_app = typer.Typer(help="Provider session settings polling needs.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
 
 T = TypeVar("T")
 ConfigOpt = Annotated[

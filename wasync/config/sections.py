@@ -38,6 +38,10 @@ class PollConfig(Section):
     backoff_s: float = Field(default=0.5, ge=0)
     status_interval_s: float = Field(default=60, ge=0)
     log_idle_cycles: bool = True
+    # The ack check (`wasync.recheck`): our messages of the last `ack_window_h` still below
+    # READ are read again every `ack_interval_s` (0 h turns it off).
+    ack_window_h: float = Field(default=24, ge=0)
+    ack_interval_s: float = Field(default=120, gt=0)
 
 
 class HttpConfig(Section):

@@ -8,6 +8,7 @@ applied by one transaction type, `Tx`, with one set of rules. Its rooms:
 - `contacts`: identities (LID ↔ phone), chats, leads, admin notifications;
 - `messages`: insert new messages, deduplicated; chat counters;
 - `updates`: acks (one rule, `acks`), edits, revokes; parking and draining;
+- `polls`: votes applied to their poll messages;
 - `sends`: our outbound messages, queued, accepted (adopted) or failed;
 - `actions`: agents' changes to chats and notifications;
 - `sessions`: provider session states and poll cursors;

@@ -2,9 +2,10 @@
 
 The steps, in order (`Tx.run`): lock the event log; resolve tenants; for new messages and
 reactions resolve identities and chats (`contacts`) and insert what is new (`messages`); run
-the commands (`sends`, `actions`, `media`); apply acks, edits and revokes by the one rule,
-parking what has no message yet (`updates`); session states and poll cursors (`sessions`);
-append the event log. Everything runs as synchronous code on one connection (`Store.run_write`).
+the commands (`sends`, `actions`, `media`); apply poll votes to their polls (`polls`); apply
+acks, edits and revokes by the one rule, parking what has no message yet (`updates`); session
+states and poll cursors (`sessions`); append the event log. Everything runs as synchronous
+code on one connection (`Store.run_write`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from wasync.ingest.base import Job, Memory, TxState
 from wasync.ingest.contacts import Contacts
 from wasync.ingest.media import MediaRoom
 from wasync.ingest.messages import Messages
+from wasync.ingest.polls import Polls
 from wasync.ingest.sends import Sends
 from wasync.ingest.updates import Updates
 
@@ -57,6 +59,7 @@ class Tx(TxState):
         self.sends = Sends(self, self.contacts, self.messages, self.updates)
         self.actions = Actions(self)
         self.media = MediaRoom(self)
+        self.polls = Polls(self)
 
     def run(self, conn: Connection) -> list[PublishedEvent]:
         """The whole transaction (see the module docstring); returns the new log rows."""
@@ -71,6 +74,7 @@ class Tx(TxState):
             self.messages.insert(items)
         for job in self.jobs:
             job.outcomes += [self._command(job, command) for command in job.commands]
+        self.polls.apply()
         self.updates.collect(self.jobs)
         self.updates.apply()
         sessions.apply_statuses(self)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from wasync.errors import PayloadError
-from wasync.events import Event, Message, Reaction
+from wasync.events import Edit, Event, Message, PollVote, Reaction, Revoke
 from wasync.providers.http import Http
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt
 
@@ -28,13 +28,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatHead:
-    """What a chat list says about one chat: its id and its newest message."""
+    """What a chat list says about one chat: its id and its newest message.
+
+    A hint, never proof of "nothing new": the newest message need not be the one shown when
+    several share its second (Evolution orders by second only, evolution.md 5.3), so the
+    chat's unread count (a new incoming message raises it) and a fingerprint of the shown
+    message's content (`last_rev`: an edit or a revoke in place changes it) come along.
+    """
 
     chat_id: str
     last_ts: float | None
     last_id: str | None
     last_ack: int | None = None
     last_message: Any = None
+    unread: int | None = None
+    last_rev: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +65,9 @@ class SessionState:
     working: bool
     engine: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # Why polling cannot work although the session is up, with the fix (WAHA NOWEB without
+    # its store answers 400 to every messages and overview call, waha.md 2).
+    blocker: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,6 +124,12 @@ class Provider(Protocol):
         ends a walk then)."""
         ...
 
+    @property
+    def deletes_revoked(self) -> bool:
+        """True when a message revoked for everyone disappears from what the provider lists
+        (WAHA NOWEB's store deletes the row): a listed message that vanished was revoked."""
+        ...
+
     async def state(self) -> SessionState:
         """Ask the provider for the session state."""
         ...
@@ -133,6 +150,15 @@ class Provider(Protocol):
 
     def head_events(self, head: ChatHead) -> list[Event]:
         """Events carried by a chat head's newest message (free: no request)."""
+        ...
+
+    def chat_id(self, jid: str) -> str:
+        """The provider's chat id for a canonical jid (`<phone>@s.whatsapp.net`, `…@lid`,
+        `…@g.us`), where the poller has not learned the provider's own."""
+        ...
+
+    async def gone(self, chat_id: str | None, message_id: str) -> bool:
+        """True when the provider answers that it does not hold the message (any more)."""
         ...
 
     async def check_number(self, phone: str) -> NumberCheck:
@@ -162,7 +188,7 @@ def page_of(events: Sequence[Event], *, size: int, total: int | None = None) -> 
     ids: list[str] = []
     stamps: list[float] = []
     for ev in events:
-        ids.append(ev.provider_message_id if hasattr(ev, "provider_message_id") else "")
+        ids.append(_row_id(ev))
         ts = getattr(ev, "timestamp", None)
         if ts is not None:
             stamps.append(ts.timestamp())
@@ -174,6 +200,33 @@ def page_of(events: Sequence[Event], *, size: int, total: int | None = None) -> 
         size=size,
         total=total,
     )
+
+
+def edit_of(message: Message, at: datetime | None = None) -> Edit:
+    """The edit a listed row shows: the message's text now is the edited one."""
+    return Edit(
+        session_id=message.session_id,
+        provider_message_id=message.provider_message_id,
+        body=message.body,
+        chat=message.chat,
+        timestamp=at or message.timestamp,
+    )
+
+
+def revoke_of(message: Message) -> Revoke:
+    """The revoke a listed row shows (deleted for everyone, still listed)."""
+    return Revoke(
+        session_id=message.session_id,
+        provider_message_id=message.provider_message_id,
+        chat=message.chat,
+    )
+
+
+def _row_id(ev: Event) -> str:
+    """The id of the provider row an event came from (a vote's own id, not its poll's)."""
+    if isinstance(ev, PollVote) and ev.vote_id:
+        return ev.vote_id
+    return getattr(ev, "provider_message_id", "") or ""
 
 
 def safe_parse(parse: Callable[..., Event], row: Any, session_id: int) -> Event | None:
@@ -203,8 +256,18 @@ class WebhookState:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSetup:
+    """What `wasync sessions configure` did to one provider session."""
+
+    session: str  # the label the caller named it by (`tenant/session`)
+    changed: bool
+    note: str = ""
+
+
 class WebhookAdmin(Protocol):
-    """A provider's webhook admin calls (`wasync webhooks register|status`, `wasync doctor`)."""
+    """A provider's admin calls (`wasync webhooks register|status`, `wasync sessions
+    configure`, `wasync doctor`)."""
 
     async def register(
         self, http: Http, session: str, url: str, secret: str | None, *, label: str
@@ -215,6 +278,10 @@ class WebhookAdmin(Protocol):
 
     async def status(self, http: Http, session: str, *, label: str) -> WebhookState:
         """What the provider has registered for `session`."""
+        ...
+
+    async def prepare_polling(self, http: Http, session: str, *, label: str) -> SessionSetup:
+        """Turn on what polling `session` needs (idempotent: nothing is sent when it is on)."""
         ...
 
 

@@ -7,7 +7,8 @@ requests (`.requests`); `seed_*` fill them with deterministic Portuguese convers
 
 Each room imports only rooms above it: `faults`, `directory` and `base` (the `Simulator` base,
 app, errors, webhook delivery); `content` (what a message carries, proto JSON, ids); `waha/` and
-`evolution/` (state, render, guard, params, hooks, route handlers, routes, simulator); `world`
+`evolution/` (state, render, guard, params, hooks, route handlers, routes, phone actions as
+each engine keeps them, simulator); `world`
 (planning a world) and `seed` (loading a plan into a simulator).
 """
 

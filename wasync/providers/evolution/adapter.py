@@ -27,7 +27,12 @@ from wasync.providers.base import (
     safe_parse,
 )
 from wasync.providers.evolution.media import fetch_media
-from wasync.providers.evolution.parse import ack_from, parse_message, stored_changes
+from wasync.providers.evolution.parse import (
+    ack_from,
+    parse_message,
+    poll_vote_of,
+    stored_changes,
+)
 from wasync.providers.evolution.send import receipt_of, send_request
 from wasync.providers.http import Http
 from wasync.providers.parsing import parse_timestamp
@@ -41,6 +46,9 @@ class EvolutionProvider:
     name = "evolution"
     # findMessages pages a database and gives `total`: a short page is the end.
     short_pages = False
+    # A revoke from WhatsApp keeps the row (it only adds MessageUpdate rows, and 2.3.7 marks
+    # the row EDITED: `whatsapp.baileys.service.ts` messages.update / messages.upsert).
+    deletes_revoked = False
 
     def __init__(self, http: Http, *, session: str, session_id: int, engine: str | None = None):
         self.http = http
@@ -96,7 +104,11 @@ class EvolutionProvider:
         return page_of(events, size=len(records), total=total if isinstance(total, int) else None)
 
     def _record_events(self, record: Mapping[str, Any]) -> list[Event]:
-        """A stored message, plus what Evolution changed on its row (`stored_changes`)."""
+        """A stored message, plus what Evolution changed on its row (`stored_changes`); a
+        stored poll vote is an update of its poll."""
+        vote = poll_vote_of(record, session_id=self.session_id)
+        if vote is not None:
+            return [vote]
         event = safe_parse(parse_message, record, self.session_id)
         if event is None:
             return []
@@ -109,6 +121,21 @@ class EvolutionProvider:
         if not isinstance(head.last_message, Mapping):
             return []
         return self._record_events(head.last_message)
+
+    def chat_id(self, jid: str) -> str:
+        """Evolution keys chats by the WhatsApp jid itself (`…@s.whatsapp.net`, `…@lid`)."""
+        return jid
+
+    async def gone(self, chat_id: str | None, message_id: str) -> bool:
+        """findMessages by `key.id` finds no row."""
+        key: dict[str, Any] = {"id": message_id}
+        if chat_id is not None:
+            key.update(remoteJid=chat_id, remoteJidAlt=chat_id)
+        body = {"where": {"key": key}, "page": 1, "offset": 1}
+        data = await self.http.post(f"/chat/findMessages/{self._i}", body)
+        box = data.get("messages") if isinstance(data, Mapping) else None
+        rows = box.get("records") if isinstance(box, Mapping) else None
+        return isinstance(rows, list) and not rows
 
     # --- sending (evolution.md section 6) ---
 
@@ -173,8 +200,16 @@ def _chat_head(item: Any) -> ChatHead | None:
         ack = int(level) if level is not None else None
     if ts is None and isinstance(item.get("updatedAt"), str):
         ts = parse_timestamp(item["updatedAt"]).timestamp()
+    # Evolution's count of stored incoming DELIVERY_ACK rows (evolution.md 5.3): a new
+    # customer message raises it even when the head shows another row of its second.
+    unread = item.get("unreadCount")
     return ChatHead(
-        chat_id=item["remoteJid"], last_ts=ts, last_id=last_id, last_ack=ack, last_message=last
+        chat_id=item["remoteJid"],
+        last_ts=ts,
+        last_id=last_id,
+        last_ack=ack,
+        last_message=last,
+        unread=unread if isinstance(unread, int) and not isinstance(unread, bool) else None,
     )
 
 

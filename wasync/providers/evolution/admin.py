@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from wasync.providers.base import WebhookState
+from wasync.providers.base import SessionSetup, WebhookState
 from wasync.providers.http import Http
 
 EVOLUTION_EVENTS = [
@@ -19,6 +19,8 @@ EVOLUTION_EVENTS = [
     "MESSAGES_DELETE",
     "MESSAGES_EDITED",
     "SEND_MESSAGE",
+    # Edits made through Evolution's own API (`/chat/updateMessage`) come only as this.
+    "SEND_MESSAGE_UPDATE",
     "CONNECTION_UPDATE",
 ]
 
@@ -61,6 +63,15 @@ class EvolutionAdmin:
         await http.post(f"/webhook/set/{name}", body)
         return WebhookState(
             session=label, url=url, events=EVOLUTION_EVENTS, signed=bool(secret), changed=True
+        )
+
+    async def prepare_polling(self, http: Http, session: str, *, label: str) -> SessionSetup:
+        """Nothing per instance: what Evolution stores (and so lists) is its server's
+        `DATABASE_SAVE_DATA_*` environment (evolution.md 5.1), not an API setting."""
+        return SessionSetup(
+            session=label,
+            changed=False,
+            note="nothing per instance (the server needs DATABASE_SAVE_DATA_NEW_MESSAGE)",
         )
 
     async def status(self, http: Http, session: str, *, label: str) -> WebhookState:

@@ -21,7 +21,8 @@ import httpx
 from wasync.errors import FatalProviderError, MediaGone, ProviderError, TransientProviderError
 from wasync.providers.base import MediaFile, MediaSource
 from wasync.providers.http import Http, chunks
-from wasync.providers.parsing import Content, JsonMap, as_int, as_map, as_str, dig, first_str
+from wasync.providers.parsing import JsonMap, as_int, as_map, as_str, dig, first_str
+from wasync.providers.proto import Content
 
 # The proto fields a download needs (Baileys `downloadMediaMessage`): not the thumbnail, the
 # waveform or the caption, which only make `media_ref` big.

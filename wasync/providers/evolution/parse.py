@@ -18,18 +18,17 @@ from wasync.errors import PayloadError
 from wasync.events import (
     AckLevel,
     Address,
-    Edit,
     Event,
     Media,
     Message,
     MessageType,
+    PollVote,
     Reaction,
-    Revoke,
 )
+from wasync.providers.base import edit_of, revoke_of
 from wasync.providers.evolution.media import inline_bytes, media_ref
 from wasync.providers.parsing import (
     EPOCH,
-    Content,
     JsonMap,
     as_list,
     as_map,
@@ -38,8 +37,8 @@ from wasync.providers.parsing import (
     dig,
     first_str,
     maybe_timestamp,
-    message_content,
 )
+from wasync.providers.proto import Content, message_content
 
 # Every key field that may name the chat, across 2.3.0-2.3.7 (evolution.md 4.2 and 7.2): Baileys 7
 # `remoteJidAlt`, Baileys 6.7 `senderPn`/`senderLid`, Evolution 2.3.0-2.3.2 `previousRemoteJid`.
@@ -109,23 +108,9 @@ def stored_changes(record: Mapping[str, Any], message: Message) -> list[Event]:
     changes: list[Event] = []
     statuses = {str(s).upper() for s in _update_statuses(as_map(record)) if s}
     if "EDITED" in statuses:
-        changes.append(
-            Edit(
-                session_id=message.session_id,
-                provider_message_id=message.provider_message_id,
-                body=message.body,
-                chat=message.chat,
-                timestamp=message.timestamp,
-            )
-        )
+        changes.append(edit_of(message))
     if dig(record, "key", "deleted") is True:
-        changes.append(
-            Revoke(
-                session_id=message.session_id,
-                provider_message_id=message.provider_message_id,
-                chat=message.chat,
-            )
-        )
+        changes.append(revoke_of(message))
     return changes
 
 
@@ -249,6 +234,35 @@ def _message(data: JsonMap, head: _Head, content: Content, session_id: int) -> M
         reply_to=_reply_to(data, content),
         extra={**content.extra, **flags},
         raw=data if content.type is MessageType.OTHER else None,
+        provider_type=first_str(data.get("messageType")) or content.key,
+    )
+
+
+def poll_vote_of(
+    data: Mapping[str, Any], *, session_id: int, received_at: datetime | None = None
+) -> PollVote | None:
+    """A `pollUpdateMessage` whose vote Evolution decrypted (2.3.7 puts the chosen option
+    names in `message.pollUpdateMessage.vote.selectedOptions`, in the webhook and in the row
+    it stores: `whatsapp.baileys.service.ts` messages.upsert), as a vote on its poll; None
+    for anything else (an older Evolution's encrypted vote stays an `other` message)."""
+    update = as_map(dig(data, "message", "pollUpdateMessage"))
+    target = key_id_of(as_map(update.get("pollCreationMessageKey")))
+    chosen = as_list(dig(update, "vote", "selectedOptions"))
+    if target is None or not all(isinstance(o, str) for o in chosen):
+        return None
+    try:
+        head = _head(data, received_at)
+    except PayloadError:
+        return None
+    voter = "me" if head.from_me else (head.sender or head.chat).jid
+    return PollVote(
+        session_id=session_id,
+        provider_message_id=target,
+        voter=voter,
+        options=tuple(chosen),
+        chat=head.chat,
+        timestamp=head.timestamp,
+        vote_id=head.message_id,
     )
 
 

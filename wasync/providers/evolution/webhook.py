@@ -20,7 +20,13 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from wasync.errors import PayloadError
 from wasync.events import Ack, Address, Edit, Event, Revoke, SessionStatus
-from wasync.providers.evolution.parse import ack_from, chat_of, key_id_of, parse_message
+from wasync.providers.evolution.parse import (
+    ack_from,
+    chat_of,
+    key_id_of,
+    parse_message,
+    poll_vote_of,
+)
 from wasync.providers.parsing import (
     JsonMap,
     as_int,
@@ -28,10 +34,10 @@ from wasync.providers.parsing import (
     as_str,
     compact,
     dig,
-    edited_text,
     first_str,
     maybe_timestamp,
 )
+from wasync.providers.proto import edited_text
 
 # protocolMessage types (Baileys `ProtocolMessage.Type`).
 _REVOKE_TYPES = frozenset({0, "0", "REVOKE"})
@@ -106,11 +112,13 @@ def _items(data: Any, event: str) -> list[JsonMap]:
 
 
 def _on_upsert(data: Any, env: _Envelope) -> list[Event]:
-    """`messages.upsert`: `data` is one prepared message (evolution.md 4.2)."""
-    return [
-        parse_message(item, session_id=env.session_id, received_at=env.time)
-        for item in _items(data, "messages.upsert")
-    ]
+    """`messages.upsert`: `data` is one prepared message (evolution.md 4.2); a decrypted poll
+    vote is an update of its poll, not a message."""
+    events: list[Event] = []
+    for item in _items(data, "messages.upsert"):
+        vote = poll_vote_of(item, session_id=env.session_id, received_at=env.time)
+        events.append(vote or parse_message(item, session_id=env.session_id, received_at=env.time))
+    return events
 
 
 def _on_send(data: Any, env: _Envelope) -> list[Event]:
@@ -245,6 +253,9 @@ _HANDLERS: Mapping[str, _Handler] = MappingProxyType(
         "messages.update": _on_update,
         "messages.delete": _on_delete,
         "messages.edited": _on_edited,
+        # An edit made through Evolution's own API (`updateMessage`): the same protocolMessage
+        # as messages.edited (whatsapp.baileys.service.ts, Events.SEND_MESSAGE_UPDATE).
+        "send.message.update": _on_edited,
         "connection.update": _on_connection,
     }
 )

@@ -14,7 +14,13 @@ from typing import Any
 from urllib.parse import quote
 
 from wasync import phones
-from wasync.errors import ProviderError, SendOutcomeUnknown, TransientProviderError
+from wasync.errors import (
+    FatalProviderError,
+    ProviderError,
+    SendOutcomeUnknown,
+    SessionBlocked,
+    TransientProviderError,
+)
 from wasync.events import Address, Event, Message, Reaction
 from wasync.providers.base import (
     ChatHead,
@@ -27,11 +33,20 @@ from wasync.providers.base import (
     safe_parse,
 )
 from wasync.providers.http import Http
+from wasync.providers.parsing import as_list, as_map, dig
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
+from wasync.providers.waha.changes import row_changes
 from wasync.providers.waha.ids import message_key
 from wasync.providers.waha.media import fetch_media
 from wasync.providers.waha.parse import parse_message
 from wasync.providers.waha.send import cus_jid, receipt_of, send_request
+
+# waha.md 2: NOWEB serves chats and messages only with its store on; the 400 names the key.
+NOWEB_STORE_FIX = (
+    "NOWEB store is off: WAHA answers 400 to every messages and overview call without "
+    "config.noweb.store.enabled (and fullSync); `wasync sessions configure` turns it on "
+    "(WAHA restarts the session)"
+)
 
 # How long a LID whose phone WAHA did not know is left alone before asking again.
 LID_RETRY_S = 600.0
@@ -69,19 +84,31 @@ class WahaProvider:
         return self.http.requests
 
     async def state(self) -> SessionState:
-        """`GET /api/sessions/{session}`: status and engine."""
+        """`GET /api/sessions/{session}`: status, engine, and a NOWEB store left off."""
         data = await self.http.get(f"/api/sessions/{self._s}")
         status = str((data or {}).get("status") or "UNKNOWN")
         engine = (data or {}).get("engine")
         if isinstance(engine, Mapping) and engine.get("engine"):
             self.engine = self.engine or str(engine["engine"]).upper()
-        return SessionState(status=status, working=status == "WORKING", engine=self.engine)
+        config = (data or {}).get("config") if isinstance(data, Mapping) else None
+        blocker = NOWEB_STORE_FIX if self.engine == "NOWEB" and not _store_on(config) else None
+        return SessionState(
+            status=status, working=status == "WORKING", engine=self.engine, blocker=blocker
+        )
 
     @property
     def short_pages(self) -> bool:
-        """WEBJS drops notification rows from a page after applying `limit` (waha.md 3), so a
-        short page is not the end there; GOWS and NOWEB page a database."""
-        return self.engine not in ("GOWS", "NOWEB")
+        """Every engine may answer a page short before the end: GOWS and NOWEB apply `limit`
+        in their database and then drop reactions, poll votes, protocol and call messages
+        (`processIncomingMessage` in `session.gows.core.ts` / `session.noweb.core.ts`), WEBJS
+        drops notification rows (waha.md 3)."""
+        return True
+
+    @property
+    def deletes_revoked(self) -> bool:
+        """NOWEB's store deletes a row revoked for everyone (`NowebPersistentStore`:
+        "In case of revoked messages - remove it")."""
+        return self.engine == "NOWEB"
 
     async def supports_all_chats(self) -> bool:
         """GOWS and NOWEB answer `chats/all/messages`; WEBJS does not (waha.md section 3)."""
@@ -111,18 +138,47 @@ class WahaProvider:
         if until is not None:
             params["filter.timestamp.lte"] = int(until)
         chat = quote(chat_id or "all", safe="")
-        data = await self.http.get(f"/api/{self._s}/chats/{chat}/messages", params=params)
+        data = await self._read(f"/api/{self._s}/chats/{chat}/messages", params)
         rows = [row for row in data or [] if isinstance(row, Mapping)]
-        parsed = [safe_parse(parse_message, row, self.session_id) for row in rows]
-        events = await self._resolve([e for e in parsed if e is not None])
+        events = await self._resolve([e for row in rows for e in self._row_events(row)])
         return page_of(events, size=len(rows))
 
+    async def _read(self, path: str, params: dict[str, Any]) -> Any:
+        """GET a listing; NOWEB's 400 for a store that is off is `SessionBlocked`."""
+        try:
+            return await self.http.get(path, params=params)
+        except FatalProviderError as exc:
+            if exc.status == 400 and "noweb store" in str(exc).lower():
+                raise SessionBlocked(NOWEB_STORE_FIX, status=400) from None
+            raise
+
+    def _row_events(self, row: Mapping[str, Any]) -> list[Event]:
+        """A listed message, plus the edit, revoke and reactions its row shows."""
+        event = safe_parse(parse_message, row, self.session_id)
+        if isinstance(event, Message):
+            return [event, *row_changes(row, event)]
+        return [event] if event is not None else []
+
     def head_events(self, head: ChatHead) -> list[Event]:
-        """The overview's last message (acks move without a fetch)."""
+        """The overview's last message (acks, edits and revokes show without a fetch)."""
         if not isinstance(head.last_message, Mapping):
             return []
-        event = safe_parse(parse_message, head.last_message, self.session_id)
-        return [event] if event is not None else []
+        return self._row_events(head.last_message)
+
+    def chat_id(self, jid: str) -> str:
+        """WAHA's `@c.us` form of a phone jid (waha.md 3, Id formats)."""
+        return cus_jid(jid)
+
+    async def gone(self, chat_id: str | None, message_id: str) -> bool:
+        """`GET /api/{s}/chats/{chat}/messages/{id}` answers 404 (`chatId=all` with the raw
+        id on GOWS/NOWEB, waha.md 3)."""
+        chat = quote(chat_id or "all", safe="")
+        path = f"/api/{self._s}/chats/{chat}/messages/{quote(message_id, safe='')}"
+        try:
+            await self.http.get(path, params={"downloadMedia": "false"})
+        except FatalProviderError as exc:
+            return exc.status == 404
+        return False
 
     async def _resolve(self, events: list[Event]) -> list[Event]:
         """Give LID-only chats and group senders their phone via `GET /api/{s}/lids/{lid}`
@@ -221,6 +277,11 @@ class WahaProvider:
         return fetch_media(self.http, self.session, source)
 
 
+def _store_on(config: Any) -> bool:
+    """`config.noweb.store.enabled` (waha.md 2)."""
+    return dig(config, "noweb", "store", "enabled") is True
+
+
 def _chat_head(item: Any) -> ChatHead | None:
     if not isinstance(item, Mapping):
         return None
@@ -229,9 +290,12 @@ def _chat_head(item: Any) -> ChatHead | None:
         chat_id = chat_id.get("_serialized")
     if not isinstance(chat_id, str):
         return None
+    raw_chat = item.get("_chat")
+    unread = raw_chat.get("unreadCount") if isinstance(raw_chat, Mapping) else None
+    unread = unread if isinstance(unread, int) and not isinstance(unread, bool) else None
     last = item.get("lastMessage")
     if not isinstance(last, Mapping):
-        return ChatHead(chat_id=chat_id, last_ts=None, last_id=None)
+        return ChatHead(chat_id=chat_id, last_ts=None, last_id=None, unread=unread)
     ts = last.get("timestamp")
     # The bare stanza id, as messages are stored and as the poller remembers them: the
     # overview gives `true_<chat>_<id>` (or a WEBJS id object).
@@ -242,7 +306,18 @@ def _chat_head(item: Any) -> ChatHead | None:
         last_id=key.bare if key is not None else None,
         last_ack=last.get("ack") if isinstance(last.get("ack"), int) else None,
         last_message=last,
+        unread=unread,
+        last_rev=_revision(last),
     )
+
+
+def _revision(last: Mapping[str, Any]) -> str:
+    """What an edit, a revoke or a reaction in place changes in the shown message: its text,
+    its WEBJS type and edit mark, its NOWEB reactions."""
+    data = as_map(last.get("_data"))
+    reactions = [as_map(r).get("text") for r in as_list(data.get("reactions"))]
+    marks = (last.get("body"), data.get("type"), data.get("latestEditSenderTimestampMs"))
+    return repr((marks, reactions))
 
 
 def make_adapter(http: Http, endpoint: Endpoint) -> WahaProvider:

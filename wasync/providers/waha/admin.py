@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from wasync.errors import FatalProviderError
-from wasync.providers.base import WebhookState
+from wasync.providers.base import SessionSetup, WebhookState
 from wasync.providers.http import Http
 
 # `message.any` (not also `message`: both doubles every delivery, waha#1384).
@@ -45,12 +45,16 @@ class WahaAdmin:
         ours = _hook(url, secret)
         current = [h for h in config.get("webhooks") or [] if h.get("url") == url]
         tags = _needs_webjs_tags(info, config)
-        if len(current) == 1 and _same(current[0], ours) and not tags:
+        store = _needs_noweb_store(info, config)
+        if len(current) == 1 and _same(current[0], ours) and not tags and not store:
             return WebhookState(session=label, url=url, events=WAHA_EVENTS, signed=bool(secret))
         note = "WAHA restarts the session to apply a new config"
         if tags:
             config["webjs"] = {**(config.get("webjs") or {}), "tagsEventsOn": True}
             note += "; webjs.tagsEventsOn turned on (WEBJS sends no acks without it)"
+        if store:
+            _store_on(config)
+            note += f"; {STORE_NOTE}"
         config["webhooks"] = [*others, ours]
         try:
             await http.call("PUT", path, json={"config": config})
@@ -68,6 +72,20 @@ class WahaAdmin:
             signed=bool(secret),
             changed=True,
             note=note,
+        )
+
+    async def prepare_polling(self, http: Http, session: str, *, label: str) -> SessionSetup:
+        """NOWEB lists no chats or messages without its store (waha.md 2): turn on
+        `config.noweb.store.enabled` in the session config (WAHA restarts the session)."""
+        path = f"/api/sessions/{quote(session, safe='')}"
+        info = await http.get(path) or {}
+        config = dict(info.get("config") or {})
+        if not _needs_noweb_store(info, config):
+            return SessionSetup(session=label, changed=False, note="nothing to change")
+        _store_on(config)
+        await http.call("PUT", path, json={"config": config})
+        return SessionSetup(
+            session=label, changed=True, note=f"{STORE_NOTE}; WAHA restarts the session"
         )
 
     async def status(self, http: Http, session: str, *, label: str) -> WebhookState:
@@ -100,10 +118,35 @@ def _hook(url: str, secret: str | None) -> dict[str, Any]:
 def _needs_webjs_tags(info: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
     """A WEBJS session sends `message.ack` only with `config.webjs.tagsEventsOn` (off by
     default since WAHA 2025.8.3; waha.md section 2, waha#1311)."""
-    engine = info.get("engine")
-    name = engine.get("engine") if isinstance(engine, Mapping) else engine
     webjs = config.get("webjs")
-    return name == "WEBJS" and not (isinstance(webjs, Mapping) and webjs.get("tagsEventsOn"))
+    return _engine(info) == "WEBJS" and not (
+        isinstance(webjs, Mapping) and webjs.get("tagsEventsOn")
+    )
+
+
+STORE_NOTE = (
+    "noweb.store.enabled turned on (NOWEB lists no messages without it; what it received "
+    "before is not in the store, fullSync applies only when a session is paired)"
+)
+
+
+def _engine(info: Mapping[str, Any]) -> Any:
+    engine = info.get("engine")
+    return engine.get("engine") if isinstance(engine, Mapping) else engine
+
+
+def _needs_noweb_store(info: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+    """A NOWEB session without `config.noweb.store.enabled` (waha.md 2)."""
+    noweb = config.get("noweb")
+    store = noweb.get("store") if isinstance(noweb, Mapping) else None
+    return _engine(info) == "NOWEB" and not (isinstance(store, Mapping) and store.get("enabled"))
+
+
+def _store_on(config: dict[str, Any]) -> None:
+    """`config.noweb.store.enabled = true`, the rest of `noweb` kept."""
+    noweb = dict(config.get("noweb") or {})
+    noweb["store"] = {**(noweb.get("store") or {}), "enabled": True}
+    config["noweb"] = noweb
 
 
 def _same(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:

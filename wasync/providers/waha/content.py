@@ -11,7 +11,6 @@ from types import MappingProxyType
 
 from wasync.events import MEDIA_TYPES, Media, MessageType
 from wasync.providers.parsing import (
-    Content,
     JsonMap,
     as_int,
     as_list,
@@ -21,8 +20,8 @@ from wasync.providers.parsing import (
     compact,
     dig,
     first_str,
-    message_content,
 )
+from wasync.providers.proto import Content, message_content, poll_extra
 
 # WEBJS `_data.type` (whatsapp-web.js MessageTypes) -> wasync type; anything else is `other`.
 _WEBJS_TYPES: Mapping[str, MessageType] = MappingProxyType(
@@ -57,6 +56,8 @@ def engine_hint(payload: JsonMap) -> Content | None:
 
 def _webjs_hint(webjs_type: str, data: JsonMap) -> Content:
     """A WEBJS `_data.type` (`chat`, `image`, `ptt`, `revoked`, ...) as content."""
+    if webjs_type == "poll_creation":
+        return _webjs_poll(data)
     kind = _WEBJS_TYPES.get(webjs_type, MessageType.OTHER)
     media = None
     if kind in MEDIA_TYPES:
@@ -68,6 +69,19 @@ def _webjs_hint(webjs_type: str, data: JsonMap) -> Content:
         )
     extra = {"revoked": True} if webjs_type == "revoked" else {}
     return Content(key=webjs_type, type=kind, media=media, extra=extra)
+
+
+def _webjs_poll(data: JsonMap) -> Content:
+    """A WEBJS poll: `pollName`, `pollOptions[].name`, `pollSelectableOptionsCount` (0: any
+    number; whatsapp-web.js `Message`, type `poll_creation`). Without options it is odd
+    content, kept as `other`."""
+    names = (first_str(as_map(o).get("name")) for o in as_list(data.get("pollOptions")))
+    options = [name for name in names if name]
+    text = first_str(data.get("pollName"))
+    if not options:
+        return Content(key="poll_creation", type=MessageType.OTHER, text=text)
+    extra = {"poll": poll_extra(options, as_int(data.get("pollSelectableOptionsCount")))}
+    return Content(key="poll_creation", type=MessageType.POLL, text=text, extra=extra)
 
 
 def _mime_kind(mimetype: str | None) -> MessageType:

@@ -16,7 +16,6 @@ from wasync.errors import PayloadError
 from wasync.events import Address, ChatKind, Message, MessageType, Reaction
 from wasync.providers.parsing import (
     EPOCH,
-    Content,
     JsonMap,
     as_map,
     as_str,
@@ -25,6 +24,7 @@ from wasync.providers.parsing import (
     first_str,
     maybe_timestamp,
 )
+from wasync.providers.proto import Content
 from wasync.providers.waha.content import classify, engine_hint
 from wasync.providers.waha.ids import MessageKey, ack_of, as_jid, first_jid, message_key
 from wasync.providers.waha.media import media_ref
@@ -256,6 +256,7 @@ def _message(
         reply_to=_reply_to(payload, hint),
         extra=extra,
         raw=payload if content.type is MessageType.OTHER else None,
+        provider_type=hint.key if hint else None,
     )
 
 

@@ -25,7 +25,7 @@ from wasync.providers.parsing import (
     first_str,
     maybe_timestamp,
 )
-from wasync.providers.waha.ids import ack_of, message_key
+from wasync.providers.waha.ids import MessageKey, ack_of, message_key
 from wasync.providers.waha.parse import (
     chat_of,
     engine_of,
@@ -111,15 +111,36 @@ def _gows_error(payload: JsonMap) -> bool:
     )
 
 
-def _on_revoked(payload: JsonMap, env: _Envelope) -> list[Event]:
-    """`message.revoked`: `{after, before, revokedMessageId}`; `revokedMessageId` is the bare id
-    of the deleted message and `after` the revoke action in the same chat (waha.md 4)."""
+def revoked_target(payload: JsonMap) -> MessageKey | None:
+    """The deleted message of a `message.revoked` payload, in every shape WAHA sent.
+
+    `revokedMessageId` exists since 2025.6.3 (commit 6dcdd15b "message.revoked - add
+    revokedMessageId"); before it, the target is in the revoke action `after`: NOWEB
+    `_data.message.protocolMessage.key.id`, GOWS `_data.Message.protocolMessage.key.ID`, WEBJS
+    `_data.protocolMessageKey.id` (2026.2.1 reads it from there); or `before`, the message as
+    it was (often null). whatsapp-web.js emits `message_revoke_everyone(after, before)` with
+    `after` the revoked message itself, type `revoked` and its original id.
+    """
     after, before = as_map(payload.get("after")), as_map(payload.get("before"))
-    target = (
+    data = as_map(after.get("_data"))
+    found = (
         message_key(payload.get("revokedMessageId"))
-        or message_key(dig(after, "_data", "message", "protocolMessage", "key", "id"))
+        or message_key(dig(data, "message", "protocolMessage", "key", "id"))
+        or message_key(dig(data, "Message", "protocolMessage", "key", "ID"))
+        or message_key(dig(data, "protocolMessageKey", "id"))
         or message_key(before.get("id"))
     )
+    if found is None and str(data.get("type") or "").lower() == "revoked":
+        found = message_key(after.get("id"))
+    return found
+
+
+def _on_revoked(payload: JsonMap, env: _Envelope) -> list[Event]:
+    """`message.revoked`: `{after, before, revokedMessageId}`; `revokedMessageId` is the bare id
+    of the deleted message and `after` the revoke action in the same chat (waha.md 4); older
+    shapes in `revoked_target`."""
+    after, before = as_map(payload.get("after")), as_map(payload.get("before"))
+    target = revoked_target(payload)
     if target is None:
         raise PayloadError("WAHA message.revoked without revokedMessageId")
     source = after or before

@@ -84,7 +84,10 @@ class ChatRoutes(Handlers):
             if not self._in_window(row["messageTimestamp"], window):
                 continue
             jid = row["key"]["remoteJid"]
-            if jid not in last or row["messageTimestamp"] >= last[jid]["messageTimestamp"]:
+            # DISTINCT ON (remoteJid) ... ORDER BY messageTimestamp DESC: any row of the newest
+            # second (evolution.md 5.3); the simulator keeps the first stored one, the row that
+            # hides a later one of that second longest.
+            if jid not in last or row["messageTimestamp"] > last[jid]["messageTimestamp"]:
                 last[jid] = row
         wanted = where.get("remoteJid")
         if wanted:

@@ -14,6 +14,7 @@ import httpx
 
 from wasync.sim.base import Delivery, Json
 from wasync.sim.content import Content, cuid, media, raw_message_id
+from wasync.sim.content import reaction as reaction_content
 from wasync.sim.content import text as text_content
 from wasync.sim.directory import digits_of
 from wasync.sim.evolution.guard import error_body, not_found
@@ -192,8 +193,7 @@ class EvolutionSim(EvolutionState):
         )
         if ack is not None and ack >= 2:
             for name in _STATUS_CHAIN[1:ack]:
-                row["MessageUpdate"].append({"status": name})
-            row["status"] = STATUS_NAMES[ack]
+                _record_status(row, name)
         return raw
 
     def add_incoming(
@@ -232,12 +232,16 @@ class EvolutionSim(EvolutionState):
         return self.add_message(instance, chat, text_content(text), from_me=True, ts=ts)
 
     def set_status(self, instance: str, key_id: str, status: str | int) -> Json:
-        """Record a delivery status; returns the `messages.update` data to `deliver()`."""
+        """Record a delivery status; returns the `messages.update` data to `deliver()`.
+
+        A `MessageUpdate` row always; the row's own `status` only for a message that is not
+        ours: Evolution updates that column only `if (!key.fromMe)` (2.3.6 and 2.3.7
+        `whatsapp.baileys.service.ts` messages.update), so `findChats`' `lastMessage.status`
+        of our own message never moves."""
         inst = self.instance(instance)
         row = inst.row(key_id)
         name = STATUS_NAMES[status] if isinstance(status, int) else status
-        row["MessageUpdate"].append({"status": name})
-        row["status"] = name
+        _record_status(row, name)
         key = row["key"]
         return {
             "keyId": key["id"],
@@ -257,6 +261,23 @@ class EvolutionSim(EvolutionState):
         row["messageType"] = "conversation"
         row["messageTimestamp"] = int(self.clock()) if ts is None else ts
         row["MessageUpdate"].append({"status": "EDITED"})
+
+    def react(
+        self,
+        instance: str,
+        key_id: str,
+        emoji: str,
+        *,
+        from_me: bool = False,
+        sender: str | None = None,
+        ts: int | None = None,
+    ) -> str:
+        """A reaction to a stored row: Evolution stores it as a `reactionMessage` row of its
+        own (messages.upsert keeps it); returns the reaction's `key.id`."""
+        row = self.instance(instance).row(key_id)
+        content = reaction_content(emoji, key_id, target_from_me=row["key"]["fromMe"])
+        chat = row["key"]["remoteJid"]
+        return self.add_message(instance, chat, content, from_me=from_me, ts=ts, sender=sender)
 
     def delete_message(self, instance: str, key_id: str) -> None:
         """An API delete with DATABASE_DELETE_MESSAGE on: the row stays, marked
@@ -340,3 +361,10 @@ class EvolutionSim(EvolutionState):
 
 def _ts(row: Json) -> int:
     return int(row["messageTimestamp"])
+
+
+def _record_status(row: Json, name: str) -> None:
+    """A status as Evolution records it (see `EvolutionSim.set_status`)."""
+    row["MessageUpdate"].append({"status": name})
+    if not row["key"]["fromMe"]:
+        row["status"] = name

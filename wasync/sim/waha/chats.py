@@ -18,6 +18,10 @@ from wasync.sim.waha.session import WahaChat, WahaSession, cus, msg_ts
 _NOTICE = "_wasync_sim_notice"
 
 
+def _ts_or_none(msg: Json | None) -> int:
+    return msg_ts(msg) if msg is not None else -1
+
+
 class ChatRoutes(Handlers):
     """`/api/{session}/chats/...` and `/api/files/...`."""
 
@@ -46,11 +50,21 @@ class ChatRoutes(Handlers):
         self.store_required(session)
         wanted = {cus(i) for i in ids}
         chats = [c for c in session.chats.values() if not wanted or c.id in wanted]
-        chats.sort(key=lambda c: c.last["timestamp"] if c.last else -1, reverse=True)
-        return [self._summary(session, c) for c in chats[offset : offset + limit]]
+        heads = {c.id: self._head(c) for c in chats}
+        chats.sort(key=lambda c: _ts_or_none(heads[c.id]), reverse=True)
+        return [self._summary(session, c, heads[c.id]) for c in chats[offset : offset + limit]]
 
-    def _summary(self, session: WahaSession, chat: WahaChat) -> Json:
-        last = self.state.with_media(session, chat.last, False, None) if chat.last else None
+    def _head(self, chat: WahaChat) -> Json | None:
+        """The chat's last message; among several of its newest second, the newest stored, or
+        with `head_ties="first"` the first (an overview that does not break ties)."""
+        if not chat.messages:
+            return None
+        newest = max(msg_ts(m) for m in chat.messages)
+        tied = [m for m in chat.messages if msg_ts(m) == newest]
+        return tied[0] if self.state.head_ties == "first" else tied[-1]
+
+    def _summary(self, session: WahaSession, chat: WahaChat, head: Json | None) -> Json:
+        last = self.state.with_media(session, head, False, None) if head else None
         return {
             "id": chat.id,
             "name": chat.name,
@@ -73,11 +87,12 @@ class ChatRoutes(Handlers):
         self.store_required(session)
         if chat_id == "all":
             found = list(session.order)
+            stamps = [t for notices in session.notices.values() for t in notices]
         else:
             chat = session.chats.get(chat_id)
             found = list(chat.messages) if chat else []
-        if session.engine == "WEBJS":
-            found += [{"timestamp": t, _NOTICE: True} for t in session.notices.get(chat_id, ())]
+            stamps = list(session.notices.get(chat_id, ()))
+        found += [{"timestamp": t, _NOTICE: True} for t in stamps]
         # A notice only has a time: the window applies to it, the fromMe/ack filters do not.
         found = [
             m
@@ -86,9 +101,10 @@ class ChatRoutes(Handlers):
         ]
         if query.descending or session.engine == "WEBJS":  # WEBJS: always newest first
             found.reverse()
-        # WEBJS takes `limit` rows from the browser store, then skips notification rows: a
-        # page comes back short before the end (waha.md 3, "increase offset always by limit,
-        # even if you get less messages").
+        # Each engine takes `limit` rows, then skips the rows it does not list (WEBJS
+        # notifications; GOWS reactions, votes, protocol messages; NOWEB call logs): a page
+        # comes back short before the end (waha.md 3, "increase offset always by limit, even
+        # if you get less messages").
         page = [m for m in found[query.offset : query.offset + query.limit] if not m.get(_NOTICE)]
         base = str(request.base_url).rstrip("/")
         return JSONResponse([self.state.with_media(session, m, query.download, base) for m in page])

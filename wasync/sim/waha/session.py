@@ -74,8 +74,12 @@ class WahaSession:
     # WhatsApp no longer has (a download answers `media.error`).
     files: dict[str, float] = field(default_factory=dict)
     lost: set[str] = field(default_factory=set)
-    # WEBJS only: notification rows (e2e, group changes) in the browser store, per chat, by
-    # timestamp; they take places in a page and are then dropped from it (waha.md 3).
+    # Rows the engine stores but drops from a page after applying `limit`, per chat, by
+    # timestamp: they take places in a page and are never listed (waha.md 3). WEBJS:
+    # notification rows (e2e, group changes); GOWS: reactions, poll votes, event responses
+    # and protocol messages (edits, revokes); NOWEB: call-log rows (`message.call.callKey`).
+    # From `processIncomingMessage` / `shouldProcessIncomingMessage` of each engine (WAHA
+    # 2026.2.1 `session.gows.core.ts`, `session.noweb.core.ts`, `WebjsClientCore.getMessages`).
     notices: dict[str, list[int]] = field(default_factory=dict)
     restarts: int = 0
     activity_ms: int | None = None

@@ -18,12 +18,12 @@ from wasync.sim.faults import Faults
 from wasync.sim.files import file_bytes
 from wasync.sim.waha.guard import error_body, not_found
 from wasync.sim.waha.hooks import post_event
+from wasync.sim.waha.phone import PhoneActions
 from wasync.sim.waha.routes import routes
 from wasync.sim.waha.session import ACK_NAMES, ENGINES, STATUSES, WahaSession, msg_ts
-from wasync.sim.waha.state import WahaState
 
 
-class WahaSim(WahaState):
+class WahaSim(PhoneActions):
     """A WAHA server with several sessions, served by `.app` (a Starlette app).
 
     `api_key=None` disables the key check (like `WAHA_NO_API_KEY`). `http` is the client used
@@ -31,6 +31,9 @@ class WahaSim(WahaState):
     `files_lifetime_s` deletes a downloaded file that long after WAHA saved it
     (`WHATSAPP_FILES_LIFETIME`, 180 s in WAHA; None keeps files, the simulator's default);
     a share of downloads fails with `Faults(routes=DOWNLOAD_ROUTES, ...)`.
+
+    `head_ties="first"`: the chats overview shows the first stored of the messages sharing a
+    chat's newest second, not the newest (a chat list that does not break ties).
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class WahaSim(WahaState):
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
         files_lifetime_s: float | None = None,
+        head_ties: str = "newest",
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -58,6 +62,7 @@ class WahaSim(WahaState):
             clock=clock,
             faults=faults,
             files_lifetime_s=files_lifetime_s,
+            head_ties=head_ties,
         )
         self._build_app(routes(self), error_body=error_body, not_found=not_found)
 

@@ -37,8 +37,12 @@ class WahaState(Simulator):
         clock: Callable[[], float],
         faults: Faults | None,
         files_lifetime_s: float | None = None,
+        head_ties: str = "newest",
     ) -> None:
         super().__init__(seed=seed, http=http, clock=clock, faults=faults)
+        if head_ties not in ("newest", "first"):
+            raise ValueError(f"head_ties must be 'newest' or 'first', not {head_ties!r}")
+        self.head_ties = head_ties
         self.files_lifetime_s = files_lifetime_s
         self.api_key = api_key
         self.version = version
