@@ -895,6 +895,28 @@ async def test_cli_campaign_from_csv(db_url: str, tmp_path: Path) -> None:
     assert len(waha.sends) == 2
 
 
+async def test_cli_campaign_with_a_repeated_phone_finishes_and_reports_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A CSV naming one phone twice (in two spellings) sends once, waits on distinct outbox
+    rows (no hang until --timeout) and names the repeated phone."""
+    async with sims_on_loopback() as (waha, _evo, _ws, _es, waha_url, evo_url):
+        config = write_config(tmp_path / "c.toml", db_url, waha_url, evo_url)
+        csv_file = tmp_path / "leads.csv"
+        csv_file.write_text(
+            "phone\n5511987650001\n+55 11 98765-0001\n5511987650004\n", encoding="utf-8"
+        )
+        args = ["send", "--config", str(config), "--tenant", "acme", "--csv", str(csv_file)]
+        code, out, err = await wasync(*args, "--text", "Oi!", "--timeout", "240")
+    assert code == 0, err
+    assert out.strip() == (
+        "queued=2 already_queued=0 sent=2 failed=0 not_sent_yet=0 "
+        "skipped_not_on_whatsapp=0 invalid=0 skipped_duplicate=1"
+    )
+    assert "rows repeating a phone, skipped: +5511987650001" in err
+    assert len(waha.sends) == 2
+
+
 # --- pure parts -----------------------------------------------------------------------------------
 
 

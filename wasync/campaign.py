@@ -16,7 +16,7 @@ import string
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ class Summary:
     pending: int = 0
     not_on_whatsapp: int = 0
     invalid: int = 0
+    duplicates: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """One line for the terminal."""
@@ -83,7 +84,16 @@ class Summary:
             f"queued={self.queued} already_queued={self.already} sent={self.sent} "
             f"failed={self.failed} not_sent_yet={self.pending} "
             f"skipped_not_on_whatsapp={self.not_on_whatsapp} invalid={self.invalid}"
+            + (f" skipped_duplicate={len(self.duplicates)}" if self.duplicates else "")
         )
+
+    def duplicates_line(self) -> str | None:
+        """The phones that appeared more than once (each was messaged once), or None."""
+        if not self.duplicates:
+            return None
+        shown = ", ".join(f"+{p}" for p in self.duplicates[:10])
+        more = f" and {len(self.duplicates) - 10} more" if len(self.duplicates) > 10 else ""
+        return f"rows repeating a phone, skipped: {shown}{more}"
 
 
 @asynccontextmanager
@@ -250,9 +260,15 @@ async def _queue_rows(
     prefix = opts.idempotency_key or _campaign_id(opts)
     queuer = _Queuer(outbox=outbox, opts=opts, summary=summary, leads=leads, prefix=prefix)
     queued: list[Queued] = []
+    seen: set[str] = set()
     with _progress(console) as bar:
         task = bar.add_task("checking and queueing", total=len(rows))
         for row, phone in zip(rows, phones, strict=True):
+            if phone is not None and phone in seen:  # same key: one message per phone
+                summary.duplicates.append(phone)
+                bar.advance(task)
+                continue
+            seen.add(phone or "")
             got = await queuer.row(row, phone)
             if got is not None:
                 queued.append(got)
@@ -295,7 +311,7 @@ async def _see_through(
     outbox: Outbox, rows: Sequence[Queued], timeout_s: float, console: Console | None
 ) -> dict[int, Queued]:
     """Send our rows (claim-guarded) until all are final or the time is up."""
-    ids = [r.id for r in rows]
+    ids = list(dict.fromkeys(r.id for r in rows))  # distinct rows: each is waited on once
     async with own_sender(outbox, rows):
         if console is None:
             return await wait_final(outbox, ids, timeout_s=timeout_s)

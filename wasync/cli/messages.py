@@ -159,6 +159,9 @@ def _send_campaign(settings: config_mod.Settings, opts: Any) -> None:
     from wasync import campaign
 
     summary = run_async(campaign.run_campaign(settings, opts, Console(stderr=True)))
+    duplicates = summary.duplicates_line()
+    if duplicates:
+        typer.echo(duplicates, err=True)
     typer.echo(summary.line())
     if summary.failed:
         raise typer.Exit(1)
