@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -78,7 +79,9 @@ class Node:
 
 
 @asynccontextmanager
-async def node(db_url: str, *, queue_frames: int = 1000, ping_s: float = 20) -> AsyncIterator[Node]:
+async def node(
+    db_url: str, *, queue_frames: int = 1000, ping_s: float = 20, port: int = 0
+) -> AsyncIterator[Node]:
     """A running node on `db_url` with the two-tenant settings and the test JWT secret."""
     settings = settings_for(db_url, auth={"jwt_secret": SECRET})
     async with AsyncExitStack() as stack:
@@ -94,7 +97,7 @@ async def node(db_url: str, *, queue_frames: int = 1000, ping_s: float = 20) -> 
             settings=settings, store=store, registry=registry, pipeline=pipeline, hub=hub
         )
         base = await stack.enter_async_context(
-            serve(create_app(ctx), ws_ping_interval=ping_s, ws_ping_timeout=ping_s)
+            serve(create_app(ctx), port=port, ws_ping_interval=ping_s, ws_ping_timeout=ping_s)
         )
         n = Node(settings, store, registry, hub, pipeline, base)
         n.http = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=10))
@@ -599,6 +602,51 @@ async def test_tail_prints_frames_and_resumes_after_a_drop(db_url: str):
                 await proc.wait()
         u1 = Principal(tenant_id="acme", user_id="u1", role="ADMIN")
         assert [f["id"] for f in lines] == expected_ids(await log_rows(n), u1)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.timeout(240)
+async def test_tail_survives_a_30s_daemon_restart(db_url: str):
+    """The daemon goes away for 30 s (connection refused all along) and comes back on the
+    same port: `wasync tail` keeps retrying, resumes with `since`, and prints what happened
+    after the restart with no duplicate."""
+    port = free_port()
+    argv = ["-m", "wasync", "tail", "--token", token("acme", "u1"), "--max-backoff", "3"]
+    async with node(db_url, port=port) as n:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, "--url", n.base_url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        await eventually(lambda: n.hub.client_count == 1, 60)
+        (first,) = await _marks(n, 1)
+        lines = [json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))]
+        assert lines[0]["data"]["status"] == first
+    try:
+        await asyncio.sleep(30)  # the outage itself: what is tested is surviving it
+        assert proc.returncode is None, "tail gave up during the outage"
+        async with node(db_url, port=port) as n:
+            await eventually(lambda: n.hub.client_count == 1, 60)
+            (after,) = await _marks(n, 1)
+            async with asyncio.timeout(60):
+                while lines[-1].get("data", {}).get("status") != after:
+                    lines.append(json.loads(await proc.stdout.readline()))
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        err = (await proc.stderr.read()).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    ids = [f["id"] for f in lines]
+    assert ids == sorted(set(ids))
+    assert "reconnecting in" in err and "Traceback" not in err
 
 
 async def _marks(n: Node, count: int) -> list[str]:

@@ -189,9 +189,7 @@ class Poller:
         if due or not self._working:
             state = await self.provider.state()
             self._state_checked_at = self.clock()
-            await self._set_status(
-                state.status, stats, working=state.working, engine=state.engine
-            )
+            await self._set_status(state.status, stats, working=state.working, engine=state.engine)
             if not state.working:
                 return
         if await self.provider.supports_all_chats():
