@@ -481,6 +481,39 @@ def test_media_is_checked_before_queueing(files: dict[str, Path]) -> None:
         media_request("image", str(files["photo.jpg"]), max_bytes=10**6, allow_files=False)
 
 
+def test_a_local_file_is_checked_by_its_bytes(files: dict[str, Path], tmp_path: Path) -> None:
+    """A file's type comes from its bytes, not its name: a text file or a PNG named `.mp4` is
+    refused naming what it holds; a real image keeps its type."""
+    note = tmp_path / "hostname"
+    note.write_text("box\n")
+    with pytest.raises(SendRejected, match=r"image must be image/\* but .*hostname is text"):
+        media_request("image", str(note), max_bytes=10**6, allow_files=True)
+    fake = tmp_path / "clip.mp4"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(SendRejected, match=r"video must be video/\* but .* is image/png"):
+        media_request("video", str(fake), max_bytes=10**6, allow_files=True)
+    unnamed = tmp_path / "photo"
+    unnamed.write_bytes(files["photo.jpg"].read_bytes())
+    got = media_request("image", str(unnamed), max_bytes=10**6, allow_files=True)
+    assert got.mimetype == "image/jpeg"
+    doc = media_request("document", str(note), max_bytes=10**6, allow_files=True)
+    assert doc.kind == "document" and doc.filename == "hostname"
+
+
+def test_to_names_a_phone_a_jid_or_a_chat() -> None:
+    """`--to`: phones and phone jids are phones; chat ids, group jids and LIDs name chats."""
+    from wasync.recipients import chat_reference
+
+    assert chat_reference("+55 11 98765-4321") is None
+    assert chat_reference("5511987654321@s.whatsapp.net") is None
+    assert chat_reference("42") == ("id", 42)
+    assert chat_reference("chat:1234567890") == ("id", 1234567890)
+    assert chat_reference("120363012345678901@g.us") == ("jid", "120363012345678901@g.us")
+    assert chat_reference("76201477542116@lid") == ("jid", "76201477542116@lid")
+    with pytest.raises(SendRejected, match="not a chat id"):
+        chat_reference("chat:abc")
+
+
 async def test_queueing_writes_row_message_and_event_at_once(env: Env) -> None:
     """The outbox row, a PENDING from-me message and `chat:new-message` exist before sending."""
     row = await env.queue("waha", text_request("já"))

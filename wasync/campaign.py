@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
+from wasync import recipients
 from wasync.config import Settings
 from wasync.outbox import (
     FINAL,
@@ -118,9 +119,9 @@ async def send_one(settings: Settings, opts: SendOptions) -> Queued:
     async with open_outbox(settings) as outbox:
         row = await outbox.find(opts.tenant, opts.idempotency_key) if opts.idempotency_key else None
         if row is None:
-            ref = outbox.session(opts.tenant, opts.session)
+            outbox.session(opts.tenant, opts.session)  # a bad tenant or session fails first
             request = build_request(opts, outbox.cfg.max_media_bytes, {})
-            target = await outbox.target_phone(ref, parse_to(opts.to))
+            target = await recipients.resolve(outbox, opts.tenant, opts.session, opts.to)
             row = await outbox.enqueue(target, request, opts.idempotency_key)
         if not opts.wait or row.status in FINAL:
             return row

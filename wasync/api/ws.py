@@ -219,7 +219,7 @@ async def tail(
 def backoff_wait(failures: int, base_s: float, cap_s: float) -> float:
     """The wait after `failures` failures in a row: exponential, capped, with "equal jitter"
     (half fixed, half random), so it never collapses to zero and never exceeds the cap."""
-    ceiling = min(cap_s, base_s * 2 ** min(failures - 1, 32))
+    ceiling = min(cap_s, base_s * 2.0 ** min(failures - 1, 32))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

@@ -8,8 +8,10 @@ lists them.
 
 from __future__ import annotations
 
+import typer
+
 from wasync.cli import messages, realtime, run, webhooks
-from wasync.cli.base import app, db_app, webhooks_app
+from wasync.cli.base import app, db_app, debugging, describe, exit_code_of, webhooks_app
 
 app.command()(run.run)
 app.command()(run.demo)
@@ -25,8 +27,19 @@ webhooks_app.command("status")(webhooks.webhooks_status)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: whatever escapes a command is still one line (exit 1 or
+    2), never a traceback, unless `--debug`."""
+    try:
+        app()
+    except Exception as exc:
+        if debugging():
+            raise
+        raise SystemExit(_one_line(exc)) from None
+
+
+def _one_line(exc: Exception) -> int:
+    typer.echo(f"wasync: {' '.join(describe(exc).split())}", err=True)
+    return exit_code_of(exc)
 
 
 __all__ = ["app", "main"]
