@@ -1,7 +1,8 @@
 """The `wasync` command line (typer): parse, load config, call one function; no logic here.
 
-Split by command family: `run` (run, demo, doctor, db upgrade), `messages` (send, replay,
-backfill), `realtime` (token, tail), `webhooks` (register, status); `base` holds the apps and
+Split by command family: `run` (run, demo, doctor, db upgrade), `sim` (the simulators to try
+the daemon against), `messages` (send, replay, backfill), `realtime` (token, tail), `webhooks`
+(register, status); `base` holds the apps and
 the one-line error handling they share. Commands are registered here, in the order `--help`
 lists them.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import typer
 
-from wasync.cli import messages, realtime, run, webhooks
+from wasync.cli import messages, realtime, run, sim, webhooks
 from wasync.cli.base import app, db_app, debugging, describe, exit_code_of, webhooks_app
 
 app.command()(run.run)
 app.command()(run.demo)
+app.command()(sim.sim)
 app.command()(run.doctor)
 app.command()(messages.send)
 app.command()(messages.replay)

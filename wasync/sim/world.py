@@ -161,6 +161,16 @@ def _person(rng: random.Random, *, lid_share: float) -> Person:
     )
 
 
+def person(rng: random.Random) -> Person:
+    """Someone new (a valid number; half of them with a LID), for live traffic."""
+    return _person(rng, lid_share=0.5)
+
+
+def customer_line(rng: random.Random) -> str:
+    """Something a customer writes (Portuguese)."""
+    return rng.choice(_CUSTOMER)
+
+
 def _content(rng: random.Random, from_me: bool, previous: Sequence[PlannedMessage]) -> Content:
     kind = rng.choices([k for k, _ in _KIND_WEIGHTS], weights=[w for _, w in _KIND_WEIGHTS])[0]
     targets = [m for m in previous if m.content.kind != "reaction"]
