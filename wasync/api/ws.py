@@ -37,7 +37,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from wasync.api.guard import Problem, principal
-from wasync.errors import StoreUnavailable, WasyncError
+from wasync.errors import Refused, StoreUnavailable, WasyncError
 from wasync.hub import Client, Hub
 from wasync.metrics import Metrics
 from wasync.principal import Principal
@@ -200,8 +200,8 @@ async def tail(
             last = await _tail_once(ws_url(url, last), token, out, last)
             failures, reason = 0, "connection closed"
         except InvalidStatus as exc:
-            if exc.response.status_code in (401, 422):
-                raise WasyncError(f"refused with HTTP {exc.response.status_code}") from None
+            if exc.response.status_code in (401, 422):  # a bad token or `since`: bad input
+                raise TailRefused(f"refused with HTTP {exc.response.status_code}") from None
             reason = f"HTTP {exc.response.status_code}"
         except _Dropped as exc:  # it was open: the failure count starts again
             last, failures, reason = exc.last, 0, str(exc)
@@ -221,6 +221,12 @@ def backoff_wait(failures: int, base_s: float, cap_s: float) -> float:
     (half fixed, half random), so it never collapses to zero and never exceeds the cap."""
     ceiling = min(cap_s, base_s * 2.0 ** min(failures - 1, 32))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class TailRefused(Refused):
+    """The daemon refused the token or `since` (HTTP 401 / 422): retrying will not help."""
+
+    status = 401
 
 
 class _Dropped(Exception):

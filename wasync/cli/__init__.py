@@ -10,9 +10,18 @@ lists them.
 from __future__ import annotations
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click
 
 from wasync.cli import messages, realtime, run, sim, webhooks
-from wasync.cli.base import app, db_app, debugging, describe, exit_code_of, webhooks_app
+from wasync.cli.base import (
+    app,
+    db_app,
+    debugging,
+    describe,
+    exit_code_of,
+    usage_line,
+    webhooks_app,
+)
 
 app.command()(run.run)
 app.command()(run.demo)
@@ -29,19 +38,25 @@ webhooks_app.command("status")(webhooks.webhooks_status)
 
 
 def main() -> None:
-    """Console-script entry point: whatever escapes a command is still one line (exit 1 or
-    2), never a traceback, unless `--debug`."""
+    """Console-script entry point: every error is one line on stderr (exit 2 for bad input,
+    1 for a failure of the world), never a traceback unless `--debug`."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()  # no command given: the help, as before
+        code = exc.exit_code
+    except typer.TyperException as exc:  # a usage error: click would print three lines
+        typer.echo(f"wasync: {usage_line(exc)}", err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("wasync: aborted", err=True)
+        code = 1
     except Exception as exc:
         if debugging():
             raise
-        raise SystemExit(_one_line(exc)) from None
-
-
-def _one_line(exc: Exception) -> int:
-    typer.echo(f"wasync: {' '.join(describe(exc).split())}", err=True)
-    return exit_code_of(exc)
+        typer.echo(f"wasync: {' '.join(describe(exc).split())}", err=True)
+        code = exit_code_of(exc)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

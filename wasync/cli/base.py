@@ -13,8 +13,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
+
+# typer (0.2x) vendors click: its context and usage errors live in `typer._click`, and only
+# some of them are re-exported (`typer.Exit`, `typer.Abort`, `typer.TyperException`).
+from typer._click.exceptions import UsageError
+from typer._click.globals import get_current_context
 
 from wasync import __version__
 from wasync import config as config_mod
@@ -98,7 +102,7 @@ def describe(exc: BaseException) -> str:
 
 def debugging() -> bool:
     """Whether `--debug` was given (read from the running command's root context)."""
-    ctx = click.get_current_context(silent=True)
+    ctx = get_current_context(silent=True)
     if ctx is not None:
         return bool(ctx.find_root().params.get("debug"))
     return "--debug" in sys.argv[1:]
@@ -108,12 +112,19 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; any error becomes one line and its exit code (`exit_code_of`)."""
     try:
         return asyncio.run(coro)
-    except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
+    except (KeyboardInterrupt, typer.Exit, typer.Abort, typer.TyperException):
         raise
     except Exception as exc:
         if debugging():
             raise
         raise fail(describe(exc), exit_code_of(exc)) from None
+
+
+def usage_line(exc: typer.TyperException) -> str:
+    """A usage error (bad option value, unknown command) as one line, naming the help."""
+    ctx = exc.ctx if isinstance(exc, UsageError) else None
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"{' '.join(exc.format_message().split())}{hint}"
 
 
 def load_settings(path: Path | None) -> config_mod.Settings:
@@ -122,6 +133,15 @@ def load_settings(path: Path | None) -> config_mod.Settings:
         return config_mod.load(path)
     except ConfigError as exc:
         raise fail(f"config error: {exc}", 2) from None
+
+
+def check_selection(settings: config_mod.Settings, tenant: str | None, session: str | None) -> None:
+    """`--tenant` / `--session` must name something configured (exit 2 otherwise)."""
+    tenants = [t for t in settings.tenants if tenant is None or t.id == tenant]
+    if tenant is not None and not tenants:
+        raise fail(f"unknown tenant {tenant!r} (not in the config)", 2)
+    if session is not None and not any(s.name == session for t in tenants for s in t.sessions):
+        raise fail(f"unknown session {session!r} (not in the config)", 2)
 
 
 def setup_logging(level: str) -> None:

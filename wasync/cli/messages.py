@@ -12,6 +12,7 @@ from wasync.cli.base import (
     ConfigOpt,
     SessionOpt,
     TenantOpt,
+    check_selection,
     fail,
     load_settings,
     run_async,
@@ -44,6 +45,7 @@ def replay(
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise fail(f"no such file: {', '.join(missing)}", 2)
+    check_selection(settings, tenant, session)
     report = run_async(replay_cli(settings, files, session, tenant, dead_letters))
     for error in report.errors:
         typer.echo(f"rejected: {error}", err=True)

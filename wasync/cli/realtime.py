@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -67,6 +68,9 @@ def tail(
     """Print live events, one JSON line each; after a drop reconnect with `since` (capped
     exponential backoff with jitter) until Ctrl-C."""
     from wasync.api.ws import tail as tail_events
+
+    if urlsplit(url).scheme not in ("http", "https", "ws", "wss") or not urlsplit(url).netloc:
+        raise fail(f"--url must look like http://host:port, not {url!r}", 2)
 
     def note(line: str) -> None:
         typer.echo(f"wasync: {line}", err=True)
