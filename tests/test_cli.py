@@ -143,7 +143,7 @@ def test_demo_runs_and_syncs(tmp_path: Path):
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-m", "wasync", "demo", "--duration", "4", "--state-dir", str(tmp_path)],
+        [sys.executable, "-m", "wasync", "demo", "--duration", "8", "--state-dir", str(tmp_path)],
         env=env(),
         capture_output=True,
         text=True,

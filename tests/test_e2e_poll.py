@@ -103,7 +103,7 @@ async def run_until_synced(settings: Settings, *, timeout_s: float = 90) -> list
                 clean = p.last.error is None and p.last.new == 0 and p.last.chats == 0
                 idle[i] = idle.get(i, 0) + 1 if clean else 0
     stop.set()
-    await asyncio.wait_for(task, 15)
+    await asyncio.wait_for(task, 30)
     assert all(idle.get(i, 0) >= 2 for i in range(len(d.pollers))), "did not converge"
     return [p.last for p in d.pollers]
 

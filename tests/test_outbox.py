@@ -407,7 +407,7 @@ async def test_an_echo_that_wins_the_race_is_merged_into_the_sent_row(db_url: st
         stall.armed = "/api/sendText"
         row = await env.queue("waha", text_request("corrida"))
         async with Sender(env.outbox, [env.ref("waha")]):
-            await asyncio.wait_for(stall.accepted.wait(), 10)
+            await asyncio.wait_for(stall.accepted.wait(), 30)
             waha_id = env.waha.sends[0].message_id
             assert waha_id is not None
             await env.waha.deliver_message("default", waha_id, event="message.any", delay_s=0)
@@ -597,7 +597,7 @@ async def test_a_disconnected_instance_is_retried_not_failed(db_url: str) -> Non
         row = await env.queue("evolution", text_request("volta logo"))
         env.evo.set_state("evo", "close")
         async with Sender(env.outbox, [env.ref("evolution")]):
-            await until(lambda: _attempted(env, row.id, 2), 10, "two attempts")
+            await until(lambda: _attempted(env, row.id, 2), 30, "two attempts")
             env.evo.set_state("evo", "open")
             done = (await wait_final(env.outbox, [row.id], timeout_s=10))[row.id]
     assert done.status == "SENT" and done.attempts >= 3
@@ -706,10 +706,11 @@ async def test_queue_depth_is_on_metrics(env: Env) -> None:
         env.outbox.cfg = slow
         await stack.enter_async_context(Sender(env.outbox, [env.ref("waha")]))
         line = 'wasync_outbox_queued{session="acme/default"} 2.0'
-        for _ in range(100):
-            if line in env.metrics.render().decode():
-                break
-            await asyncio.sleep(0.05)
+
+        async def depth_shown() -> bool:
+            return line in env.metrics.render().decode()
+
+        await until(depth_shown, 30, "the queue depth")
         app = httpx.AsyncClient(transport=Hosts({"w": create_app(AppContext(
             settings=env.settings, store=env.store, registry=env.registry,
             pipeline=env.pipeline, metrics=env.metrics,

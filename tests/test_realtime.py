@@ -120,7 +120,7 @@ async def open_ws(n: Node, tok: str, since: int | None = None, **kw: Any) -> Cli
 
 
 async def read_until(
-    conn: ClientConnection, done: Callable[[Frame], bool], timeout_s: float = 10
+    conn: ClientConnection, done: Callable[[Frame], bool], timeout_s: float = 30
 ) -> list[Frame]:
     """Frames up to and including the first for which `done` is true."""
     out: list[Frame] = []
@@ -175,7 +175,7 @@ def expected_ids(rows: list[Any], p: Principal) -> list[int]:
     return out
 
 
-async def eventually(condition: Callable[[], bool], timeout_s: float = 5) -> None:
+async def eventually(condition: Callable[[], bool], timeout_s: float = 30) -> None:
     """Wait until `condition()` holds; fail after `timeout_s`."""
     for _ in range(int(timeout_s / 0.02)):
         if condition():
@@ -447,7 +447,7 @@ async def test_since_outside_the_log_gets_a_resync_frame(db_url: str):
             top = await n.scalar("SELECT max(id) FROM events")
             await eventually(lambda t=top: n.hub.position == t)  # the hub fanned out to `top`
             async with await open_ws(n, token("acme", "u1"), since=since) as conn:
-                first = json.loads(await asyncio.wait_for(conn.recv(), 5))
+                first = json.loads(await asyncio.wait_for(conn.recv(), 30))
                 assert (first["type"], first["id"]) == ("resync", top)
                 status = await sentinel(n, "acme")
                 assert [f["type"] for f in await read_until(conn, is_status(status))] == [
@@ -455,7 +455,7 @@ async def test_since_outside_the_log_gets_a_resync_frame(db_url: str):
                 ]
         oldest = await n.scalar("SELECT min(id) FROM events")
         async with await open_ws(n, token("acme", "u1"), since=oldest - 1) as conn:
-            first = json.loads(await asyncio.wait_for(conn.recv(), 5))
+            first = json.loads(await asyncio.wait_for(conn.recv(), 30))
         u1 = Principal(tenant_id="acme", user_id="u1", role="ADMIN")
         assert first["id"] == expected_ids(await log_rows(n), u1)[0]  # retained: a plain replay
 
@@ -481,7 +481,7 @@ async def test_slow_client_is_closed_with_4008_and_resumes(db_url: str):
             raise AssertionError("the slow client never overflowed")
         slow_frames: list[Frame] = []
         with pytest.raises(ConnectionClosed) as info:
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(60):
                 while True:
                     slow_frames.append(json.loads(await slow.recv()))
         assert info.value.rcvd is not None and info.value.rcvd.code == 4008
@@ -586,8 +586,8 @@ async def test_tail_prints_frames_and_resumes_after_a_drop(db_url: str):
         )
         assert proc.stdout is not None
         try:
-            async with asyncio.timeout(20):
-                await eventually(lambda: n.hub.client_count == 1, 15)
+            async with asyncio.timeout(90):
+                await eventually(lambda: n.hub.client_count == 1, 60)
                 lines = [json.loads(await proc.stdout.readline()) for _ in await _marks(n, 1)]
                 n.hub.close_all(1001, "going away")  # as when a node stops
                 await n.pipeline.ingest([msg(n.sid(), "T1", phone_jid(3))], source="t")
@@ -595,7 +595,7 @@ async def test_tail_prints_frames_and_resumes_after_a_drop(db_url: str):
                 while lines[-1].get("data", {}).get("status") != last:
                     lines.append(json.loads(await proc.stdout.readline()))
             proc.send_signal(signal.SIGINT)
-            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -662,5 +662,5 @@ async def test_events_written_by_another_process_reach_clients(db_url: str):
             await elsewhere.ingest(
                 [SessionStatus(session_id=n.sid(), status="FROM-ELSEWHERE")], source="backfill"
             )
-        frames = await read_until(conn, is_status("FROM-ELSEWHERE"), timeout_s=5)
+        frames = await read_until(conn, is_status("FROM-ELSEWHERE"), timeout_s=30)
         assert frames[-1]["tenantId"] == "acme"

@@ -102,6 +102,6 @@ async def test_the_daemon_prunes_on_schedule(db_url: str) -> None:
             assert await log_ids(store) == ids[2:]
         finally:
             stop.set()
-            await asyncio.wait_for(task, 15)
+            await asyncio.wait_for(task, 30)
         async with store.read() as conn:
             assert (await conn.execute(select(func.count()).select_from(T_EVENTS))).scalar() == 1

@@ -77,14 +77,14 @@ async def run_demo(
             asyncio.create_task(_chatter(waha, evo)),
             asyncio.create_task(_print(printer.queue, settings, console)),
         ]
-        if duration_s is not None:
-            asyncio.get_running_loop().call_later(duration_s, stop.set)
 
         def ready(running: daemon.Daemon) -> None:
             console.print(
                 f"daemon {running.base_url} (/healthz, /metrics, REST under /api, /ws)\n",
                 markup=False,
             )
+            if duration_s is not None:  # counted from here: start-up time varies with load
+                asyncio.get_running_loop().call_later(duration_s, stop.set)
 
         try:
             await daemon.run(settings, stop=stop, subscribers=[printer], on_ready=ready)

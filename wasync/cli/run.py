@@ -39,7 +39,9 @@ def demo(
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option(min=0, help="Stop after this many seconds (default: until Ctrl-C)."),
+        typer.Option(
+            min=0, help="Stop this many seconds after the daemon is up (default: Ctrl-C)."
+        ),
     ] = None,
 ) -> None:
     """Both simulators, two tenants, live conversations: the daemon syncing them, printed live."""
