@@ -154,3 +154,7 @@ def test_demo_runs_and_syncs(tmp_path: Path):
     synced = count(tmp_path / "demo.db")
     assert synced >= 4 * 4 * 6  # 4 sessions x 4 chats x 6 seeded messages, plus live ones
     assert f"demo stopped: {synced} messages" in done.stdout
+    # Piped, lines do not wrap at 80 columns; the daemon's own address is printed.
+    lines = done.stdout.splitlines()
+    assert any("WAHA sim http" in line and "Evolution sim http" in line for line in lines)
+    assert any(line.startswith("daemon http://127.0.0.1:") for line in lines)
