@@ -15,16 +15,10 @@ from pathlib import Path
 import pytest
 import typer.main
 
+from tests.conftest import free_port
 from wasync.cli import app
 
 SECRET = "cli-errors-secret-5f2a"
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(path: Path, *, base_url: str, secret: bool = True, db: str | None = None) -> Path:
@@ -45,7 +39,7 @@ def write_config(path: Path, *, base_url: str, secret: bool = True, db: str | No
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Config files and inputs shared by the cases (a provider nobody answers for)."""
     root = tmp_path_factory.mktemp("cli-errors")
-    down = f"http://127.0.0.1:{closed_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     (root / "text.txt").write_text("just text\n")
     (root / "leads.csv").write_text("phone\n5511987650001\n")
     (root / "bad.toml").write_text("[database]\nurl = 5\n")
@@ -59,7 +53,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             write_config(
                 root / "pg.toml",
                 base_url=down,
-                db=f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/none",
+                db=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none",
             )
         ),
         "down": down,

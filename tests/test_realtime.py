@@ -9,7 +9,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +25,7 @@ from typer.testing import CliRunner
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import settings_for
+from tests.conftest import free_port, settings_for
 from tests.factories import ack, msg
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
@@ -602,13 +601,6 @@ async def test_tail_prints_frames_and_resumes_after_a_drop(db_url: str):
                 await proc.wait()
         u1 = Principal(tenant_id="acme", user_id="u1", role="ADMIN")
         assert [f["id"] for f in lines] == expected_ids(await log_rows(n), u1)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.timeout(240)
