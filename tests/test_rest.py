@@ -22,7 +22,9 @@ ROUTES = [
     ("GET", "/api/notifications"),
     ("POST", "/api/notifications/1/read"),
 ]
-ADMIN = auth(token("acme", "u1"))
+# Made at import: valid for a day, however long the suite takes to reach these tests (a
+# 10-minute token expired on a loaded machine).
+ADMIN = auth(token("acme", "u1", ttl_s=86_400))
 
 
 @pytest.fixture

@@ -68,15 +68,20 @@ class Playground:
         self.evo = EvolutionSim(api_key=keys["evolution_key"], seed=world.seed + 1)
         self.waha_url = self.evolution_url = ""
         self._stack = AsyncExitStack()
-        self._seed()
+        self.customers = self._seed()
 
-    def _seed(self) -> None:
+    def _seed(self) -> list[str]:
+        """A few hours of history in both; the phones of its direct chats (who writes again)."""
         now, world = time.time(), self.world
         size = {"chats": world.chats, "messages_per_chat": world.messages_per_chat}
         self.waha.add_session(WAHA_SESSION, engine=world.engine)
         self.evo.add_instance(EVO_INSTANCE)
-        seed_waha(self.waha, WAHA_SESSION, now=now, span_s=6 * 3600, seed=world.seed, **size)
-        seed_evolution(self.evo, EVO_INSTANCE, now=now, span_s=6 * 3600, seed=world.seed, **size)
+        plans = seed_waha(
+            self.waha, WAHA_SESSION, now=now, span_s=6 * 3600, seed=world.seed, **size
+        ) + seed_evolution(
+            self.evo, EVO_INSTANCE, now=now, span_s=6 * 3600, seed=world.seed, **size
+        )
+        return [c.person.phone for c in plans if c.kind == "direct" and c.person is not None]
 
     async def __aenter__(self) -> Self:
         stack, world = self._stack, self.world
@@ -94,7 +99,7 @@ class Playground:
                 evo=self.evo,
                 session=WAHA_SESSION,
                 instance=EVO_INSTANCE,
-                customers=[],
+                customers=list(self.customers),
                 rng=random.Random(world.seed),
             )
             task = asyncio.create_task(run_traffic(stage, self.traffic, self.note, http))
