@@ -457,11 +457,11 @@ async def test_backfill_runs_beside_the_daemon(db_url: str):
         stop = asyncio.Event()
         ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
         run = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
-        await asyncio.wait_for(ready, 30)
+        await asyncio.wait_for(ready, 120)
         options = Options(since=now - 4 * 86_400, until=now + 60, flush_events=50)
         report = await run_backfill(settings, options)
         stop.set()
-        await asyncio.wait_for(run, 30)
+        await asyncio.wait_for(run, 120)
     world = World(waha, evo, waha_url, evo_url)
     assert report.ok
     async with Store(db_url) as store:
@@ -619,7 +619,7 @@ async def until_count(
 async def run_cli(cmd: list[str]) -> tuple[int, str]:
     """Run the CLI to the end; its exit code and stdout."""
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE)
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    out, _ = await asyncio.wait_for(proc.communicate(), 600)
     assert proc.returncode is not None
     return proc.returncode, out.decode()
 

@@ -69,7 +69,7 @@ def run(
     env["HOME"] = world["root"]  # no ~/.config/wasync/config.toml of the machine's
     return subprocess.run(
         [sys.executable, "-m", "wasync", *argv], cwd=cwd or world["root"], env=env,
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=240,
     )  # fmt: skip
 
 

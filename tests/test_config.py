@@ -282,7 +282,7 @@ def db_upgrade(path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         check=False,
     )
 

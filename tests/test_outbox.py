@@ -760,7 +760,7 @@ def write_config(path: Path, db_url: str, waha_url: str, evo_url: str, **send: A
     return path
 
 
-async def wasync(*args: str, timeout_s: float = 60) -> tuple[int, str, str]:
+async def wasync(*args: str, timeout_s: float = 240) -> tuple[int, str, str]:
     """Run `python -m wasync ARGS` to completion: exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wasync", *args, cwd=REPO,

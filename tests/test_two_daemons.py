@@ -62,7 +62,7 @@ async def start(config: Path) -> tuple[asyncio.subprocess.Process, str]:
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(120):
         while True:
             line = (await proc.stderr.readline()).decode()
             assert line, "wasync run exited before it was ready"

@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import free_port
 
-WAIT_S = 120.0
+WAIT_S = 240.0
 
 
 def clean_env() -> dict[str, str]:

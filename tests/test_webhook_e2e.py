@@ -166,7 +166,7 @@ async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str,
     ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
-    d = await asyncio.wait_for(ready, 30)
+    d = await asyncio.wait_for(ready, 120)
     try:
         await run_all(settings, public_url=d.base_url)
         sent = waha.add_incoming("default", "5531988887777", text="pelo webhook")
