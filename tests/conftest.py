@@ -7,6 +7,7 @@ database, dropped afterwards. Without the variable they are skipped with one lin
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -95,6 +96,14 @@ class fresh_pg_database:
             await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for servers on fixed ports, and for a
+    provider that does not answer)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def settings_for(url: str, **extra: object) -> Settings:

@@ -457,11 +457,11 @@ async def test_backfill_runs_beside_the_daemon(db_url: str):
         stop = asyncio.Event()
         ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
         run = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
-        await asyncio.wait_for(ready, 30)
+        await asyncio.wait_for(ready, 120)
         options = Options(since=now - 4 * 86_400, until=now + 60, flush_events=50)
         report = await run_backfill(settings, options)
         stop.set()
-        await asyncio.wait_for(run, 30)
+        await asyncio.wait_for(run, 120)
     world = World(waha, evo, waha_url, evo_url)
     assert report.ok
     async with Store(db_url) as store:
@@ -555,7 +555,7 @@ async def test_cli_killed_halfway_and_rerun_ends_in_the_same_state(
     cfg = cli_config(tmp_path / "c.toml", db_url, sims)
     cmd = [sys.executable, "-m", "wasync", "backfill", "--config", str(cfg), *CLI_RANGE]
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL)
-    await until_stored(db_url, 8_000, proc)
+    await until_checkpoint(db_url, proc)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     async with Store(db_url) as store:
@@ -578,8 +578,27 @@ async def until_stored(
     url: str, n: int, run: asyncio.subprocess.Process | asyncio.Task[Any]
 ) -> None:
     """Wait until a backfill (CLI process or task) stored at least `n` messages."""
+    await until_count(url, "SELECT count(*) FROM messages", n, run)
+
+
+async def until_checkpoint(url: str, run: asyncio.subprocess.Process) -> None:
+    """Wait until a backfill finished its first (session, chat, window): it is halfway
+    through, whatever the machine's speed."""
+    await until_count(url, "SELECT count(*) FROM backfill_checkpoints", 1, run)
+
+
+async def until_count(
+    url: str,
+    sql: str,
+    n: int,
+    run: asyncio.subprocess.Process | asyncio.Task[Any],
+    timeout_s: float = 180,
+) -> None:
+    """Wait until `sql` counts at least `n` while the backfill runs (a generous limit: the
+    wait is for a state, not a rate)."""
+    deadline = time.monotonic() + timeout_s
     async with Store(url) as store:
-        for _ in range(1200):
+        while time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             running = (
                 run.returncode is None
@@ -589,18 +608,18 @@ async def until_stored(
             assert running, "the backfill finished before it could be stopped"
             try:
                 async with store.read() as conn:
-                    stored_n = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar()
+                    found = (await conn.execute(text(sql))).scalar()
             except Exception:  # the CLI has not created the schema yet
                 continue
-            if stored_n is not None and stored_n >= n:
+            if found is not None and found >= n:
                 return
-    raise AssertionError("backfill too slow")
+    raise AssertionError(f"timed out waiting for {sql} >= {n}")
 
 
 async def run_cli(cmd: list[str]) -> tuple[int, str]:
     """Run the CLI to the end; its exit code and stdout."""
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE)
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    out, _ = await asyncio.wait_for(proc.communicate(), 600)
     assert proc.returncode is not None
     return proc.returncode, out.decode()
 

@@ -282,7 +282,7 @@ def db_upgrade(path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         check=False,
     )
 
@@ -338,3 +338,28 @@ def test_cli_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert db_upgrade(path, tmp_path).returncode == 0
     second = db_upgrade(path, tmp_path)
     assert second.returncode == 0, second.stderr
+
+
+def test_the_config_search_path_and_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --config or $WASYNC_CONFIG: ./wasync.toml, then ~/.config/wasync/config.toml
+    (then /etc/wasync/config.toml); with none, the error names every place looked at."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if Path("/etc/wasync/config.toml").exists():
+        pytest.skip("this machine has /etc/wasync/config.toml")
+    with pytest.raises(ConfigError) as info:
+        config.load(None, env={})
+    err = info.value
+    for place in ("--config", "$WASYNC_CONFIG", *config.SEARCH_PATH):
+        assert place in str(err)
+    user = tmp_path / "home" / ".config" / "wasync" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(SKELETON.replace('id = "acme"', 'id = "from-home"'))
+    assert config.load(None, env={}).tenants[0].id == "from-home"
+    write(tmp_path).rename(tmp_path / "wasync.toml")
+    assert config.load(None, env={}).tenants[0].id == "acme"  # ./wasync.toml comes first
+    other = tmp_path / "other.toml"
+    other.write_text(SKELETON.replace('id = "acme"', 'id = "from-env"'))
+    assert config.load(None, env={"WASYNC_CONFIG": str(other)}).tenants[0].id == "from-env"

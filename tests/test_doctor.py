@@ -105,7 +105,7 @@ base_url = "http://127.0.0.1:9"
         env=env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
     assert done.returncode == 1, done.stderr
     lines = done.stdout.strip().splitlines()

@@ -84,12 +84,12 @@ def settings_for(url: str, w: World, **poll: Any) -> Settings:
     )
 
 
-async def run_until_synced(settings: Settings, *, timeout_s: float = 90) -> list[Any]:
+async def run_until_synced(settings: Settings, *, timeout_s: float = 600) -> list[Any]:
     """Run the daemon until every poller had two clean idle cycles in a row; return stats."""
     ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
-    d = await asyncio.wait_for(ready, 30)
+    d = await asyncio.wait_for(ready, 120)
     idle: dict[int, int] = {}
     deadline = time.monotonic() + timeout_s
     seen: dict[int, Any] = {}
@@ -103,7 +103,7 @@ async def run_until_synced(settings: Settings, *, timeout_s: float = 90) -> list
                 clean = p.last.error is None and p.last.new == 0 and p.last.chats == 0
                 idle[i] = idle.get(i, 0) + 1 if clean else 0
     stop.set()
-    await asyncio.wait_for(task, 15)
+    await asyncio.wait_for(task, 30)
     assert all(idle.get(i, 0) >= 2 for i in range(len(d.pollers))), "did not converge"
     return [p.last for p in d.pollers]
 
@@ -184,7 +184,7 @@ async def test_thirty_percent_failures_reach_the_same_state(db_url: str, world: 
         sim.faults.retry_after_s, sim.faults.slow_s = 1, 1.5
         sim.faults.rate = 0.3
     settings = settings_for(db_url, world, timeout_s=0.5, max_attempts=3)
-    task = asyncio.create_task(run_until_synced(settings, timeout_s=150))
+    task = asyncio.create_task(run_until_synced(settings, timeout_s=600))
     await asyncio.sleep(20)  # under fire for a while, then let it settle
     for sim in (world.waha, world.evo):
         sim.faults.rate = 0.0

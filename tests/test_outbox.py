@@ -407,7 +407,7 @@ async def test_an_echo_that_wins_the_race_is_merged_into_the_sent_row(db_url: st
         stall.armed = "/api/sendText"
         row = await env.queue("waha", text_request("corrida"))
         async with Sender(env.outbox, [env.ref("waha")]):
-            await asyncio.wait_for(stall.accepted.wait(), 10)
+            await asyncio.wait_for(stall.accepted.wait(), 30)
             waha_id = env.waha.sends[0].message_id
             assert waha_id is not None
             await env.waha.deliver_message("default", waha_id, event="message.any", delay_s=0)
@@ -479,6 +479,39 @@ def test_media_is_checked_before_queueing(files: dict[str, Path]) -> None:
         media_request("video", "/nope/x.mp4", max_bytes=10**6, allow_files=True)
     with pytest.raises(SendRejected, match="URL or base64"):
         media_request("image", str(files["photo.jpg"]), max_bytes=10**6, allow_files=False)
+
+
+def test_a_local_file_is_checked_by_its_bytes(files: dict[str, Path], tmp_path: Path) -> None:
+    """A file's type comes from its bytes, not its name: a text file or a PNG named `.mp4` is
+    refused naming what it holds; a real image keeps its type."""
+    note = tmp_path / "hostname"
+    note.write_text("box\n")
+    with pytest.raises(SendRejected, match=r"image must be image/\* but .*hostname is text"):
+        media_request("image", str(note), max_bytes=10**6, allow_files=True)
+    fake = tmp_path / "clip.mp4"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(SendRejected, match=r"video must be video/\* but .* is image/png"):
+        media_request("video", str(fake), max_bytes=10**6, allow_files=True)
+    unnamed = tmp_path / "photo"
+    unnamed.write_bytes(files["photo.jpg"].read_bytes())
+    got = media_request("image", str(unnamed), max_bytes=10**6, allow_files=True)
+    assert got.mimetype == "image/jpeg"
+    doc = media_request("document", str(note), max_bytes=10**6, allow_files=True)
+    assert doc.kind == "document" and doc.filename == "hostname"
+
+
+def test_to_names_a_phone_a_jid_or_a_chat() -> None:
+    """`--to`: phones and phone jids are phones; chat ids, group jids and LIDs name chats."""
+    from wasync.recipients import chat_reference
+
+    assert chat_reference("+55 11 98765-4321") is None
+    assert chat_reference("5511987654321@s.whatsapp.net") is None
+    assert chat_reference("42") == ("id", 42)
+    assert chat_reference("chat:1234567890") == ("id", 1234567890)
+    assert chat_reference("120363012345678901@g.us") == ("jid", "120363012345678901@g.us")
+    assert chat_reference("76201477542116@lid") == ("jid", "76201477542116@lid")
+    with pytest.raises(SendRejected, match="not a chat id"):
+        chat_reference("chat:abc")
 
 
 async def test_queueing_writes_row_message_and_event_at_once(env: Env) -> None:
@@ -564,7 +597,7 @@ async def test_a_disconnected_instance_is_retried_not_failed(db_url: str) -> Non
         row = await env.queue("evolution", text_request("volta logo"))
         env.evo.set_state("evo", "close")
         async with Sender(env.outbox, [env.ref("evolution")]):
-            await until(lambda: _attempted(env, row.id, 2), 10, "two attempts")
+            await until(lambda: _attempted(env, row.id, 2), 30, "two attempts")
             env.evo.set_state("evo", "open")
             done = (await wait_final(env.outbox, [row.id], timeout_s=10))[row.id]
     assert done.status == "SENT" and done.attempts >= 3
@@ -673,10 +706,11 @@ async def test_queue_depth_is_on_metrics(env: Env) -> None:
         env.outbox.cfg = slow
         await stack.enter_async_context(Sender(env.outbox, [env.ref("waha")]))
         line = 'wasync_outbox_queued{session="acme/default"} 2.0'
-        for _ in range(100):
-            if line in env.metrics.render().decode():
-                break
-            await asyncio.sleep(0.05)
+
+        async def depth_shown() -> bool:
+            return line in env.metrics.render().decode()
+
+        await until(depth_shown, 30, "the queue depth")
         app = httpx.AsyncClient(transport=Hosts({"w": create_app(AppContext(
             settings=env.settings, store=env.store, registry=env.registry,
             pipeline=env.pipeline, metrics=env.metrics,
@@ -726,7 +760,7 @@ def write_config(path: Path, db_url: str, waha_url: str, evo_url: str, **send: A
     return path
 
 
-async def wasync(*args: str, timeout_s: float = 60) -> tuple[int, str, str]:
+async def wasync(*args: str, timeout_s: float = 240) -> tuple[int, str, str]:
     """Run `python -m wasync ARGS` to completion: exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wasync", *args, cwd=REPO,
@@ -892,6 +926,28 @@ async def test_cli_campaign_from_csv(db_url: str, tmp_path: Path) -> None:
         "Olá Ana, novidades em Natal!",
     ]
     assert rerun[0] == 0 and "queued=0 already_queued=2 sent=2" in rerun[1]
+    assert len(waha.sends) == 2
+
+
+async def test_cli_campaign_with_a_repeated_phone_finishes_and_reports_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A CSV naming one phone twice (in two spellings) sends once, waits on distinct outbox
+    rows (no hang until --timeout) and names the repeated phone."""
+    async with sims_on_loopback() as (waha, _evo, _ws, _es, waha_url, evo_url):
+        config = write_config(tmp_path / "c.toml", db_url, waha_url, evo_url)
+        csv_file = tmp_path / "leads.csv"
+        csv_file.write_text(
+            "phone\n5511987650001\n+55 11 98765-0001\n5511987650004\n", encoding="utf-8"
+        )
+        args = ["send", "--config", str(config), "--tenant", "acme", "--csv", str(csv_file)]
+        code, out, err = await wasync(*args, "--text", "Oi!", "--timeout", "240")
+    assert code == 0, err
+    assert out.strip() == (
+        "queued=2 already_queued=0 sent=2 failed=0 not_sent_yet=0 "
+        "skipped_not_on_whatsapp=0 invalid=0 skipped_duplicate=1"
+    )
+    assert "rows repeating a phone, skipped: +5511987650001" in err
     assert len(waha.sends) == 2
 
 

@@ -224,3 +224,17 @@ def test_parse_phone_rejects_a_number_without_area_code(text: str) -> None:
     """A local number missing its area code cannot be a canonical phone and is refused."""
     with pytest.raises(ValueError):
         parse_phone(text)
+
+
+def test_every_simulated_number_is_a_valid_phone_typed_back_as_stored() -> None:
+    """The simulators' people have numbers `wasync send --to` accepts as they are stored."""
+    import random
+
+    from wasync.sim.world import plan_world
+
+    chats = plan_world(random.Random(7), chats=300, messages_per_chat=1, now=1_790_000_000)
+    people = [p for c in chats for p in c.members]
+    assert len(people) > 300
+    for person in people:
+        stored = canonical_phone(person.phone)
+        assert stored is not None and parse_phone(stored) == stored, person.phone

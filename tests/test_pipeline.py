@@ -98,6 +98,17 @@ async def test_lid_only_chat_merges_when_phone_learned(
     assert await count(store, m.Message, chat_id=chat_id) == 4
 
 
+async def test_merged_chat_keeps_the_lid(pipeline: Pipeline, store: Store, registry: Registry):
+    """When a LID-only chat joins an existing phone chat, the surviving chat records the LID."""
+    s = sid(registry)
+    await pipeline.ingest([msg(s, "L1", LID)], source="webhook")
+    await pipeline.ingest([msg(s, "P1", JID13)], source="webhook")
+    assert await scalar(store, "SELECT lid FROM chats WHERE phone = :p", p=PHONE) is None
+    await pipeline.ingest([msg(s, "L2", LID, JID12)], source="webhook")
+    assert await count(store, m.Chat) == 1
+    assert await scalar(store, "SELECT lid FROM chats WHERE phone = :p", p=PHONE) == LID
+
+
 async def test_new_number_creates_lead_chat_and_notifications(
     pipeline: Pipeline, store: Store, registry: Registry, recorder: Recorder
 ):

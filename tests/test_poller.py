@@ -78,6 +78,18 @@ async def rig(db_url: str) -> AsyncIterator[Rig]:
         yield r
 
 
+async def test_the_session_engine_is_recorded_from_the_provider(rig: Rig) -> None:
+    """A session configured without `engine` gets `sessions.engine` from WAHA's session state,
+    through ingest, on the first cycle."""
+    async with rig.store.read() as conn:
+        before = (await conn.execute(text("SELECT engine FROM sessions"))).scalar()
+    assert before is None
+    await rig.poller.cycle()
+    async with rig.store.read() as conn:
+        after = (await conn.execute(text("SELECT engine FROM sessions"))).scalar()
+    assert after == "WEBJS"
+
+
 async def test_an_ack_on_the_last_message_needs_no_message_read(rig: Rig) -> None:
     """When only the last message's ack moved, the chat list carries it: the cycle applies it
     without reading the chat's messages again (WAHA's overview gives the serialized id)."""

@@ -94,7 +94,7 @@ async def test_the_daemon_prunes_on_schedule(db_url: str) -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
         try:
-            await asyncio.wait_for(ready, 30)
+            await asyncio.wait_for(ready, 120)
             for _ in range(100):  # the first run is at start; allow a few intervals
                 if await log_ids(store) == ids[2:]:
                     break
@@ -102,6 +102,6 @@ async def test_the_daemon_prunes_on_schedule(db_url: str) -> None:
             assert await log_ids(store) == ids[2:]
         finally:
             stop.set()
-            await asyncio.wait_for(task, 15)
+            await asyncio.wait_for(task, 30)
         async with store.read() as conn:
             assert (await conn.execute(select(func.count()).select_from(T_EVENTS))).scalar() == 1

@@ -62,7 +62,7 @@ async def start(config: Path) -> tuple[asyncio.subprocess.Process, str]:
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(120):
         while True:
             line = (await proc.stderr.readline()).decode()
             assert line, "wasync run exited before it was ready"
@@ -74,7 +74,7 @@ async def start(config: Path) -> tuple[asyncio.subprocess.Process, str]:
 async def stop(proc: asyncio.subprocess.Process) -> int:
     """SIGTERM, then the exit code."""
     proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(proc.communicate(), 15)
+    await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
     return proc.returncode
 
@@ -108,7 +108,7 @@ async def test_client_on_one_daemon_sees_what_the_other_ingested(pg_url: str, tm
                         f"{url_a}/api/webhooks/waha", content=body, headers=headers
                     )
                 assert resp.status_code == 200 and resp.json()["new"] == 1
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(30):
                     while True:
                         frame = json.loads(await client.recv())
                         if frame["type"] == "chat:new-message":

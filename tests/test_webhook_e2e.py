@@ -145,7 +145,7 @@ def reconciled(d: daemon.Daemon) -> float:
     return d.metrics.registry.get_sample_value("wasync_reconciled_messages_total") or 0.0
 
 
-async def wait_for(store: Store, sql: str, expected: int, timeout_s: float = 15) -> int:
+async def wait_for(store: Store, sql: str, expected: int, timeout_s: float = 60) -> int:
     """Poll the database until `sql` returns `expected` (or time out); return the last value."""
     deadline = time.monotonic() + timeout_s
     value = -1
@@ -166,7 +166,7 @@ async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str,
     ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
-    d = await asyncio.wait_for(ready, 30)
+    d = await asyncio.wait_for(ready, 120)
     try:
         await run_all(settings, public_url=d.base_url)
         sent = waha.add_incoming("default", "5531988887777", text="pelo webhook")
@@ -186,4 +186,4 @@ async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str,
         assert "wasync_reconciled_messages_total 1.0" in metrics
     finally:
         stop.set()
-        await asyncio.wait_for(task, 15)
+        await asyncio.wait_for(task, 30)

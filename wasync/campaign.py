@@ -16,7 +16,7 @@ import string
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
+from wasync import recipients
 from wasync.config import Settings
 from wasync.outbox import (
     FINAL,
@@ -76,6 +77,7 @@ class Summary:
     pending: int = 0
     not_on_whatsapp: int = 0
     invalid: int = 0
+    duplicates: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """One line for the terminal."""
@@ -83,7 +85,16 @@ class Summary:
             f"queued={self.queued} already_queued={self.already} sent={self.sent} "
             f"failed={self.failed} not_sent_yet={self.pending} "
             f"skipped_not_on_whatsapp={self.not_on_whatsapp} invalid={self.invalid}"
+            + (f" skipped_duplicate={len(self.duplicates)}" if self.duplicates else "")
         )
+
+    def duplicates_line(self) -> str | None:
+        """The phones that appeared more than once (each was messaged once), or None."""
+        if not self.duplicates:
+            return None
+        shown = ", ".join(f"+{p}" for p in self.duplicates[:10])
+        more = f" and {len(self.duplicates) - 10} more" if len(self.duplicates) > 10 else ""
+        return f"rows repeating a phone, skipped: {shown}{more}"
 
 
 @asynccontextmanager
@@ -108,9 +119,9 @@ async def send_one(settings: Settings, opts: SendOptions) -> Queued:
     async with open_outbox(settings) as outbox:
         row = await outbox.find(opts.tenant, opts.idempotency_key) if opts.idempotency_key else None
         if row is None:
-            ref = outbox.session(opts.tenant, opts.session)
+            outbox.session(opts.tenant, opts.session)  # a bad tenant or session fails first
             request = build_request(opts, outbox.cfg.max_media_bytes, {})
-            target = await outbox.target_phone(ref, parse_to(opts.to))
+            target = await recipients.resolve(outbox, opts.tenant, opts.session, opts.to)
             row = await outbox.enqueue(target, request, opts.idempotency_key)
         if not opts.wait or row.status in FINAL:
             return row
@@ -250,9 +261,15 @@ async def _queue_rows(
     prefix = opts.idempotency_key or _campaign_id(opts)
     queuer = _Queuer(outbox=outbox, opts=opts, summary=summary, leads=leads, prefix=prefix)
     queued: list[Queued] = []
+    seen: set[str] = set()
     with _progress(console) as bar:
         task = bar.add_task("checking and queueing", total=len(rows))
         for row, phone in zip(rows, phones, strict=True):
+            if phone is not None and phone in seen:  # same key: one message per phone
+                summary.duplicates.append(phone)
+                bar.advance(task)
+                continue
+            seen.add(phone or "")
             got = await queuer.row(row, phone)
             if got is not None:
                 queued.append(got)
@@ -295,7 +312,7 @@ async def _see_through(
     outbox: Outbox, rows: Sequence[Queued], timeout_s: float, console: Console | None
 ) -> dict[int, Queued]:
     """Send our rows (claim-guarded) until all are final or the time is up."""
-    ids = [r.id for r in rows]
+    ids = list(dict.fromkeys(r.id for r in rows))  # distinct rows: each is waited on once
     async with own_sender(outbox, rows):
         if console is None:
             return await wait_final(outbox, ids, timeout_s=timeout_s)

@@ -73,7 +73,7 @@ async def run_demo(
     state_dir: Path, *, duration_s: float | None = None, console: Console | None = None
 ) -> int:
     """Run the demo; return how many messages were synced."""
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # piped output keeps one line per message
     state_dir = _fresh(state_dir)
     waha, evo = WahaSim(api_key=WAHA_KEY, seed=1), EvolutionSim(api_key=EVO_KEY, seed=2)
     _seed(waha, evo)
@@ -82,18 +82,22 @@ async def run_demo(
     async with serve(waha.app) as waha_url, serve(evo.app) as evo_url:
         settings = _settings(state_dir, waha_url, evo_url)
         console.print(f"[bold]wasync demo[/]: WAHA sim {waha_url}, Evolution sim {evo_url}")
-        console.print(f"database {settings.database.url} - Ctrl-C to stop\n")
+        console.print(f"database {settings.database.url} - Ctrl-C to stop")
         tasks = [
             asyncio.create_task(_chatter(waha, evo)),
             asyncio.create_task(_print(printer.queue, settings, console)),
         ]
 
-        def ready(d: daemon.Daemon) -> None:
-            _print_logins(d, console)
-            tasks.append(asyncio.create_task(_give_chats(d, DEMO_TENANT, DEMO_USER)))
+        def ready(running: daemon.Daemon) -> None:
+            console.print(
+                f"daemon {running.base_url} (/healthz, /metrics, REST under /api, /ws)\n",
+                markup=False,
+            )
+            _print_logins(running, console)
+            tasks.append(asyncio.create_task(_give_chats(running, DEMO_TENANT, DEMO_USER)))
+            if duration_s is not None:  # counted from here: start-up time varies with load
+                asyncio.get_running_loop().call_later(duration_s, stop.set)
 
-        if duration_s is not None:
-            asyncio.get_running_loop().call_later(duration_s, stop.set)
         try:
             await daemon.run(settings, stop=stop, subscribers=[printer], on_ready=ready)
         finally:

@@ -18,13 +18,19 @@ class ConfigError(WasyncError):
 
 class Refused(WasyncError):
     """A request refused before anything was done; `status` is the HTTP answer it maps to
-    (422 by default: a value that is not acceptable)."""
+    (422 by default: a value that is not acceptable). The CLI exits 2 for it (bad input),
+    or 1 when `status` is 5xx or `from_world` says the world, not the input, refused."""
 
     status = 422
+    from_world = False
 
 
 class StoreUnavailable(WasyncError):
     """The database cannot be reached right now; callers answer 503 or retry later."""
+
+
+class ListenError(WasyncError):
+    """An HTTP port cannot be opened (already in use, not permitted): a failure of the world."""
 
 
 class ProviderError(WasyncError):

@@ -59,6 +59,8 @@ SOURCE = "outbox"  # `messages.source` of our sends
 class NotOnWhatsApp(SendRejected):
     """The number has no WhatsApp account (per the provider's number check)."""
 
+    from_world = True  # the provider's answer: `wasync send` exits 1
+
 
 class NumberCheckFailed(SendRejected):
     """The provider could not be asked whether the number is on WhatsApp."""

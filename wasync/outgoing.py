@@ -2,8 +2,9 @@
 
 Text must not be blank; media comes as an http(s) URL (passed through to the provider), base64
 data, or (CLI only) a local file read as base64. Size is checked against `[send]
-max_media_bytes` and the mimetype against the kind, so a bad request is refused with one
-clear line (`SendRejected`) and never reaches the outbox.
+max_media_bytes` and the mimetype against the kind (a local file's from its bytes, with
+puremagic), so a bad request is refused with one clear line (`SendRejected`) and never
+reaches the outbox.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import puremagic
 
 from wasync.errors import Refused
 from wasync.events import Media, MessageType
@@ -154,8 +157,9 @@ def _file_request(
         raise SendRejected(f"{path}: no such file")
     size = path.stat().st_size
     _check_size(kind, size, max_bytes, str(path))
-    mime = _checked_mime(kind, _guess_mime(path.name) or _DEFAULT_MIME[kind], str(path))
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    raw = path.read_bytes()
+    mime = _content_mime(kind, raw, _guess_mime(path.name), str(path))
+    data = base64.b64encode(raw).decode("ascii")
     return SendRequest(
         kind=kind, text=caption, data=data, mimetype=mime, filename=filename or path.name, size=size
     )
@@ -177,6 +181,41 @@ def _guess_mime(name: str | None) -> str | None:
     if name.lower().endswith((".opus", ".oga")):
         return "audio/ogg"
     return mimetypes.guess_type(name, strict=False)[0]
+
+
+def sniff(raw: bytes) -> str | None:
+    """The mimetype a file's bytes show (puremagic's signatures), or None when unknown."""
+    try:
+        return puremagic.from_string(raw, mime=True) or None
+    except (puremagic.PureError, ValueError):
+        return None
+
+
+def _content_mime(kind: str, raw: bytes, named: str | None, what: str) -> str:
+    """The mimetype of a local file, checked against the kind from its bytes, not its name:
+    a text file sent as `--image` is refused naming what it holds. Bytes puremagic does not
+    know (some containers) are trusted by their name, unless they are plain text."""
+    found = sniff(raw)
+    major = _MAJOR.get(kind)
+    if major is not None:
+        if found is not None and not found.lower().startswith(major):
+            raise SendRejected(f"{kind} must be {major}* but {what} is {found} (by its bytes)")
+        if found is None and _is_text(raw):
+            raise SendRejected(f"{kind} must be {major}* but {what} is text (by its bytes)")
+    if named is not None and (major is None or named.lower().startswith(major)):
+        return named
+    return found or _DEFAULT_MIME[kind]
+
+
+def _is_text(raw: bytes) -> bool:
+    head = raw[:4096]
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 4  # a character cut at the end of the sample
+    return True
 
 
 def _checked_mime(kind: str, mime: str, what: str) -> str:

@@ -95,6 +95,7 @@ class Poller:
         self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
         self.status: str | None = None
         self.blocked: str | None = None  # why the session cannot be polled (its fix)
+        self._engine: str | None = None
         self._working = False  # the last status recorded can serve (`SessionState.working`)
         self._cursors: dict[str, float] | None = None
         self._heads: dict[str, HeadSig] = {}
@@ -153,7 +154,7 @@ class Poller:
         if due or not self._working or self.blocked:
             state = await self.provider.state()
             self._state_checked_at = self.clock()
-            await self._set_status(state.status, stats, working=state.working)
+            await self._set_status(state.status, stats, working=state.working, engine=state.engine)
             if not state.working:
                 return
             if state.blocker:
@@ -319,18 +320,26 @@ class Poller:
             self._cursors[SESSION_SCOPE] = max(cursor.ts, self._cursors.get(SESSION_SCOPE, 0.0))
 
     async def _set_status(
-        self, status: str, stats: CycleStats, *, working: bool, reason: str = ""
+        self,
+        status: str,
+        stats: CycleStats,
+        *,
+        working: bool,
+        reason: str = "",
+        engine: str | None = None,
     ) -> None:
-        """Record the session's status (a `SessionStatus` event when it changed) and whether
-        it can serve, which decides if the next cycle asks for the state first."""
+        """Record the session's status (a `SessionStatus` event when it changed, carrying the
+        engine the provider reported) and whether it can serve, which decides if the next
+        cycle asks for the state first."""
         stats.status = status
-        if status != self.status:
+        if status != self.status or (engine is not None and engine != self._engine):
             if status == "UNAUTHORIZED" or self.status == "UNAUTHORIZED":
                 log.warning("session %s: %s %s", self.label, status.lower(), reason)
-            await self.pipeline.ingest(
-                [SessionStatus(session_id=self.session_id, status=status)], source=self.source
-            )
+            detail = {"engine": engine} if engine else {}
+            event = SessionStatus(session_id=self.session_id, status=status, detail=detail)
+            await self.pipeline.ingest([event], source=self.source)
             self.status = status
+            self._engine = engine or self._engine
         self._working = working
 
     def _session_cursor(self) -> float:

@@ -14,6 +14,8 @@ from typing import Any
 
 import uvicorn
 
+from wasync.errors import ListenError
+
 
 class _QuietServer(uvicorn.Server):
     """A uvicorn server that leaves the process's signal handlers alone."""
@@ -52,9 +54,9 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from wasync.api.guard import Problem, principal
-from wasync.errors import StoreUnavailable, WasyncError
+from wasync.errors import Refused, StoreUnavailable, WasyncError
 from wasync.hub import Client, Hub
 from wasync.metrics import Metrics
 from wasync.principal import Principal
@@ -184,28 +185,48 @@ async def tail(
     *,
     out: Callable[[str], None],
     since: int | None = None,
-    attempts: int = 5,
+    attempts: int | None = None,
     backoff_s: float = 0.5,
+    max_backoff_s: float = 30.0,
+    note: Callable[[str], None] | None = None,
 ) -> None:
-    """Hand every frame to `out`; after a drop reconnect with `since=<last id>`, giving up
-    after `attempts` failures in a row. Runs until cancelled (Ctrl-C)."""
+    """Hand every frame to `out`; after a drop reconnect with `since=<last id>`, forever
+    (or giving up after `attempts` failures in a row), waiting a capped exponential backoff
+    with jitter between tries so that many clients of a restarted daemon do not reconnect in
+    step. `note` hears each reconnect. Runs until cancelled (Ctrl-C)."""
     last, failures = since, 0
     while True:
         try:
             last = await _tail_once(ws_url(url, last), token, out, last)
             failures, reason = 0, "connection closed"
         except InvalidStatus as exc:
-            if exc.response.status_code in (401, 422):
-                raise WasyncError(f"refused with HTTP {exc.response.status_code}") from None
+            if exc.response.status_code in (401, 422):  # a bad token or `since`: bad input
+                raise TailRefused(f"refused with HTTP {exc.response.status_code}") from None
             reason = f"HTTP {exc.response.status_code}"
         except _Dropped as exc:  # it was open: the failure count starts again
             last, failures, reason = exc.last, 0, str(exc)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             reason = str(exc) or type(exc).__name__
         failures += 1
-        if failures > attempts:
+        if attempts is not None and failures > attempts:
             raise WasyncError(f"gave up after {attempts} reconnect attempts: {reason}")
-        await asyncio.sleep(min(backoff_s * 2 ** (failures - 1), 10.0))
+        wait = backoff_wait(failures, backoff_s, max_backoff_s)
+        if note is not None:
+            note(f"{reason}; reconnecting in {wait:.1f}s")
+        await asyncio.sleep(wait)
+
+
+def backoff_wait(failures: int, base_s: float, cap_s: float) -> float:
+    """The wait after `failures` failures in a row: exponential, capped, with "equal jitter"
+    (half fixed, half random), so it never collapses to zero and never exceeds the cap."""
+    ceiling = min(cap_s, base_s * 2.0 ** min(failures - 1, 32))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class TailRefused(Refused):
+    """The daemon refused the token or `since` (HTTP 401 / 422): retrying will not help."""
+
+    status = 401
 
 
 class _Dropped(Exception):

@@ -12,6 +12,7 @@ from wasync.cli.base import (
     ConfigOpt,
     SessionOpt,
     TenantOpt,
+    check_selection,
     fail,
     load_settings,
     run_async,
@@ -41,6 +42,10 @@ def replay(
     setup_logging("WARNING")
     if not files and not dead_letters:
         raise fail("give JSON files to replay, or --dead-letters", 2)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise fail(f"no such file: {', '.join(missing)}", 2)
+    check_selection(settings, tenant, session)
     report = run_async(replay_cli(settings, files, session, tenant, dead_letters))
     for error in report.errors:
         typer.echo(f"rejected: {error}", err=True)
@@ -107,7 +112,10 @@ def backfill(
 
 def send(
     tenant: Annotated[str, typer.Option(help="Tenant id.")],
-    to: Annotated[str | None, typer.Option(help="Phone, e.g. +55 11 98765-4321.")] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(help="A phone (+55 11 98765-4321), a jid, or a chat id (123, chat:123)."),
+    ] = None,
     text: Annotated[str | None, typer.Option(help="Message text (a template with --csv).")] = None,
     image: Annotated[str | None, typer.Option(help="Image file or URL.")] = None,
     video: Annotated[str | None, typer.Option(help="Video file or URL.")] = None,
@@ -167,6 +175,9 @@ def _send_campaign(settings: config_mod.Settings, opts: Any) -> None:
     from wasync import campaign
 
     summary = run_async(campaign.run_campaign(settings, opts, Console(stderr=True)))
+    duplicates = summary.duplicates_line()
+    if duplicates:
+        typer.echo(duplicates, err=True)
     typer.echo(summary.line())
     if summary.failed:
         raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -67,14 +68,40 @@ def tail(
     since: Annotated[
         int | None, typer.Option(min=0, help="Replay the events after this id first.")
     ] = None,
-    retries: Annotated[
-        int, typer.Option(min=0, help="Reconnect attempts in a row before giving up.")
-    ] = 5,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(
+            "--max-retries",
+            "--retries",
+            min=0,
+            help="Give up after N failed reconnects in a row (default: never, for scripts).",
+        ),
+    ] = None,
+    max_backoff: Annotated[
+        float, typer.Option(min=0.1, help="Longest wait between reconnects (s).")
+    ] = 30.0,
 ) -> None:
-    """Print live events, one JSON line each; after a drop reconnect with `since`; Ctrl-C ends."""
+    """Print live events, one JSON line each; after a drop reconnect with `since` (capped
+    exponential backoff with jitter) until Ctrl-C."""
     from wasync.api.ws import tail as tail_events
 
+    if urlsplit(url).scheme not in ("http", "https", "ws", "wss") or not urlsplit(url).netloc:
+        raise fail(f"--url must look like http://host:port, not {url!r}", 2)
+
+    def note(line: str) -> None:
+        typer.echo(f"wasync: {line}", err=True)
+
     try:
-        run_async(tail_events(url, token, out=typer.echo, since=since, attempts=retries))
+        run_async(
+            tail_events(
+                url,
+                token,
+                out=typer.echo,
+                since=since,
+                attempts=max_retries,
+                max_backoff_s=max_backoff,
+                note=note,
+            )
+        )
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from wasync.cli.base import ConfigOpt, load_settings, run_async, setup_logging
+from wasync.cli.base import ConfigOpt, fail, load_settings, run_async, setup_logging
 
 
 def db_upgrade(config: ConfigOpt = None) -> None:
@@ -38,14 +38,20 @@ def demo(
         Path | None, typer.Option(help="Where the demo's SQLite file goes (default ./state/demo).")
     ] = None,
     duration: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+        float | None,
+        typer.Option(
+            min=0, help="Stop this many seconds after the daemon is up (default: Ctrl-C)."
+        ),
     ] = None,
 ) -> None:
     """Both simulators, two tenants, live conversations: the daemon syncing them, printed live."""
     from wasync.demo import default_state_dir, run_demo
 
+    where = state_dir or default_state_dir()
+    if where.exists() and not where.is_dir():
+        raise fail(f"--state-dir {where} is not a directory", 2)
     setup_logging("WARNING")
-    synced = run_async(run_demo(state_dir or default_state_dir(), duration_s=duration))
+    synced = run_async(run_demo(where, duration_s=duration))
     typer.echo(f"demo stopped: {synced} messages in the database")
 
 

@@ -10,6 +10,7 @@ from wasync.cli.base import (
     ConfigOpt,
     SessionOpt,
     TenantOpt,
+    check_selection,
     fail,
     load_settings,
     run_async,
@@ -29,6 +30,7 @@ def webhooks_register(
     from wasync.webhooks import run_all
 
     settings = load_settings(config)
+    check_selection(settings, tenant, session)
     url = public_url or settings.webhook.public_url
     if not url:
         raise fail("pass --public-url or set [webhook] public_url", 2)
@@ -42,6 +44,7 @@ def webhooks_status(
     from wasync.webhooks import run_all
 
     settings = load_settings(config)
+    check_selection(settings, tenant, session)
     _print_webhooks(run_async(run_all(settings, public_url=None, tenant=tenant, session=session)))
 
 

@@ -33,7 +33,8 @@ from wasync.config.sections import (
 from wasync.config.tenants import SessionConfig, TenantConfig
 from wasync.errors import ConfigError
 
-DEFAULT_CONFIG = "config.example.toml"
+# Where `load()` looks when neither `--config` nor `$WASYNC_CONFIG` names a file, in order.
+SEARCH_PATH = ("./wasync.toml", "~/.config/wasync/config.toml", "/etc/wasync/config.toml")
 ENV_PREFIX = "WASYNC_"
 
 
@@ -65,11 +66,28 @@ class Settings(Section):
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read, merge and validate the configuration; raise ConfigError on any problem."""
     env = os.environ if env is None else env
-    path = Path(path or env.get("WASYNC_CONFIG") or DEFAULT_CONFIG)
-    data = _read_toml(path)
+    data = _read_toml(find(path, env))
     _apply_env(data, Settings, env, ENV_PREFIX)
     _inject_secrets(data, env)
     return parse(data)
+
+
+def find(path: str | Path | None, env: Mapping[str, str]) -> Path:
+    """The config file: `path`, else `$WASYNC_CONFIG`, else the first of `SEARCH_PATH` that
+    exists; a ConfigError naming every place looked at when there is none."""
+    given = path or env.get("WASYNC_CONFIG")
+    if given:
+        return Path(given)
+    for candidate in SEARCH_PATH:
+        found = Path(candidate).expanduser()
+        if found.is_file():
+            return found
+    looked = ", ".join(("--config", "$WASYNC_CONFIG", *SEARCH_PATH))
+    raise ConfigError(
+        "config",
+        f"no config file found (looked at {looked}); copy config.example.toml to "
+        "./wasync.toml, or try `wasync sim --write-config wasync.toml`",
+    )
 
 
 def parse(data: Mapping[str, Any]) -> Settings:
@@ -164,8 +182,8 @@ def _problem(err: Mapping[str, Any]) -> str:
 
 
 __all__ = [
-    "DEFAULT_CONFIG",
     "ENV_PREFIX",
+    "SEARCH_PATH",
     "AuthConfig",
     "CrmConfig",
     "DatabaseConfig",
@@ -180,6 +198,7 @@ __all__ = [
     "Settings",
     "TenantConfig",
     "WebhookConfig",
+    "find",
     "load",
     "parse",
 ]

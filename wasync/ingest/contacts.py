@@ -149,6 +149,12 @@ class Contacts:
                 update(table).where(table.c.chat_id == lid_chat.id).values(chat_id=target.id)
             )
         tx.conn.execute(delete(T_CHATS).where(T_CHATS.c.id == lid_chat.id))
+        # The surviving phone chat keeps the LID it now answers to (one person, one chat).
+        tx.conn.execute(
+            update(T_CHATS)
+            .where(T_CHATS.c.id == target.id)
+            .values(lid=it.chat.lid, updated_at=tx.now)
+        )
         tx.log.emit(key[0], CHAT_UPDATED, target.id, mergedChatId=lid_chat.id, lid=it.chat.lid)
 
     def _create_chats(self, items: list[Item]) -> None:

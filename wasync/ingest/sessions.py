@@ -19,6 +19,7 @@ def apply_statuses(tx: TxState) -> None:
                 latest[ev.session_id] = (job, ev)
     c = T_SESSIONS.c
     for session_id, (_job, ev) in sorted(latest.items()):
+        _record_engine(tx, session_id, ev)
         res = tx.conn.execute(
             update(T_SESSIONS)
             .where(c.id == session_id, or_(c.status.is_(None), c.status != ev.status))
@@ -37,6 +38,20 @@ def apply_statuses(tx: TxState) -> None:
                 status=ev.status,
                 **dict(ev.detail),
             )
+
+
+def _record_engine(tx: TxState, session_id: int, ev: SessionStatus) -> None:
+    """`sessions.engine` as the provider reports it (WAHA's `GET /api/sessions/{name}` and
+    `session.status` webhooks carry `engine`), so it is known without configuring it."""
+    engine = ev.detail.get("engine")
+    if not isinstance(engine, str) or not engine:
+        return
+    c = T_SESSIONS.c
+    tx.conn.execute(
+        update(T_SESSIONS)
+        .where(c.id == session_id, or_(c.engine.is_(None), c.engine != engine))
+        .values(engine=engine)
+    )
 
 
 def advance_cursors(tx: TxState) -> None:

@@ -7,6 +7,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wasync.phones import parse_phone
 from wasync.sim.content import (
     Content,
     contact_card,
@@ -116,6 +117,30 @@ def _digits(rng: random.Random, n: int) -> str:
     return str(rng.randint(10 ** (n - 1), 10**n - 1))
 
 
+def _foreign(country: str, digits: str) -> str:
+    """A valid mobile of `country` from 8 random digits (the same draws as before, so worlds
+    keep their shape): Portugal 351 9[1236]…, the UK 44 7…, Argentina's WhatsApp form
+    54 9 11 …, all of 12 digits or more so that the stored digits typed back as they are
+    parse as the same number; the digits turn until the number is valid, since `wasync
+    send` and the REST send both refuse numbers that are not."""
+    for turn in range(len(digits) * 10):
+        d = digits[turn % 8 :] + digits[: turn % 8]
+        d = str((int(d[0]) + turn // 8) % 10) + d[1:]
+        phone = {"PT": f"3519{'1236'[int(d[0]) % 4]}{d[1:]}", "GB": f"447{d}{d[0]}"}.get(
+            country, f"54911{d}"
+        )
+        if _valid(phone):
+            return phone
+    raise AssertionError(f"no valid {country} number from {digits}")  # never: 80 tries
+
+
+def _valid(phone: str) -> bool:
+    try:
+        return parse_phone(phone) == phone
+    except ValueError:
+        return False
+
+
 def _person(rng: random.Random, *, lid_share: float) -> Person:
     first, last = rng.choice(_FIRST), rng.choice(_LAST)
     if rng.random() < 0.88:
@@ -124,7 +149,7 @@ def _person(rng: random.Random, *, lid_share: float) -> Person:
         old_form = ddd >= 31 and rng.random() < 0.6  # 12-digit jid, no ninth digit
         phone = full[:4] + full[5:] if old_form else full
     else:
-        phone = rng.choice(("3519", "1415", "5411")) + _digits(rng, 8)
+        phone = _foreign(rng.choice(("PT", "GB", "AR")), _digits(rng, 8))
     has_lid = rng.random() < lid_share
     return Person(
         phone=phone,
@@ -134,6 +159,16 @@ def _person(rng: random.Random, *, lid_share: float) -> Person:
         lid_known=rng.random() < 0.65,
         device=rng.choices(("android", "ios", "web"), weights=(60, 35, 5))[0],
     )
+
+
+def person(rng: random.Random) -> Person:
+    """Someone new (a valid number; half of them with a LID), for live traffic."""
+    return _person(rng, lid_share=0.5)
+
+
+def customer_line(rng: random.Random) -> str:
+    """Something a customer writes (Portuguese)."""
+    return rng.choice(_CUSTOMER)
 
 
 def _content(rng: random.Random, from_me: bool, previous: Sequence[PlannedMessage]) -> Content:
