@@ -9,10 +9,11 @@ Cursors advance in the transaction that stores what they cover; duplicates are h
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from wasync.config import PollConfig
 from wasync.errors import (
     ProviderError,
+    Quarantined,
     SessionNotWorking,
     StoreUnavailable,
     TransientProviderError,
@@ -27,16 +29,17 @@ from wasync.errors import (
 )
 from wasync.events import Ack, Event, Message, Reaction, SessionStatus
 from wasync.metrics import Metrics
+from wasync.paging import MAX_PAGES, window_pages
 from wasync.pipeline import CursorUpdate, IngestResult, Pipeline
-from wasync.providers.base import ChatHead, Page, Provider
+from wasync.providers.base import ChatHead, Provider
 from wasync.store import Store
 from wasync.store import models as m
 
 log = logging.getLogger(__name__)
 
 SESSION_SCOPE = "*"
-MAX_PAGES = 1000
 SEEN_CAPACITY = 20_000
+MAX_AHEAD_S = 86_400.0
 
 
 @dataclass(slots=True)
@@ -48,6 +51,7 @@ class CycleStats:
     fetched: int = 0
     new: int = 0
     duplicate: int = 0
+    quarantined: int = 0
     status: str | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -56,67 +60,7 @@ class CycleStats:
         """Count one ingest."""
         self.new += result.new
         self.duplicate += result.duplicate
-
-
-async def window_pages(
-    provider: Provider,
-    chat_id: str | None,
-    *,
-    since: float,
-    until: float | None,
-    page_size: int,
-    max_pages: int = MAX_PAGES,
-    reread_ties: bool = False,
-) -> AsyncGenerator[Page, None]:
-    """Every page of a chat's messages in `[since, until]`, for the poller and backfill.
-
-    Pages by offset; when a page brings nothing new (an engine that ignores offsets, or
-    Evolution's untied ordering), restarts below the oldest row seen by narrowing `until`.
-    A page that is all one second (`until`) steps just below it. Stops at the provider's
-    `total`, after `max_pages` requests, or at a short page; when the provider's pages may
-    come back short before the end (`provider.short_pages`: WAHA WEBJS drops notification
-    rows; "increase offset always by limit, even if you get less messages", waha.md 3), only
-    at an empty one.
-
-    `reread_ties`: when the walk ends with fewer rows than `total`, read each full page's
-    oldest second again on its own. Evolution orders by second only, so rows of the second
-    a page ends on can swap across the boundary and be skipped (evolution.md 5.2). Backfill
-    has its own, window-level answer to that, and leaves this off.
-    """
-    seen: set[str] = set()
-    boundaries: list[float] = []
-    page_no, total = 1, None
-    for _ in range(max_pages):
-        page = await provider.messages(
-            chat_id, since=since, until=until, limit=page_size, page=page_no
-        )
-        fresh = [i for i in page.ids if i not in seen]
-        seen.update(page.ids)
-        total = page.total if page.total is not None else total
-        yield page
-        if total is not None and len(seen) >= total:
-            return
-        if page.size < page_size:
-            if page.size == 0 or not provider.short_pages:
-                break
-        elif page.min_ts is not None:
-            boundaries.append(page.min_ts)
-        if fresh:
-            page_no += 1
-        elif page.min_ts is not None and page.min_ts != until:
-            until, page_no = page.min_ts, 1  # offset ignored: walk the window down instead
-        elif page.min_ts is not None and page.min_ts > since:
-            until, page_no = page.min_ts - 0.001, 1  # a full page in one second: go below it
-        else:
-            break
-    if not reread_ties or total is None:
-        return
-    for second in dict.fromkeys(boundaries):
-        if len(seen) >= total:
-            return
-        page = await provider.messages(chat_id, since=second, until=second, limit=page_size, page=1)
-        seen.update(page.ids)
-        yield page
+        self.quarantined += result.quarantined
 
 
 class Poller:
@@ -150,6 +94,7 @@ class Poller:
         self._heads: dict[str, tuple[str | None, int | None, float | None]] = {}
         self._seen: OrderedDict[str, tuple[int | None, float | None]] = OrderedDict()  # ack, ts
         self._state_checked_at = float("-inf")
+        self._failing: str | None = None  # the unexpected error last logged with its traceback
         self.last: CycleStats | None = None
 
     @property
@@ -172,6 +117,13 @@ class Poller:
             stats.error = str(exc)
         except StoreUnavailable as exc:
             stats.error = f"store: {exc}"
+        except Exception as exc:  # a bug or an answer nobody foresaw: the next cycle still runs
+            stats.error = f"{type(exc).__name__}: {exc}"[:300]
+            if stats.error != self._failing:  # its traceback once, not every cycle
+                log.error("poll %s: unexpected error", self.label, exc_info=exc)
+            self._failing = stats.error
+        else:
+            self._failing = None
         stats.requests = self.provider.requests - requests0
         stats.seconds = time.perf_counter() - started
         self.last = stats
@@ -180,6 +132,11 @@ class Poller:
             self.metrics.poll_requests.inc(stats.requests)
         self._log(stats)
         return stats
+
+    def _capped(self, ts: float) -> float:
+        """A cursor never moves more than `MAX_AHEAD_S` past our clock: one message dated in
+        the year 9999 (a broken phone clock, a hostile provider) must not hide every later one."""
+        return min(ts, self.clock() + MAX_AHEAD_S)
 
     async def _cycle(self, stats: CycleStats) -> None:
         if self._cursors is None:
@@ -216,8 +173,8 @@ class Poller:
                     offset += self.poll.page_size
                     continue
             break
-        if newest is not None and newest > self._session_cursor():
-            await self._ingest([], stats, CursorUpdate(session_id=self.session_id, ts=newest))
+        if newest is not None and (top := self._capped(newest)) > self._session_cursor():
+            await self._ingest([], stats, CursorUpdate(session_id=self.session_id, ts=top))
 
     async def _sync_chat(self, head: ChatHead, stats: CycleStats) -> None:
         sig = (head.last_id, head.last_ack, head.last_ts)
@@ -233,7 +190,7 @@ class Poller:
         else:
             since = (cursor if cursor is not None else self._session_cursor()) - self.poll.overlap_s
             top = await self.fetch_window(head.chat_id, since, stats)
-            ts = max(t for t in (top, head.last_ts, cursor) if t is not None)
+            ts = self._capped(max(t for t in (top, head.last_ts, cursor) if t is not None))
             await self._ingest(
                 [], stats, CursorUpdate(session_id=self.session_id, scope=head.chat_id, ts=ts)
             )
@@ -276,8 +233,11 @@ class Poller:
             seen.update(page.ids)
             stats.fetched += page.size
             cursor = None
-            if page.max_ts is not None and page.max_ts > self._session_cursor():
-                cursor = CursorUpdate(session_id=self.session_id, ts=page.max_ts)
+            if (
+                page.max_ts is not None
+                and (top := self._capped(page.max_ts)) > self._session_cursor()
+            ):
+                cursor = CursorUpdate(session_id=self.session_id, ts=top)
             await self._ingest(page.events, stats, cursor)
             if page.size < self.poll.page_size:
                 break
@@ -301,11 +261,15 @@ class Poller:
                 fresh.append(ev)
         if not fresh and cursor is None:
             return
-        result = await self.pipeline.ingest(fresh, source=self.source, cursor=cursor)
+        try:
+            result = await self.pipeline.ingest(fresh, source=self.source, cursor=cursor)
+        except Quarantined as exc:  # kept in dead_letters; the rest and the cursor committed
+            result = exc.result
         stats.add(result)
         if self.metrics is not None:
             self.metrics.ingested.labels(self.source).inc(result.new)
             self.metrics.duplicates.labels(self.source).inc(result.duplicate)
+            self.metrics.quarantined.labels(self.source).inc(result.quarantined)
             if self.reconciling:
                 self.metrics.reconciled.inc(result.new)
         for ev in fresh:
@@ -348,9 +312,9 @@ class Poller:
         if status != self.status:
             if status == "UNAUTHORIZED" or self.status == "UNAUTHORIZED":
                 log.warning("session %s: %s %s", self.label, status.lower(), reason)
-            await self.pipeline.ingest(
-                [SessionStatus(session_id=self.session_id, status=status)], source=self.source
-            )
+            event = SessionStatus(session_id=self.session_id, status=status)
+            with contextlib.suppress(Quarantined):  # kept in dead_letters: nothing more to do
+                await self.pipeline.ingest([event], source=self.source)
             self.status = status
         self._working = working
 
@@ -372,13 +336,17 @@ class Poller:
         if idle and not self.poll.log_idle_cycles:
             return
         log.info(
-            "poll %s: chats=%d fetched=%d new=%d dup=%d requests=%d%s in %.2fs",
+            "poll %s: chats=%d fetched=%d new=%d dup=%d requests=%d%s%s in %.2fs",
             self.label,
             stats.chats,
             stats.fetched,
             stats.new,
             stats.duplicate,
             stats.requests,
+            f" quarantined={stats.quarantined}" if stats.quarantined else "",
             f" error={stats.error}" if stats.error else "",
             stats.seconds,
         )
+
+
+__all__ = ["MAX_PAGES", "CycleStats", "Poller", "window_pages"]

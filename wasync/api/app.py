@@ -15,6 +15,7 @@ from wasync.api.health import health_routes
 from wasync.api.rest import rest_routes
 from wasync.api.send import send_routes
 from wasync.api.webhook import WebhookReceiver
+from wasync.api.webhook_keep import Keeper
 from wasync.api.ws import ws_routes
 from wasync.config import Settings
 from wasync.hub import Hub
@@ -62,6 +63,12 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
     `/{event}` under both for the kind that appends the event to the URL (Evolution
     `byEvents: true` appends `/<event-with-hyphens>`, evolution.md 3.1)."""
     hook = ctx.settings.webhook
+    keeper = Keeper(
+        ctx.store,
+        sample_rows=hook.unauthenticated_sample_rows,
+        sample_bytes=hook.unauthenticated_sample_bytes,
+        sample_per_min=hook.unauthenticated_sample_per_min,
+    )
     receiver = WebhookReceiver(
         registry=ctx.registry,
         pipeline=ctx.pipeline,
@@ -70,6 +77,9 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
         max_body_bytes=hook.max_body_bytes,
         rate_per_s=hook.rate_per_s,
         burst=hook.burst,
+        source_rate_per_s=hook.source_rate_per_s,
+        source_burst=hook.source_burst,
+        keeper=keeper,
     )
 
     def route(path: str, kind: ProviderKind | None) -> Route:

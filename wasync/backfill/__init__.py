@@ -6,7 +6,7 @@ already checkpointed, is read in **timestamp windows**, not by offsets alone: so
 ignore offsets and Evolution's pages shift while you read (waha.md 3, evolution.md 5.2). A
 window starts at a day, doubles while it fits in one page, and is halved while it needs more
 than `max_pages` pages or comes back short of Evolution's `total`. Inside a window,
-`poller.window_pages` pages by offset, or by narrowing `until` when offsets are ignored; rows
+`paging.window_pages` pages by offset, or by narrowing `until` when offsets are ignored; rows
 read twice are dropped here, and the store's unique key is the guarantee.
 
 Events go through `Pipeline.ingest(source="backfill", realtime="summary")`: leads and chats as

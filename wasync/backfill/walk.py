@@ -14,7 +14,7 @@ from wasync.backfill.batch import Batch
 from wasync.backfill.checkpoints import Window, gaps, utc
 from wasync.backfill.options import Options
 from wasync.events import Event, Message, Reaction
-from wasync.poller import MAX_PAGES, window_pages
+from wasync.paging import MAX_PAGES, window_pages
 from wasync.providers.base import ChatHead, Page, Provider
 from wasync.registry import SessionRef
 

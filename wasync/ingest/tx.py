@@ -4,7 +4,8 @@ The steps, in order (`Tx.run`): lock the event log; resolve tenants; for new mes
 reactions resolve identities and chats (`contacts`) and insert what is new (`messages`); run
 the commands (`sends`, `actions`); apply acks, edits and revokes by the one rule, parking what
 has no message yet (`updates`); session states and poll cursors (`sessions`); append the
-event log. Everything runs as synchronous code on one connection (`Store.run_write`).
+event log; keep what cannot be stored in `dead_letters` (`quarantine`). Everything runs
+as synchronous code on one connection (`Store.run_write`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from wasync import eventlog
 from wasync.config import CrmConfig
 from wasync.eventlog import PublishedEvent
 from wasync.events import Command, SendAccepted, SendFailed, SendQueued
-from wasync.ingest import sessions
+from wasync.ingest import quarantine, sessions
 from wasync.ingest.actions import Actions
 from wasync.ingest.base import Job, Memory, TxState
 from wasync.ingest.contacts import Contacts
@@ -63,6 +64,7 @@ class Tx(TxState):
         self.updates.apply()
         sessions.apply_statuses(self)
         sessions.advance_cursors(self)
+        quarantine.keep(self)
         return eventlog.append(conn, self.log, pg=self.pg)
 
     def _command(self, job: Job, command: Command) -> Any:

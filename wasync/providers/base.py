@@ -211,6 +211,7 @@ class ProviderKind:
     secret_headers: frozenset[str]  # request headers (lower case) never kept in dead_letters
     detect: Callable[[Any], bool]  # is this webhook body one of ours?
     session_name: Callable[[Mapping[str, Any]], str | None]  # the session a body names
+    session_in_raw: Callable[[bytes], str | None]  # ... found in a body that is not JSON
     # (secret, headers, raw body) -> authentic? Constant time; headers case-insensitive.
     verify: Callable[[str, Mapping[str, str], bytes], bool]
     parse_webhook: WebhookParser
