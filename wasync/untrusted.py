@@ -23,6 +23,7 @@ from typing import Any
 
 MAX_DEPTH = 64  # real WAHA / Evolution bodies nest about 10 deep
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1  # an INTEGER column on Postgres (most ids): asyncpg refuses more
 MAX_DIGITS = 40  # far beyond int64 and any timestamp in any unit; int() is quadratic in digits
 
 _INT = re.compile(r"[+-]?[0-9]+")

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from wasync import providers
+from wasync.api.errors import ErrorGuard, http_error
 from wasync.api.guard import jwt_secret
 from wasync.api.health import health_routes
 from wasync.api.rest import rest_routes
@@ -53,7 +56,11 @@ def create_app(ctx: AppContext) -> Starlette:
     if ctx.outbox is not None:
         routes += send_routes(ctx.outbox, ctx.registry, ctx.store, secret)
     routes += ctx.extra_routes
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(ErrorGuard)],
+        exception_handlers={HTTPException: http_error},
+    )
     app.state.ctx = ctx
     return app
 

@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from wasync import redact
 
 
 class _QuietServer(uvicorn.Server):
@@ -42,6 +45,30 @@ def _quiet_denials() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _DenialNoise) for f in logger.filters):
         logger.addFilter(_DenialNoise())
+    # uvicorn logs each handshake with its query string: `/ws?token=<JWT>` (wasync.redact).
+    for name in ("uvicorn.error", "uvicorn.access"):
+        redact.install(logging.getLogger(name))
+
+
+class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, except that a close is written at once even when
+    the peer has stopped reading.
+
+    uvicorn's `send()` first waits until the transport is writable, a close included; for a
+    client whose socket is backed up (the one wasync closes with 4008 because its queue
+    overflowed) that wait outlasts the keepalive: the ping timeout drops the connection with
+    1011 and the 4008 never leaves (websockets_sansio_impl `send`, `keepalive_timeout`).
+    Written now, the close frame waits behind the backlog in the transport, the ping timeout
+    stands down (`close_sent`), and a client that reads again gets its frames, then 4008
+    with `since=<id>`. Nothing else may be sent after a close, so the writable flag this sets
+    early guards nothing else.
+    """
+
+    async def send(self, message: Any) -> None:
+        """Send an ASGI message; a close does not wait for the peer to read."""
+        if message["type"] == "websocket.close" and self.handshake_complete:
+            self.writable.set()
+        await super().send(message)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -87,7 +114,7 @@ async def serve(
     config = uvicorn.Config(
         app,
         lifespan="off",
-        ws=ws,  # type: ignore[arg-type]
+        ws=_WebSocketProtocol if ws == "websockets-sansio" else ws,  # type: ignore[arg-type]
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=shutdown_timeout_s,

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from wasync import config as config_mod
+from wasync import redact
 from wasync.errors import ConfigError, WasyncError
 
 app = typer.Typer(
@@ -65,13 +66,15 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         raise fail(str(exc)) from None
 
 
-def setup_logging(level: str) -> None:
-    """One line per record on stderr."""
+def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    """One line per record on stderr, with tokens and `secrets` blanked (`wasync.redact`)."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        redact.install(handler, secrets)
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # "skipped: maximum number of running instances reached" is the designed behaviour
