@@ -1,6 +1,6 @@
 """The `wasync` command line (typer): parse, load config, call one function; no logic here.
 
-Split by command family: `run` (run, demo, doctor, db upgrade), `messages` (send, replay,
+Split by command family: `run` (run, demo, sessions, doctor, db upgrade), `messages` (send, replay,
 backfill), `realtime` (token, tail), `webhooks` (register, status); `base` holds the apps and
 the one-line error handling they share. Commands are registered here, in the order `--help`
 lists them.
@@ -13,6 +13,7 @@ from wasync.cli.base import app, db_app, webhooks_app
 
 app.command()(run.run)
 app.command()(run.demo)
+app.command()(run.sessions)
 app.command()(run.doctor)
 app.command()(messages.send)
 app.command()(messages.replay)

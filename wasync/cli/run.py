@@ -1,4 +1,4 @@
-"""`wasync run`, `demo`, `doctor` and `db upgrade`: the daemon and its checks."""
+"""`wasync run`, `demo`, `sessions`, `doctor` and `db upgrade`: the daemon and its checks."""
 
 from __future__ import annotations
 
@@ -47,6 +47,16 @@ def demo(
     setup_logging("WARNING")
     synced = run_async(run_demo(state_dir or default_state_dir(), duration_s=duration))
     typer.echo(f"demo stopped: {synced} messages in the database")
+
+
+def sessions(config: ConfigOpt = None) -> None:
+    """Each configured session as the database knows it: its state, messages, and what was
+    kept aside (quarantined events, unparsed webhook bodies) with the newest reason."""
+    from wasync.session_status import read_sessions, render
+
+    settings = load_settings(config)
+    for line in render(run_async(read_sessions(settings))):
+        typer.echo(line)
 
 
 def doctor(config: ConfigOpt = None) -> None:
