@@ -258,7 +258,7 @@ class DeadLetter(SQLModel, table=True):
 
     __tablename__ = "dead_letters"
     __table_args__ = (
-        Index("ix_dead_letters_body_sha256", "body_sha256"),
+        Index("ix_dead_letters_body_sha256", "body_sha256", "kind"),
         Index("ix_dead_letters_kind_id", "kind", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)

@@ -28,7 +28,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("provider_message_id", sa.Text(), nullable=True))
         batch.add_column(sa.Column("body_sha256", sa.String(length=64), nullable=True))
     _hash_existing_bodies()
-    op.create_index("ix_dead_letters_body_sha256", "dead_letters", ["body_sha256"])
+    op.create_index("ix_dead_letters_body_sha256", "dead_letters", ["body_sha256", "kind"])
     op.create_index("ix_dead_letters_kind_id", "dead_letters", ["kind", "id"])
 
 
