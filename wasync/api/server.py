@@ -50,6 +50,9 @@ def _quiet_denials() -> None:
         redact.install(logging.getLogger(name))
 
 
+CLOSE_LINGER_S = 60.0  # how long a closed WebSocket's backlog may wait for a slow reader
+
+
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol, except that a close is written at once even when
     the peer has stopped reading.
@@ -66,9 +69,18 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         """Send an ASGI message; a close does not wait for the peer to read."""
-        if message["type"] == "websocket.close" and self.handshake_complete:
+        closing = message["type"] == "websocket.close" and self.handshake_complete
+        if closing:
             self.writable.set()
         await super().send(message)
+        if closing and self.close_sent:
+            self.loop.call_later(CLOSE_LINGER_S, self._give_up)
+
+    def _give_up(self) -> None:
+        """A peer that did not read its backlog and the close within `CLOSE_LINGER_S` never
+        will: drop the connection (asyncio's close would wait for the buffer for ever)."""
+        if self.transport.get_write_buffer_size() > 0:
+            self.transport.abort()
 
 
 def _bind(host: str, port: int) -> socket.socket:
