@@ -93,6 +93,10 @@ def hostile_values() -> st.SearchStrategy[Any]:
     return st.one_of(scalars, json_values, st.integers(60, 120).map(nested))
 
 
+HOSTILE_VALUES = hostile_values()  # built once: a strategy is validated when first drawn
+ACTIONS = st.sampled_from(["replace", "replace", "delete", "wrap", "stringify"])
+
+
 def _slots(value: Any, depth: int = 0) -> Iterator[tuple[Any, Any]]:
     """Every (container, key) of a JSON value, for picking a place to mutate."""
     if depth > 12:
@@ -115,8 +119,8 @@ def mutated(draw: st.DrawFn, bodies: list[dict[str, Any]]) -> dict[str, Any]:
         slots = list(_slots(body))
         if not slots:
             break
-        container, key = draw(st.sampled_from(slots))
-        action = draw(st.sampled_from(["replace", "replace", "delete", "wrap", "stringify"]))
+        container, key = slots[draw(st.integers(0, len(slots) - 1))]
+        action = draw(ACTIONS)
         if action == "delete" and isinstance(container, dict):
             del container[key]
         elif action == "wrap":
@@ -124,7 +128,7 @@ def mutated(draw: st.DrawFn, bodies: list[dict[str, Any]]) -> dict[str, Any]:
         elif action == "stringify":
             container[key] = json.dumps(container[key])[:200]
         else:
-            container[key] = draw(hostile_values())
+            container[key] = draw(HOSTILE_VALUES)
     return body
 
 
@@ -145,7 +149,7 @@ def garbage() -> st.SearchStrategy[bytes]:
         st.just(b"[" * 100_000 + b"]" * 100_000),
         st.just(b'{"a":' * 5000 + b"1" + b"}" * 5000),
         st.just(b"1" * 5000),
-        hostile_values().map(_dumps),
+        HOSTILE_VALUES.map(_dumps),
     )
     return st.one_of(st.binary(max_size=300), cut, shapes)
 
