@@ -25,11 +25,8 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import random
-import re
 import signal
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -37,9 +34,11 @@ import time
 import uuid
 from pathlib import Path
 
-import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.daemon import dead_letter_stats, drop_pg, fresh_pg, start_daemon
 
 HMAC_KEY = "bench-garbage-hmac-key-at-least-32-bytes"
 SAMPLE_ROWS, SAMPLE_BYTES = 100, 4096  # the defaults, written out to check against
@@ -114,24 +113,6 @@ def garbage(rng: random.Random) -> tuple[bytes, dict[str, str]]:
     return raw, {**headers, "x-webhook-hmac": "0" * 128}
 
 
-async def start(cfg: Path, log: Path) -> tuple[asyncio.subprocess.Process, str]:
-    """`wasync run` with stderr in `log`; the base URL it announced."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WASYNC_")}
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wasync", "run", "--config", str(cfg), env=env, stderr=out
-        )
-    for _ in range(600):
-        text = await asyncio.to_thread(log.read_text)
-        found = re.search(r"wasync running: .* http (http://[\d.:]+)", text)
-        if found:
-            return proc, found.group(1)
-        if proc.returncode is not None:
-            raise SystemExit(f"wasync run exited:\n{text}")
-        await asyncio.sleep(0.1)
-    raise SystemExit("wasync run did not start")
-
-
 def client(base: str, address: str) -> httpx.AsyncClient:
     """A keep-alive client posting from `address`."""
     transport = httpx.AsyncHTTPTransport(local_address=address)
@@ -179,22 +160,6 @@ async def run(base: str, args: argparse.Namespace) -> dict[str, list[float]]:
     return out
 
 
-async def dead_letters(db_url: str) -> dict[str, tuple[int, int]]:
-    """Rows and largest body per kind."""
-    url = make_url(db_url)
-    sql = "SELECT kind, count(*), max(length(body)) FROM dead_letters GROUP BY kind"
-    if url.get_backend_name() == "sqlite":
-        with sqlite3.connect(url.database or "") as conn:
-            rows = conn.execute(sql).fetchall()
-    else:
-        conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
-        try:
-            rows = [tuple(r) for r in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-    return {str(k): (int(c), int(m or 0)) for k, c, m in rows}
-
-
 def pct(values: list[float], q: float) -> float:
     """The `q` quantile (0..1) of `values`."""
     ordered = sorted(values)
@@ -223,44 +188,22 @@ def report(times: dict[str, list[float]], kept: dict[str, tuple[int, int]], back
     return 0 if ok and capped else 1
 
 
-async def fresh_pg(base_url: str) -> tuple[str, str]:
-    """A new database next to `base_url`'s; its URL and name."""
-    url = make_url(base_url)
-    name = f"wasync_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return url.set(database=name).render_as_string(hide_password=False), name
-
-
-async def drop_pg(base_url: str, name: str) -> None:
-    """Drop what `fresh_pg` made."""
-    url = make_url(base_url)
-    admin = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def main(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="wasync-bench-garbage-"))
     pg_name = None
     if args.pg_url:
-        db_url, pg_name = await fresh_pg(args.pg_url)
+        db_url, pg_name = await fresh_pg(args.pg_url, "wasync_bench")
     else:
         db_url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
     cfg = tmp / "wasync.toml"
     cfg.write_text(config_text(db_url))
-    proc, base = await start(cfg, tmp / "wasync.log")
+    proc, base = await start_daemon(cfg, tmp / "wasync.log")
     try:
         times = await run(base, args)
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
-    kept = await dead_letters(db_url)
+    kept = {k: (rows, big) for k, (rows, _, big) in (await dead_letter_stats(db_url)).items()}
     if pg_name:
         await drop_pg(args.pg_url, pg_name)
     return report(times, kept, "postgres" if args.pg_url else "sqlite")

@@ -28,25 +28,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
-import re
 import signal
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import httpx
 import jwt
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.daemon import dead_letter_stats, drop_pg, fresh_pg, start_daemon
 from tests.strategies import (
     EVOLUTION_BODIES,
     WAHA_BODIES,
@@ -146,24 +141,6 @@ def _post(how: str, provider: str, raw: bytes) -> Post:
     return (f"/api/webhooks/{provider}", raw, headers)
 
 
-async def start(cfg: Path, log: Path) -> tuple[asyncio.subprocess.Process, str]:
-    """`wasync run` with stderr in `log`; the base URL it announced."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WASYNC_")}
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wasync", "run", "--config", str(cfg), env=env, stderr=out
-        )
-    for _ in range(600):
-        text = await asyncio.to_thread(log.read_text)
-        found = re.search(r"wasync running: .* http (http://[\d.:]+)", text)
-        if found:
-            return proc, found.group(1)
-        if proc.returncode is not None:
-            raise SystemExit(f"wasync run exited:\n{text}")
-        await asyncio.sleep(0.1)
-    raise SystemExit("wasync run did not start")
-
-
 async def post_all(
     base: str, posts: list[Post], concurrency: int, counts: collections.Counter[int]
 ) -> None:
@@ -197,61 +174,16 @@ async def post_all(
             await c.aclose()
 
 
-async def dead_letter_report(db_url: str) -> dict[str, Any]:
-    """Kept rows by kind, the ones tied to no session, and the sample's largest body."""
-    dsn = make_url(db_url)
-    if dsn.get_backend_name() == "sqlite":
-        import sqlite3
-
-        with sqlite3.connect(dsn.database or "") as conn:
-            rows = conn.execute(
-                "SELECT kind, count(*), sum(session_name IS NULL), max(length(body))"
-                " FROM dead_letters GROUP BY kind"
-            ).fetchall()
-    else:
-        conn = await asyncpg.connect(dsn.set(drivername="postgresql").render_as_string(False))
-        try:
-            rows = await conn.fetch(
-                "SELECT kind, count(*), count(*) FILTER (WHERE session_name IS NULL),"
-                " max(length(body)) FROM dead_letters GROUP BY kind"
-            )
-        finally:
-            await conn.close()
-    return {str(r[0]): (int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
-
-
-async def fresh_pg(base_url: str) -> tuple[str, str]:
-    """A new database next to `base_url`'s; its URL and name."""
-    url = make_url(base_url)
-    name = f"wasync_fuzz_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return url.set(database=name).render_as_string(hide_password=False), name
-
-
-async def drop_pg(base_url: str, name: str) -> None:
-    """Drop the database `fresh_pg` made."""
-    url = make_url(base_url)
-    admin = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def main(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="wasync-fuzz-"))
     pg_name = None
     if args.pg_url:
-        db_url, pg_name = await fresh_pg(args.pg_url)
+        db_url, pg_name = await fresh_pg(args.pg_url, "wasync_fuzz")
     else:
         db_url = f"sqlite+aiosqlite:///{tmp / 'fuzz.db'}"
     cfg, log = tmp / "wasync.toml", tmp / "wasync.log"
     cfg.write_text(config_text(db_url))
-    proc, base = await start(cfg, log)
+    proc, base = await start_daemon(cfg, log)
     counts: collections.Counter[int] = collections.Counter()
     started = time.monotonic()
     try:
@@ -271,7 +203,7 @@ async def main(args: argparse.Namespace) -> int:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
     elapsed = time.monotonic() - started
-    kept = await dead_letter_report(db_url)
+    kept = await dead_letter_stats(db_url)
     if pg_name:
         await drop_pg(args.pg_url, pg_name)
     lines = log.read_text(errors="replace").splitlines()

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.factories import msg
-from tests.test_outbox import JWT_SECRET, PHONE, environment
+from tests.test_outbox import JWT_SECRET, PHONE, Env, environment
 from tests.test_realtime import node, token
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
@@ -63,18 +63,23 @@ HOSTILE = [
 ]
 
 
+def context(env: Env, **extra: Any) -> AppContext:
+    """The app's context over the test environment's store and pipeline."""
+    return AppContext(
+        settings=env.settings,
+        store=env.store,
+        registry=env.registry,
+        pipeline=env.pipeline,
+        metrics=env.metrics,
+        **extra,
+    )
+
+
 @pytest.fixture
 async def client(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The whole app (REST and send routes) over ASGI, with one chat; an ADMIN token."""
     async with environment(db_url) as env:
-        ctx = AppContext(
-            settings=env.settings,
-            store=env.store,
-            registry=env.registry,
-            pipeline=env.pipeline,
-            metrics=env.metrics,
-            outbox=env.outbox,
-        )
+        ctx = context(env, outbox=env.outbox)
         sid = env.ref("waha").id
         await env.pipeline.ingest([msg(sid, "in-1", f"{PHONE}@c.us")], source="test")
         tok = issue_token(JWT_SECRET, tenant_id="acme", user_id="boss", role="ADMIN", ttl_s=600)
@@ -126,13 +131,7 @@ async def test_keep_alive_survives_a_4xx_and_a_500(db_url: str) -> None:
     200. uvicorn used to close the connection after the 500 (Starlette re-raises after its
     own 500), so a client reusing it had its next request reset."""
     async with environment(db_url) as env:
-        ctx = AppContext(
-            settings=env.settings,
-            store=env.store,
-            registry=env.registry,
-            pipeline=env.pipeline,
-            extra_routes=[Route("/boom", _boom)],
-        )
+        ctx = context(env, extra_routes=[Route("/boom", _boom)])
         async with serve(create_app(ctx)) as base:
             host, port = base.removeprefix("http://").split(":")
             reader, writer = await asyncio.open_connection(host, int(port))

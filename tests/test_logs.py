@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from tests.daemon import start_daemon
 from tests.test_outbox import environment
 from tests.test_webhook import _database_down
 from wasync import config
@@ -73,24 +72,6 @@ webhook_secret = "{EVO_JWT_KEY}"
 """
     )
     return path
-
-
-async def start(cfg: Path, log: Path) -> tuple[asyncio.subprocess.Process, str]:
-    """`wasync run` with its stderr in `log`; the base URL it announced."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WASYNC_")}
-    env.update(SECRETS)
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wasync", "run", "--config", str(cfg), env=env, stderr=out
-        )
-    for _ in range(300):
-        text = await asyncio.to_thread(log.read_text)
-        found = re.search(r"wasync running: .* http (http://[\d.:]+)", text)
-        if found:
-            return proc, found.group(1)
-        assert proc.returncode is None, text
-        await asyncio.sleep(0.1)
-    raise AssertionError("wasync run did not start")
 
 
 async def traffic(base: str, waha: WahaSim, evo: EvolutionSim, settings: Any) -> list[str]:
@@ -154,7 +135,7 @@ async def test_no_secret_or_token_in_any_line_of_a_full_run(tmp_path: Path) -> N
         async with serve(waha.app) as waha_url, serve(evo.app) as evo_url:
             cfg = write_config(tmp_path / "wasync.toml", tmp_path / "w.db", waha_url, evo_url)
             settings = config.load(cfg, env=SECRETS)
-            proc, base = await start(cfg, log := tmp_path / "wasync.log")
+            proc, base = await start_daemon(cfg, log := tmp_path / "wasync.log", SECRETS)
             try:
                 tokens = await traffic(base, waha, evo, settings)
             finally:
