@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from wasync.metrics import Metrics
 from wasync.pipeline import Pipeline
 from wasync.poller import Poller
 from wasync.registry import Registry, provider_for, sync
+from wasync.replay import replay_files
 from wasync.session_status import read_sessions, render
 from wasync.sim.content import text as text_content
 from wasync.sim.evolution import EvolutionSim
@@ -284,3 +286,26 @@ async def _deliver(client: httpx.AsyncClient, w: World, message_id: str) -> http
     data = w.sim.upsert_payload("default", message_id)
     body = {"event": "messages.upsert", "instance": "default", "data": data}
     return await client.post("/api/webhooks/evolution", content=json.dumps(body).encode())
+
+
+async def test_replay_reports_a_deep_file_and_replays_the_rest(db_url: str, tmp_path: Path) -> None:
+    """`wasync replay` over a file nested 100,000 deep (RecursionError aborted the run with a
+    traceback and no report), a file whose message is poisoned, and a good one: a report,
+    the deep file rejected, the poisoned message quarantined and counted, the good stored."""
+    async with world(db_url, "waha") as w:
+        deep = tmp_path / "deep.json"
+        deep.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+        files = []
+        for n in (0, 17):  # a good message and the over-long id
+            body = {
+                "event": "message",
+                "session": "default",
+                "payload": w.sim.webhook_payload("default", w.ids[n]),
+            }
+            (path := tmp_path / f"m{n}.json").write_text(json.dumps(body))
+            files.append(path)
+        report = await replay_files(w.pipeline, w.registry, [deep, *files])
+        assert (report.new, report.rejected) == (1, 2)
+        assert str(deep) in report.errors[0] and "nested" in report.errors[0]
+        assert any("304 characters" in e for e in report.errors)
+        assert len(await w.quarantined()) == 1
