@@ -194,9 +194,9 @@ class Pipeline:
     async def _isolate(self, job: Job, error: Exception) -> None:
         """A job the store refused, alone: a command fails with StoreRefused; events are
         committed in halves and the ones refused alone quarantined (see the module doc)."""
-        if job.commands or not job.events:
+        if job.commands or not job.events:  # the reason is logged, not handed to a client
             log.warning("the store refused a %s change: %s", job.source, _reason(error))
-            _fail([job], StoreRefused(f"the database refused the change: {_reason(error)}"))
+            _fail([job], StoreRefused("the database refused a value of this change"))
             return
         job.reset()
         try:
