@@ -20,11 +20,12 @@ from sqlalchemy import text
 from tests.factories import msg
 from wasync.api.app import AppContext, create_app
 from wasync.config import Settings, parse
-from wasync.errors import Quarantined
-from wasync.events import CursorUpdate, Media
+from wasync.errors import Quarantined, StoreRefused
+from wasync.events import ChangeChat, CursorUpdate, Media
 from wasync.metrics import Metrics
 from wasync.pipeline import Pipeline
 from wasync.poller import Poller
+from wasync.principal import Principal
 from wasync.registry import Registry, provider_for, sync
 from wasync.replay import replay_files
 from wasync.session_status import read_sessions, render
@@ -309,3 +310,20 @@ async def test_replay_reports_a_deep_file_and_replays_the_rest(db_url: str, tmp_
         assert str(deep) in report.errors[0] and "nested" in report.errors[0]
         assert any("304 characters" in e for e in report.errors)
         assert len(await w.quarantined()) == 1
+
+
+async def test_a_command_the_store_refuses_is_a_refusal(db_url: str) -> None:
+    """A change whose value no column takes (a lone surrogate: no encoder does) fails alone
+    with StoreRefused (REST: 422), writes nothing, and the next change commits."""
+    async with world(db_url, "waha") as w:
+        sid = next(iter(w.registry)).id
+        await w.pipeline.ingest([msg(sid, "C1", f"{phone(1)}@s.whatsapp.net")], source="poll")
+        chat = int(await w.scalar("SELECT id FROM chats"))
+        boss = Principal(tenant_id="acme", user_id="u1", role="ADMIN")
+        bad = ChangeChat(actor=boss, chat_id=chat, field="assigned_user_id", value="\ud800")
+        with pytest.raises(StoreRefused) as info:
+            await w.pipeline.execute(bad, source="rest")
+        assert info.value.status == 422 and "\ud800" not in str(info.value)
+        good = ChangeChat(actor=boss, chat_id=chat, field="assigned_user_id", value="u2")
+        assert (await w.pipeline.execute(good, source="rest")) is not None
+        assert await w.scalar("SELECT assigned_user_id FROM chats") == "u2"
