@@ -206,11 +206,11 @@ class Sender:
                 for sid, lane in self.lanes.items():
                     metrics.outbox_depth.labels(session=lane.ref.label).set(counts.get(sid, 0))
             except StoreUnavailable as exc:
-                gauge.failed(exc)
+                self._outage.failed(exc)  # the lanes' outage: one WARNING for the sender
             except Exception as exc:
                 gauge.broken(exc)
             else:
-                gauge.ok()
+                self._outage.ok()
             await self._pause(None, self.cfg.metrics_interval_s)
 
 
