@@ -9,8 +9,8 @@ published to subscribers (the real-time hub) only after the commit.
 
 One bad event never fails its job either. Events are normalized before they are queued
 (`wasync.ingest.normalize`: text cleaned, keys checked against their columns); a key that
-does not fit is refused there. A job whose transaction the store still refuses is committed
-in halves, recursively, down to the events the store refuses one by one (at most 2n - 1
+does not fit is refused there. A job whose transaction the store still refuses (after one
+more try when the error was a deadlock or serialization failure) is committed in halves, recursively, down to the events the store refuses one by one (at most 2n - 1
 transactions for n events, only on that path). Refused events are kept in `dead_letters`
 (`wasync.ingest.quarantine`) by the job's last transaction, the one that moves its cursor,
 and the caller gets `Quarantined` carrying the counts: everything else was stored.
@@ -29,7 +29,7 @@ from wasync.eventlog import PublishedEvent
 from wasync.events import Command, CursorUpdate, Event
 from wasync.ingest import IngestResult, Job, Memory, Realtime, Tx
 from wasync.ingest.normalize import InvalidText, Refusal, normalize, usable_cursors
-from wasync.store import Store, is_unavailable
+from wasync.store import Store, is_conflict, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,17 @@ class Pipeline:
             _fail([job], StoreRefused("the database refused a value of this change"))
             return
         job.reset()
+        if is_conflict(error):  # a deadlock or serialization failure: nothing is wrong with it
+            try:
+                published = await self._transaction([job])
+            except Exception as exc:
+                self._memory.forget()
+                job.reset()
+                error = exc
+            else:
+                self._publish(published)
+                _succeed([job])
+                return
         try:
             job.refused += await self._halves(job, list(job.events), error)
             last = Job(events=[], source=job.source, cursors=job.cursors, refused=job.refused)
