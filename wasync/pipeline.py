@@ -10,8 +10,9 @@ published to subscribers (the real-time hub) only after the commit.
 One bad event never fails its job either. Events are normalized before they are queued
 (`wasync.ingest.normalize`: text cleaned, keys checked against their columns); a key that
 does not fit is refused there. A job whose transaction the store still refuses (after one
-more try when the error was a deadlock or serialization failure) is committed in halves, recursively, down to the events the store refuses one by one (at most 2n - 1
-transactions for n events, only on that path). Refused events are kept in `dead_letters`
+more try when the error was a deadlock or serialization failure) is committed in halves,
+recursively, down to the events the store refuses one by one (at most 2n - 1 transactions
+for n events, only on that path). Refused events are kept in `dead_letters`
 (`wasync.ingest.quarantine`) by the job's last transaction, the one that moves its cursor,
 and the caller gets `Quarantined` carrying the counts: everything else was stored.
 """
