@@ -219,3 +219,14 @@ def _now() -> Any:
     from wasync.store.models import utcnow
 
     return utcnow()
+
+
+async def test_an_answer_quoting_a_lone_surrogate_is_still_json(db_url: str) -> None:
+    """Found by scripts/fuzz_webhooks.py: the 400 for a message without a chat quotes its id,
+    and an id holding a lone surrogate made the answer unencodable (a 500)."""
+    body = {"event": "message", "session": "default", "payload": {"id": "a\udfffb"}}
+    raw = json.dumps(body).encode()
+    async with hooked(db_url) as (e, _):
+        resp = await e.client.post("/api/webhooks/waha", content=raw, headers=waha_headers(raw))
+    assert resp.status_code == 400
+    assert resp.json() == {"ok": False, "detail": "WAHA message ab without a chat id"}

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from wasync.auth import AuthError, Principal, bearer, verify_token
 from wasync.config import Settings
 from wasync.errors import ConfigError, Refused, StoreUnavailable
-from wasync.untrusted import INT64_MAX, loads, parse_int, text_problem
+from wasync.untrusted import INT64_MAX, clean_text, loads, parse_int, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def guarded(handler: Handler, secret: str | None) -> Endpoint:
 def error(status: int, message: str) -> JSONResponse:
     """The one error shape."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": clean_text(message)}, status_code=status, headers=headers)
 
 
 async def json_body(request: Request) -> Mapping[str, Any]:

@@ -35,7 +35,7 @@ from wasync.providers import ProviderKind
 from wasync.ratelimit import TokenBucket
 from wasync.registry import Registry, SessionRef
 from wasync.store import Store
-from wasync.untrusted import loads, parse_int
+from wasync.untrusted import clean_text, loads, parse_int
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,9 @@ class WebhookReceiver:
         self, kind: ProviderKind | None, outcome: str, status: int, detail: str, *, ok: bool = False
     ) -> JSONResponse:
         self.metrics.webhooks.labels(kind.name if kind else "unknown", outcome).inc()
-        return JSONResponse({"ok": ok, "detail": detail}, status_code=status)
+        # The detail may quote the body (an id, a session name): no lone surrogate may reach
+        # the UTF-8 encoder of the answer.
+        return JSONResponse({"ok": ok, "detail": clean_text(detail)}, status_code=status)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
