@@ -152,6 +152,9 @@ def safe_parse(parse: Callable[..., Event], row: Any, session_id: int) -> Event 
     except PayloadError as exc:
         log.warning("provider message skipped: %s", exc)
         return None
+    except Exception:  # a parser bug must cost one row, not the session's polling
+        log.exception("provider message skipped: the parser failed on it")
+        return None
 
 
 # --- the description of a provider ----------------------------------------------------------
