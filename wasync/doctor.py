@@ -116,11 +116,13 @@ async def _dead_letters(settings: Settings) -> Check:
     parts = [f"{quarantined} quarantined", f"{unparsed} unparsed", f"{sampled} unsigned samples"]
     if not quarantined and not unparsed:
         return Check(subject="dead_letters", level="ok", detail=", ".join(parts))
-    per = sorted(
-        f"{tenant}/{name} {sum(kinds.values())}"
-        for (tenant, name), kinds in dead.by_session.items()
+    totals = sorted(
+        ((sum(kinds.values()), f"{t}/{n}") for (t, n), kinds in dead.by_session.items()),
+        key=lambda pair: (-pair[0], pair[1]),
     )
-    detail = f"{', '.join(parts)} ({'; '.join(per)}): see `wasync sessions`"
+    per = [f"{label} {count}" for count, label in totals[:5]]
+    more = f"; {len(totals) - 5} more" if len(totals) > 5 else ""
+    detail = f"{', '.join(parts)} ({'; '.join(per)}{more}): see `wasync sessions`"
     return Check(subject="dead_letters", level="warn", detail=detail)
 
 
