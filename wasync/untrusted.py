@@ -145,6 +145,8 @@ def clean_json(value: Any, *, depth: int = MAX_DEPTH) -> Any:
 def json_problem(value: Any, *, depth: int = MAX_DEPTH) -> bool:
     """True when some string (or key) of a JSON value needs `clean_json`, or it nests too deep
     or holds a non-finite float: the cheap check before copying."""
+    if isinstance(value, Mapping) and all(_plain(k) and _plain(v) for k, v in value.items()):
+        return False  # the common case: one flat object of plain values
     stack: list[tuple[Any, int]] = [(value, depth)]
     while stack:
         node, left = stack.pop()
@@ -164,3 +166,10 @@ def json_problem(value: Any, *, depth: int = MAX_DEPTH) -> bool:
         elif isinstance(node, float) and not math.isfinite(node):
             return True
     return False
+
+
+def _plain(value: Any) -> bool:
+    """An ASCII string without NUL, an int, a bool or None: nothing to clean."""
+    if type(value) is str:
+        return value.isascii() and "\x00" not in value
+    return value is None or type(value) in (int, bool)

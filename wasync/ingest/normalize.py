@@ -126,13 +126,21 @@ def _message(ev: Message, mode: InvalidText) -> Message:
     _keys(ev, ev.chat, ev.sender)
     if ev.reply_to is not None:
         _key("reply_to", ev.reply_to, PMID)
-    return _replace(
-        ev,
-        body=_text("body", ev.body, mode),
-        push_name=_text("push_name", ev.push_name, mode),
-        media=_media(ev.media, mode),
-        extra=_json("extra", ev.extra, mode),
-        raw=_json("raw", ev.raw, mode),
+    body = _text("body", ev.body, mode)
+    push_name = _text("push_name", ev.push_name, mode)
+    media = _media(ev.media, mode)
+    extra = _json("extra", ev.extra, mode)
+    raw = _json("raw", ev.raw, mode)
+    if (
+        body is ev.body
+        and push_name is ev.push_name
+        and media is ev.media
+        and extra is ev.extra
+        and raw is ev.raw
+    ):
+        return ev  # the common case: nothing to clean, no copy
+    return dataclasses.replace(
+        ev, body=body, push_name=push_name, media=media, extra=extra, raw=raw
     )
 
 
