@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import hypothesis
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -21,6 +22,22 @@ from wasync.config import Settings, parse
 from wasync.pipeline import Pipeline, PublishedEvent
 from wasync.registry import Registry, sync
 from wasync.store import Store
+
+# The fuzz suite (tests/test_fuzz.py): a bounded number of examples in every run, a few
+# seconds; HYPOTHESIS_PROFILE=long for a thorough one. Examples share a test's fixtures (one
+# database per test, many bodies posted to it), which is what `function_scoped_fixture` warns of.
+_SHARED = [
+    hypothesis.HealthCheck.function_scoped_fixture,
+    hypothesis.HealthCheck.too_slow,
+    hypothesis.HealthCheck.data_too_large,
+]
+hypothesis.settings.register_profile(
+    "ci", max_examples=40, deadline=None, database=None, suppress_health_check=_SHARED
+)
+hypothesis.settings.register_profile(
+    "long", max_examples=5000, deadline=None, database=None, suppress_health_check=_SHARED
+)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PG_URL = os.environ.get("WASYNC_TEST_PG_URL")
 SKIP_PG = "Postgres tests skipped: set WASYNC_TEST_PG_URL (CI sets it)"

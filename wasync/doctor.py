@@ -3,6 +3,8 @@
 One line per check. The checks cover:
 
 - the database: reachable, and its schema version against the packaged migrations;
+- `dead_letters`: events quarantined and webhook bodies kept unparsed, per session, and the
+  sample of unauthenticated bodies (`wasync sessions` shows them per session);
 - the `[auth]` JWT secret;
 - every configured session: can its provider be reached, is the API key accepted, is the
   session working, and can it be polled (a WAHA NOWEB session without its store cannot);
@@ -27,8 +29,10 @@ from sqlalchemy.engine import make_url
 
 from wasync import webhooks
 from wasync.config import Settings
+from wasync.deadletters import QUARANTINED, UNAUTHENTICATED, UNPARSED
 from wasync.errors import ConfigError, ProviderError, StoreUnavailable, Unauthorized
 from wasync.registry import SessionRef, configured_refs, http_for, provider_for
+from wasync.session_status import dead_letter_counts
 from wasync.store import Store
 from wasync.store.migrate import alembic_config
 
@@ -50,7 +54,10 @@ async def diagnose(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> list[Check]:
     """Every check, in order: database, auth, then each configured session."""
-    checks = [await _database(settings), _auth(settings)]
+    checks = [database := await _database(settings)]
+    if database.level == "ok":
+        checks.append(await _dead_letters(settings))
+    checks.append(_auth(settings))
     refs = [ref for ref in configured_refs(settings) if ref.config.enabled]
     # One attempt per request: a doctor reports, it does not wait out an outage.
     quick = settings.model_copy(
@@ -95,6 +102,29 @@ async def _database(settings: Settings) -> Check:
         return Check(subject="database", level="ok", detail=detail)
     detail = f"{backend}, schema {found or 'absent'}, packaged {head}: `wasync db upgrade`"
     return Check(subject="database", level="warn", detail=detail + " (run also applies it)")
+
+
+async def _dead_letters(settings: Settings) -> Check:
+    """What the database kept aside instead of storing: a warning while any of it waits."""
+    try:
+        async with Store.from_config(settings.database) as store, store.read() as conn:
+            dead = await dead_letter_counts(conn)
+    except (StoreUnavailable, OSError, sqlalchemy.exc.DBAPIError) as exc:
+        return Check(subject="dead_letters", level="fail", detail=f"unreadable: {exc}"[:200])
+    quarantined = dead.by_kind.get(QUARANTINED, 0)
+    unparsed = dead.by_kind.get(UNPARSED, 0)
+    sampled = dead.by_kind.get(UNAUTHENTICATED, 0)
+    parts = [f"{quarantined} quarantined", f"{unparsed} unparsed", f"{sampled} unsigned samples"]
+    if not quarantined and not unparsed:
+        return Check(subject="dead_letters", level="ok", detail=", ".join(parts))
+    totals = sorted(
+        ((sum(kinds.values()), f"{t}/{n}") for (t, n), kinds in dead.by_session.items()),
+        key=lambda pair: (-pair[0], pair[1]),
+    )
+    per = [f"{label} {count}" for count, label in totals[:5]]
+    more = f"; {len(totals) - 5} more" if len(totals) > 5 else ""
+    detail = f"{', '.join(parts)} ({'; '.join(per)}{more}): see `wasync sessions`"
+    return Check(subject="dead_letters", level="warn", detail=detail)
 
 
 def _auth(settings: Settings) -> Check:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WasyncError(Exception):
     """Base of every error wasync raises on purpose."""
@@ -23,6 +25,23 @@ class Refused(WasyncError):
 
     status = 422
     from_world = False
+
+
+class StoreRefused(Refused):
+    """The database refused the values of one change (a command): nothing was written."""
+
+
+class Quarantined(WasyncError):
+    """Some events of one `Pipeline.ingest()` could not be stored: each was kept in
+    `dead_letters` with its reason, and everything else of the call (the other events, the
+    cursor) committed. Raised after that commit; `result` holds the call's counts
+    (`IngestResult`, `quarantined` among them) and `reasons` one line per kept event."""
+
+    def __init__(self, result: Any, reasons: list[str]) -> None:
+        first = reasons[0] if reasons else "refused by the store"
+        super().__init__(f"{len(reasons)} event(s) quarantined in dead_letters: {first}")
+        self.result = result
+        self.reasons = reasons
 
 
 class StoreUnavailable(WasyncError):

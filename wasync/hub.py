@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator, Sequence
 
 from wasync import eventlog
 from wasync.eventlog import LogRow, PublishedEvent, frame_json, read_log
+from wasync.outage import Outage
 from wasync.principal import Principal
 from wasync.scopes import Scopes, visible
-from wasync.store import Store
+from wasync.store import Store, is_unavailable
 from wasync.store.listener import PgListener, asyncpg_dsn
 
 log = logging.getLogger(__name__)
@@ -191,16 +192,22 @@ class Hub:
 
     async def _run(self) -> None:
         delay = self.retry_s
+        outage = Outage(log, "hub: event log")
         while True:
             await self._next_wake()
             try:
                 await self._catch_up()
-                delay = self.retry_s
             except Exception as exc:  # the fan-out must outlive a database outage
-                log.warning("hub: cannot read the event log (%s); retrying in %.1fs", exc, delay)
+                if is_unavailable(exc):
+                    outage.failed(exc)
+                else:
+                    outage.broken(exc)
                 self._wake.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_s)
+            else:
+                outage.ok()
+                delay = self.retry_s
 
     async def _next_wake(self) -> None:
         """A local commit, or (SQLite) `poll_s` without one."""

@@ -24,6 +24,20 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.quarantined = Counter(
+            "wasync_messages_quarantined_total",
+            "Events kept in dead_letters instead of stored (beyond a column's limits, or"
+            " refused by the store), by source.",
+            ["source"],
+            registry=r,
+        )
+        self.unauthenticated = Counter(
+            "wasync_webhook_unauthenticated_total",
+            "Webhook bodies no configured session signed, by what happened to them: sampled"
+            " into dead_letters, or only counted.",
+            ["kept"],
+            registry=r,
+        )
         self.reconciled = Counter(
             "wasync_reconciled_messages_total",
             "Messages the poller stored first although webhooks are on (lost or late webhooks).",

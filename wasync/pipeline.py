@@ -6,6 +6,15 @@ to `batch_max_events` events (or whatever arrived within `batch_max_wait_ms`) in
 transaction (`wasync.ingest.Tx`) and answers every caller when it commits. A job that fails
 is retried alone, so one bad caller never fails its neighbours. New event-log rows are
 published to subscribers (the real-time hub) only after the commit.
+
+One bad event never fails its job either. Events are normalized before they are queued
+(`wasync.ingest.normalize`: text cleaned, keys checked against their columns); a key that
+does not fit is refused there. A job whose transaction the store still refuses (after one
+more try when the error was a deadlock or serialization failure) is committed in halves,
+recursively, down to the events the store refuses one by one (at most 2n - 1 transactions
+for n events, only on that path). Refused events are kept in `dead_letters`
+(`wasync.ingest.quarantine`) by the job's last transaction, the one that moves its cursor,
+and the caller gets `Quarantined` carrying the counts: everything else was stored.
 """
 
 from __future__ import annotations
@@ -16,11 +25,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from wasync.config import CrmConfig, Settings
-from wasync.errors import StoreUnavailable
+from wasync.errors import Quarantined, StoreRefused, StoreUnavailable
 from wasync.eventlog import PublishedEvent
 from wasync.events import Command, CursorUpdate, Event
 from wasync.ingest import IngestResult, Job, Memory, Realtime, Tx
-from wasync.store import Store, is_unavailable
+from wasync.ingest.normalize import InvalidText, Refusal, normalize, usable_cursors
+from wasync.store import Store, is_conflict, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +55,7 @@ class Pipeline:
         batch_max_events: int = 500,
         batch_max_wait_ms: float = 0.0,
         media: bool = False,
+        invalid_text: InvalidText = "quarantine",
     ) -> None:
         self.store = store
         self.media = media  # new media messages become PENDING for the media worker
@@ -53,6 +64,7 @@ class Pipeline:
         self.subscribers = list(subscribers)
         self.batch_max_events = batch_max_events
         self.batch_max_wait_s = batch_max_wait_ms / 1000
+        self.invalid_text: InvalidText = invalid_text
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._memory = Memory()
@@ -70,6 +82,7 @@ class Pipeline:
             batch_max_events=settings.database.batch_max_events,
             batch_max_wait_ms=settings.database.batch_max_wait_ms,
             media=settings.media.enabled,
+            invalid_text=settings.database.invalid_text,
         )
 
     async def __aenter__(self) -> Pipeline:
@@ -101,10 +114,14 @@ class Pipeline:
         `media=False` leaves new media untracked (`NONE`, history) even with the worker on.
 
         Raises StoreUnavailable when the database cannot be reached; nothing is half-written.
+        Raises Quarantined, after the commit, when some events could not be stored: they are
+        in `dead_letters`, the rest and the cursor are committed (`exc.result` has the counts).
         """
-        cursors = [cursor] if isinstance(cursor, CursorUpdate) else list(cursor or [])
+        cursors = usable_cursors([cursor] if isinstance(cursor, CursorUpdate) else cursor or [])
+        good, refused = normalize(events, invalid_text=self.invalid_text)
         job = Job(
-            events=list(events),
+            events=good,
+            refused=refused,
             source=source,
             cursors=cursors,
             notify=notify,
@@ -112,6 +129,8 @@ class Pipeline:
             media=media and self.media,
         )
         await self._submit(job)
+        if job.refused:
+            raise Quarantined(job.result, [r.reason for r in job.refused])
         return job.result
 
     async def execute(self, command: Command, *, source: str = "outbox") -> Any:
@@ -166,21 +185,70 @@ class Pipeline:
             published = await self._transaction(jobs)
         except Exception as exc:
             self._memory.forget()
-            if len(jobs) > 1 and not is_unavailable(exc):
+            if is_unavailable(exc):
+                _fail(jobs, _wrap(exc))
+            elif len(jobs) > 1:
                 # One bad job must not fail its neighbours: retry each alone.
                 for job in jobs:
                     job.reset()
                     await self._commit([job])
-                return
-            error = exc if isinstance(exc, StoreUnavailable) else _wrap(exc)
-            for job in jobs:
-                if job.future is not None and not job.future.done():
-                    job.future.set_exception(error)
+            else:
+                await self._isolate(jobs[0], exc)
             return
         self._publish(published)
-        for job in jobs:
-            if job.future is not None and not job.future.done():
-                job.future.set_result(None)
+        _succeed(jobs)
+
+    async def _isolate(self, job: Job, error: Exception) -> None:
+        """A job the store refused, alone: a command fails with StoreRefused; events are
+        committed in halves and the ones refused alone quarantined (see the module doc)."""
+        if job.commands or not job.events:  # the reason is logged, not handed to a client
+            log.warning("the store refused a %s change: %s", job.source, _reason(error))
+            _fail([job], StoreRefused("the database refused a value of this change"))
+            return
+        job.reset()
+        if is_conflict(error):  # a deadlock or serialization failure: nothing is wrong with it
+            try:
+                published = await self._transaction([job])
+            except Exception as exc:
+                self._memory.forget()
+                job.reset()
+                error = exc
+            else:
+                self._publish(published)
+                _succeed([job])
+                return
+        try:
+            job.refused += await self._halves(job, list(job.events), error)
+            last = Job(events=[], source=job.source, cursors=job.cursors, refused=job.refused)
+            published = await self._transaction([last])
+        except Exception as exc:
+            self._memory.forget()
+            _fail([job], _wrap(exc))
+            return
+        job.result.add(last.result)
+        self._publish(published)
+        _succeed([job])
+
+    async def _halves(self, job: Job, events: list[Event], error: Exception) -> list[Refusal]:
+        """Commit what the store takes of `events`, which failed together with `error`; the
+        events it refuses alone come back with the reason. Raises on an outage."""
+        if len(events) == 1:
+            return [Refusal(event=events[0], reason=f"refused by the store: {_reason(error)}")]
+        refused: list[Refusal] = []
+        middle = len(events) // 2
+        for half in (events[:middle], events[middle:]):
+            part = job.part(half)
+            try:
+                published = await self._transaction([part])
+            except Exception as exc:
+                self._memory.forget()
+                if is_unavailable(exc):
+                    raise
+                refused += await self._halves(job, half, exc)
+                continue
+            job.result.add(part.result)
+            self._publish(published)
+        return refused
 
     async def _transaction(self, jobs: list[Job]) -> list[PublishedEvent]:
         pg = not self.store.is_sqlite
@@ -201,6 +269,27 @@ class Pipeline:
 
 def _size(job: Job) -> int:
     return len(job.events) + len(job.commands)
+
+
+def _succeed(jobs: Sequence[Job]) -> None:
+    for job in jobs:
+        if job.future is not None and not job.future.done():
+            job.future.set_result(None)
+
+
+def _fail(jobs: Sequence[Job], error: BaseException) -> None:
+    for job in jobs:
+        if job.future is not None and not job.future.done():
+            job.future.set_exception(error)
+
+
+def _reason(exc: BaseException) -> str:
+    """What the database (or its driver) said, in one short line: the original error's class
+    and first line, without SQLAlchemy's statement and parameters (bodies, never secrets,
+    but long)."""
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return f"{type(orig).__name__}: {text}"[:300]
 
 
 def _wrap(exc: BaseException) -> BaseException:

@@ -13,6 +13,7 @@ what they cover; duplicates are harmless.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from sqlalchemy import select
 from wasync.config import PollConfig
 from wasync.errors import (
     ProviderError,
+    Quarantined,
     SessionBlocked,
     SessionNotWorking,
     StoreUnavailable,
@@ -44,6 +46,7 @@ from wasync.store import models as m
 log = logging.getLogger(__name__)
 
 SESSION_SCOPE = "*"
+MAX_AHEAD_S = 86_400.0
 
 
 @dataclass(slots=True)
@@ -56,6 +59,7 @@ class CycleStats:
     fetched: int = 0
     new: int = 0
     duplicate: int = 0
+    quarantined: int = 0
     status: str | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -66,6 +70,7 @@ class CycleStats:
         """Count one ingest."""
         self.new += result.new
         self.duplicate += result.duplicate
+        self.quarantined += result.quarantined
 
 
 class Poller:
@@ -113,6 +118,7 @@ class Poller:
             session_cursor=self._session_cursor,
             clock=clock,
         )
+        self._failing: str | None = None  # the unexpected error last logged with its traceback
         self.last: CycleStats | None = None
 
     @property
@@ -137,6 +143,13 @@ class Poller:
             stats.error = str(exc)
         except StoreUnavailable as exc:
             stats.error = f"store: {exc}"
+        except Exception as exc:  # a bug or an answer nobody foresaw: the next cycle still runs
+            stats.error = f"{type(exc).__name__}: {exc}"[:300]
+            if stats.error != self._failing:  # its traceback once, not every cycle
+                log.error("poll %s: unexpected error", self.label, exc_info=exc)
+            self._failing = stats.error
+        else:
+            self._failing = None
         stats.requests = self.provider.requests - requests0 - stats.check_requests
         stats.seconds = time.perf_counter() - started
         self.last = stats
@@ -146,6 +159,11 @@ class Poller:
             self.metrics.ack_checks.inc(stats.check_requests)
         self._log(stats)
         return stats
+
+    def _capped(self, ts: float) -> float:
+        """A cursor never moves more than `MAX_AHEAD_S` past our clock: one message dated in
+        the year 9999 (a broken phone clock, a hostile provider) must not hide every later one."""
+        return min(ts, self.clock() + MAX_AHEAD_S)
 
     async def _cycle(self, stats: CycleStats) -> None:
         if self._cursors is None:
@@ -202,8 +220,8 @@ class Poller:
                     offset += self.poll.page_size
                     continue
             break
-        if newest is not None and newest > self._session_cursor():
-            await self._ingest([], stats, CursorUpdate(session_id=self.session_id, ts=newest))
+        if newest is not None and (top := self._capped(newest)) > self._session_cursor():
+            await self._ingest([], stats, CursorUpdate(session_id=self.session_id, ts=top))
 
     async def _sync_chat(self, head: ChatHead, stats: CycleStats) -> None:
         before, sig = self._heads.get(head.chat_id), HeadSig.of(head)
@@ -220,7 +238,7 @@ class Poller:
         else:
             since = (cursor if cursor is not None else self._session_cursor()) - self.poll.overlap_s
             top = await self.fetch_window(head.chat_id, since, stats)
-            ts = max(t for t in (top, head.last_ts, cursor) if t is not None)
+            ts = self._capped(max(t for t in (top, head.last_ts, cursor) if t is not None))
             await self._ingest(
                 [], stats, CursorUpdate(session_id=self.session_id, scope=head.chat_id, ts=ts)
             )
@@ -279,8 +297,11 @@ class Poller:
             seen.update(page.ids)
             stats.fetched += page.size
             cursor = None
-            if page.max_ts is not None and page.max_ts > self._session_cursor():
-                cursor = CursorUpdate(session_id=self.session_id, ts=page.max_ts)
+            if (
+                page.max_ts is not None
+                and (top := self._capped(page.max_ts)) > self._session_cursor()
+            ):
+                cursor = CursorUpdate(session_id=self.session_id, ts=top)
             await self._ingest(page.events, stats, cursor)
             if page.size < self.poll.page_size and not self.provider.short_pages:
                 break
@@ -305,11 +326,15 @@ class Poller:
                 fresh.append(ev)
         if not fresh and cursor is None:
             return
-        result = await self.pipeline.ingest(fresh, source=self.source, cursor=cursor)
+        try:
+            result = await self.pipeline.ingest(fresh, source=self.source, cursor=cursor)
+        except Quarantined as exc:  # kept in dead_letters; the rest and the cursor committed
+            result = exc.result
         stats.add(result)
         if self.metrics is not None:
             self.metrics.ingested.labels(self.source).inc(result.new)
             self.metrics.duplicates.labels(self.source).inc(result.duplicate)
+            self.metrics.quarantined.labels(self.source).inc(result.quarantined)
             self.metrics.count_unparsed(self.provider.name, fresh)
             if self.reconciling:
                 self.metrics.reconciled.inc(result.new)
@@ -337,7 +362,8 @@ class Poller:
                 log.warning("session %s: %s %s", self.label, status.lower(), reason)
             detail = {"engine": engine} if engine else {}
             event = SessionStatus(session_id=self.session_id, status=status, detail=detail)
-            await self.pipeline.ingest([event], source=self.source)
+            with contextlib.suppress(Quarantined):  # kept in dead_letters: nothing more to do
+                await self.pipeline.ingest([event], source=self.source)
             self.status = status
             self._engine = engine or self._engine
         self._working = working
@@ -360,7 +386,7 @@ class Poller:
         if idle and not self.poll.log_idle_cycles:
             return
         log.info(
-            "poll %s: chats=%d fetched=%d new=%d dup=%d requests=%d%s%s in %.2fs",
+            "poll %s: chats=%d fetched=%d new=%d dup=%d requests=%d%s%s%s in %.2fs",
             self.label,
             stats.chats,
             stats.fetched,
@@ -368,6 +394,7 @@ class Poller:
             stats.duplicate,
             stats.requests,
             f" ack_check={stats.check_requests}" if stats.check_requests else "",
+            f" quarantined={stats.quarantined}" if stats.quarantined else "",
             f" error={stats.error}" if stats.error else "",
             stats.seconds,
         )

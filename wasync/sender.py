@@ -26,6 +26,8 @@ from typing import Any, Self
 from sqlalchemy import and_, func, or_, select, update
 
 from wasync.delivery import Attempt, Claim, match_sent
+from wasync.errors import StoreUnavailable
+from wasync.outage import Outage
 from wasync.outbox import FINAL, QUEUED, SENDING, T_OUTBOX, UNKNOWN, Outbox, Queued
 from wasync.ratelimit import TokenBucket
 from wasync.registry import SessionRef
@@ -40,6 +42,10 @@ class _Lane:
     ref: SessionRef
     limiter: TokenBucket
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    outage: Outage = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outage = Outage(log, f"sender {self.ref.label}")
 
 
 class Sender:
@@ -64,6 +70,7 @@ class Sender:
         self.lanes = {r.id: _Lane(r, TokenBucket(rate, self.cfg.burst, clock)) for r in refs}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._outage = Outage(log, "sender")
 
     async def __aenter__(self) -> Self:
         self.outbox.wakers.append(self.wake)
@@ -97,9 +104,15 @@ class Sender:
         while not self._stopping.is_set():
             try:
                 await self._step(lane)
-            except Exception:  # the loop must survive a store outage or a bug in one row
-                log.exception("sender %s: step failed", lane.ref.label)
+            except StoreUnavailable as exc:  # one WARNING for the outage, one INFO at its end
+                self._outage.failed(exc)
                 await self._pause(lane, self.cfg.poll_interval_s)
+            except Exception as exc:  # the loop must survive a bug in one row
+                lane.outage.broken(exc)
+                await self._pause(lane, self.cfg.poll_interval_s)
+            else:
+                self._outage.ok()
+                lane.outage.ok()
 
     async def _step(self, lane: _Lane) -> None:
         wait = lane.limiter.delay()
@@ -185,14 +198,19 @@ class Sender:
         o = T_OUTBOX.c
         waiting = (QUEUED, UNKNOWN, SENDING)
         q = select(o.session_id, func.count()).where(o.status.in_(waiting)).group_by(o.session_id)
+        gauge = Outage(log, "outbox gauge")
         while not self._stopping.is_set():
             try:
                 async with self.outbox.store.read() as conn:
                     counts = {int(s): int(n) for s, n in await conn.execute(q)}
                 for sid, lane in self.lanes.items():
                     metrics.outbox_depth.labels(session=lane.ref.label).set(counts.get(sid, 0))
-            except Exception:
-                log.exception("outbox gauge refresh failed")
+            except StoreUnavailable as exc:
+                self._outage.failed(exc)  # the lanes' outage: one WARNING for the sender
+            except Exception as exc:
+                gauge.broken(exc)
+            else:
+                self._outage.ok()
             await self._pause(None, self.cfg.metrics_interval_s)
 
 

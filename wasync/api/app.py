@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from wasync import providers
 from wasync.api.crm import crm_routes
+from wasync.api.errors import ErrorGuard, http_error
 from wasync.api.guard import jwt_secret
 from wasync.api.health import health_routes
 from wasync.api.media import media_routes
@@ -19,6 +22,7 @@ from wasync.api.rest import rest_routes
 from wasync.api.send import send_routes
 from wasync.api.web import web_routes
 from wasync.api.webhook import WebhookReceiver
+from wasync.api.webhook_keep import Keeper
 from wasync.api.ws import ws_routes
 from wasync.config import Settings
 from wasync.hub import Hub
@@ -63,7 +67,11 @@ def create_app(ctx: AppContext) -> Starlette:
         routes += media_routes(ctx.store, ctx.media_store, secret)
     routes += ctx.extra_routes
     routes += web_routes()
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(ErrorGuard)],
+        exception_handlers={HTTPException: http_error},
+    )
     app.state.ctx = ctx
     return app
 
@@ -73,6 +81,12 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
     `/{event}` under both for the kind that appends the event to the URL (Evolution
     `byEvents: true` appends `/<event-with-hyphens>`, evolution.md 3.1)."""
     hook = ctx.settings.webhook
+    keeper = Keeper(
+        ctx.store,
+        sample_rows=hook.unauthenticated_sample_rows,
+        sample_bytes=hook.unauthenticated_sample_bytes,
+        sample_per_min=hook.unauthenticated_sample_per_min,
+    )
     receiver = WebhookReceiver(
         registry=ctx.registry,
         pipeline=ctx.pipeline,
@@ -82,6 +96,9 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
         rate_per_s=hook.rate_per_s,
         burst=hook.burst,
         media=ctx.media_worker,
+        source_rate_per_s=hook.source_rate_per_s,
+        source_burst=hook.source_burst,
+        keeper=keeper,
     )
 
     def route(path: str, kind: ProviderKind | None) -> Route:

@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from wasync.api.chatview import chat_select, chat_views, search, sort_key
-from wasync.api.guard import Problem, guarded, json_body
+from wasync.api.guard import Problem, guarded, int_param, json_body, text_param
 from wasync.eventlog import MESSAGE_FIELDS, iso, to_json
 from wasync.events import ChangeChat, ChatField, ReadNotification
 from wasync.pipeline import Pipeline
@@ -47,6 +47,7 @@ from wasync.scopes import visible_chats
 from wasync.store import Store
 from wasync.store import models as m
 from wasync.store.types import as_utc
+from wasync.untrusted import INT32_MAX, INT64_MAX, loads
 
 T_CHATS = m.Chat.__table__  # type: ignore[attr-defined]
 T_MESSAGES = m.Message.__table__  # type: ignore[attr-defined]
@@ -116,7 +117,7 @@ class RestApi:
     async def list_messages(self, request: Request, p: Principal) -> Response:
         """`GET /api/chats/{id}/messages`, newest first (by provider time, then id)."""
         chat_id, q = _path_id(request, "chat_id"), request.query_params
-        limit, after = _limit(q), _cursor(q, 2)
+        limit, after = _limit(q), _cursor(q, 2, hi=INT64_MAX)
         c = T_MESSAGES.c
         stmt = select(*(c[n] for n in MESSAGE_FIELDS)).where(
             c.chat_id == chat_id, c.tenant_id == p.tenant_id
@@ -144,6 +145,8 @@ class RestApi:
         user = body["userId"]
         if user is not None and not (isinstance(user, str) and 0 < len(user) <= MAX_USER_ID):
             raise Problem(422, "userId must be a user id (string) or null")
+        if user is not None:
+            text_param(user, "userId")
         if not p.is_admin:
             async with self.store.read() as conn:
                 await _visible_chat(conn, p, chat_id)
@@ -184,7 +187,7 @@ class RestApi:
         if q.get("unread") is not None:
             stmt = stmt.where(n.read.is_(not _flag(q, "unread")))
         if after is not None:
-            stmt = stmt.where(n.id < _int(after[0]))
+            stmt = stmt.where(n.id < after[0])
         stmt = stmt.order_by(n.id.desc()).limit(limit + 1)
         async with self.store.read() as conn:
             rows = [r._mapping for r in await conn.execute(stmt)]
@@ -225,7 +228,8 @@ def _chat_filters(q: QueryParams, p: Principal) -> list[ColumnElement[bool]]:
     if assigned == "none":
         out.append(c.assigned_user_id.is_(None))
     elif assigned is not None:
-        out.append(c.assigned_user_id == (p.user_id if assigned == "me" else assigned))
+        user = p.user_id if assigned == "me" else text_param(assigned, "assigned")
+        out.append(c.assigned_user_id == user)
     if q.get("unread") is not None:
         out.append(c.unread_count > 0 if _flag(q, "unread") else c.unread_count == 0)
     if (text := q.get("q", "").strip()) != "":
@@ -239,22 +243,14 @@ def _before(key: Any, id_col: Any, at: datetime, last_id: int) -> ColumnElement[
 
 
 def _path_id(request: Request, name: str) -> int:
-    return _int(request.path_params[name], name)
-
-
-def _int(raw: Any, name: str = "cursor") -> int:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
-        return int(raw)
-    raise Problem(422, f"{name} must be a positive integer")
+    return int_param(request.path_params[name], name, hi=INT32_MAX)
 
 
 def _limit(q: QueryParams) -> int:
     raw = q.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    limit = _int(raw, "limit")
+    limit = int_param(raw, "limit")
     if not 1 <= limit <= MAX_LIMIT:
         raise Problem(422, f"limit must be between 1 and {MAX_LIMIT}")
     return limit
@@ -272,23 +268,24 @@ def _encode(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _cursor(q: QueryParams, size: int) -> list[Any] | None:
-    """The values of `?cursor=`, checked for shape; None when absent."""
+def _cursor(q: QueryParams, size: int, *, hi: int = INT32_MAX) -> list[Any] | None:
+    """The values of `?cursor=`, checked for shape, the last an id up to `hi`; None when
+    absent."""
     raw = q.get("cursor")
     if not raw:
         return None
     try:
-        values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        values = loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except (ValueError, binascii.Error):
         raise Problem(422, "cursor is not valid") from None
     if not isinstance(values, list) or len(values) != size:
         raise Problem(422, "cursor is not valid")
-    _int(values[-1])
+    values[-1] = int_param(values[-1], "cursor", hi=hi)
     return values
 
 
 def _time(raw: Any) -> datetime:
     try:
         return as_utc(datetime.fromisoformat(raw))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # 9999-12-31T23:59-14:00 overflows UTC
         raise Problem(422, "cursor is not valid") from None

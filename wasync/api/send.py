@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from wasync.api.guard import Problem, guarded, json_body
+from wasync.api.guard import Problem, guarded, int_param, json_body, text_param
 from wasync.outbox import (
     T_CHATS,
     Outbox,
@@ -40,6 +40,7 @@ from wasync.providers.sending import MEDIA_KINDS
 from wasync.registry import Registry
 from wasync.scopes import can_see
 from wasync.store import Store
+from wasync.untrusted import INT32_MAX
 
 MAX_KEY_CHARS = 200
 
@@ -50,9 +51,9 @@ def send_routes(
     """The send endpoints (the daemon registers them when it runs an outbox)."""
     api = _SendApi(outbox, registry, store)
     return [
-        Route("/api/chats/{chat_id:int}/messages", guarded(api.to_chat, secret), methods=["POST"]),
+        Route("/api/chats/{chat_id}/messages", guarded(api.to_chat, secret), methods=["POST"]),
         Route("/api/messages", guarded(api.to_phone, secret), methods=["POST"]),
-        Route("/api/outbox/{outbox_id:int}", guarded(api.status, secret), methods=["GET"]),
+        Route("/api/outbox/{outbox_id}", guarded(api.status, secret), methods=["GET"]),
     ]
 
 
@@ -64,7 +65,8 @@ class _SendApi:
 
     async def to_chat(self, request: Request, who: Principal) -> Response:
         """`POST /api/chats/{id}/messages`."""
-        chat = await self._chat(who, "id", request.path_params["chat_id"])
+        chat_id = int_param(request.path_params["chat_id"], "chat", status=404, hi=INT32_MAX)
+        chat = await self._chat(who, "id", chat_id)
         if chat is None:
             raise Problem(404, "chat not found")
         body, key = await json_body(request), _idempotency_key(request)
@@ -82,11 +84,9 @@ class _SendApi:
         body, key = await json_body(request), _idempotency_key(request)
         if (replay := await self._replay(who, key)) is not None:
             return replay
-        to, session = body.get("to"), body.get("session")
-        if not isinstance(to, str) or not to.strip():
+        to, session = _opt_str(body, "to"), _opt_str(body, "session")
+        if to is None or not to.strip():
             raise Problem(400, "`to` (a phone number) is required")
-        if session is not None and not isinstance(session, str):
-            raise Problem(400, "`session` must be a session name")
         phone = parse_to(to)
         if not who.is_admin and await self._chat(who, "phone", phone) is None:
             raise Problem(404, "chat not found (a USER writes only to chats assigned to it)")
@@ -97,7 +97,8 @@ class _SendApi:
 
     async def status(self, request: Request, who: Principal) -> Response:
         """`GET /api/outbox/{id}`."""
-        row = await self.outbox.get(who.tenant_id, request.path_params["outbox_id"])
+        outbox_id = int_param(request.path_params["outbox_id"], "outbox", status=404, hi=INT32_MAX)
+        row = await self.outbox.get(who.tenant_id, outbox_id)
         if row is None or not await self._visible(who, row):
             raise Problem(404, "outbox row not found")
         return JSONResponse(row.to_json())
@@ -175,4 +176,4 @@ def _opt_str(body: Mapping[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise Problem(400, f"`{name}` must be a string")
-    return value
+    return text_param(value, f"`{name}`", status=400)

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from wasync import redact
 from wasync.errors import ListenError
 
 
@@ -44,6 +46,42 @@ def _quiet_denials() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _DenialNoise) for f in logger.filters):
         logger.addFilter(_DenialNoise())
+    # uvicorn logs each handshake with its query string: `/ws?token=<JWT>` (wasync.redact).
+    for name in ("uvicorn.error", "uvicorn.access"):
+        redact.install(logging.getLogger(name))
+
+
+CLOSE_LINGER_S = 60.0  # how long a closed WebSocket's backlog may wait for a slow reader
+
+
+class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, except that a close is written at once even when
+    the peer has stopped reading.
+
+    uvicorn's `send()` first waits until the transport is writable, a close included; for a
+    client whose socket is backed up (the one wasync closes with 4008 because its queue
+    overflowed) that wait outlasts the keepalive: the ping timeout drops the connection with
+    1011 and the 4008 never leaves (websockets_sansio_impl `send`, `keepalive_timeout`).
+    Written now, the close frame waits behind the backlog in the transport, the ping timeout
+    stands down (`close_sent`), and a client that reads again gets its frames, then 4008
+    with `since=<id>`. Nothing else may be sent after a close, so the writable flag this sets
+    early guards nothing else.
+    """
+
+    async def send(self, message: Any) -> None:
+        """Send an ASGI message; a close does not wait for the peer to read."""
+        closing = message["type"] == "websocket.close" and self.handshake_complete
+        if closing:
+            self.writable.set()
+        await super().send(message)
+        if closing and self.close_sent:
+            self.loop.call_later(CLOSE_LINGER_S, self._give_up)
+
+    def _give_up(self) -> None:
+        """A peer that did not read its backlog and the close within `CLOSE_LINGER_S` never
+        will: drop the connection (asyncio's close would wait for the buffer for ever)."""
+        if self.transport.get_write_buffer_size() > 0:
+            self.transport.abort()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -89,7 +127,7 @@ async def serve(
     config = uvicorn.Config(
         app,
         lifespan="off",
-        ws=ws,  # type: ignore[arg-type]
+        ws=_WebSocketProtocol if ws == "websockets-sansio" else ws,  # type: ignore[arg-type]
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=shutdown_timeout_s,

@@ -41,6 +41,7 @@ from wasync.errors import Refused, StoreUnavailable, WasyncError
 from wasync.hub import Client, Hub
 from wasync.metrics import Metrics
 from wasync.principal import Principal
+from wasync.untrusted import parse_int
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,9 @@ async def _handle(ws: WebSocket, hub: Hub, secret: str | None, metrics: Metrics)
     except Problem:
         return await _deny(ws, 401, "missing, invalid or expired token")
     raw_since = ws.query_params.get("since")
-    if raw_since is not None and not (raw_since.isdigit() and len(raw_since) < 19):
+    since = parse_int(raw_since, lo=0) if raw_since is not None else None
+    if raw_since is not None and since is None:  # "²", 5,000 digits, past 64 bits
         return await _deny(ws, 422, "since must be a non-negative integer")
-    since = int(raw_since) if raw_since is not None else None
     client = hub.subscribe(who)
     metrics.ws_clients.inc()
     try:
@@ -105,14 +106,19 @@ class _Connection:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        # Every finished task's exception is retrieved (two can finish together: the peer
+        # leaving fails the send in flight), so none is "never retrieved".
+        errors = {t: t.exception() for t in done if not t.cancelled()}
         if receiver in done:
             return
         if closing in done:
             await self._close(self.client.close_code, self.client.close_reason)
             return
-        exc = sender.exception()
+        exc = errors.get(sender)
         if isinstance(exc, StoreUnavailable):
             await self._close(1011, "store unavailable")
+        elif isinstance(exc, WebSocketDisconnect):
+            return
         elif exc is not None:
             raise exc
 
@@ -140,8 +146,9 @@ class _Connection:
         self.last_sent = max(self.last_sent, start)
 
     async def _close(self, code: int, reason: str) -> None:
-        """Close with `since=<resume point>` in the reason; a peer that never reads is left
-        to uvicorn (ping timeout)."""
+        """Close with `since=<resume point>` in the reason. The close is written even when
+        the peer's socket is backed up (`wasync.api.server._WebSocketProtocol`); a peer that
+        never reads again is left to uvicorn's close timeout."""
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self.ws.close(code, f"{reason}; since={self.last_sent}")

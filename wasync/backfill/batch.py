@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from sqlalchemy import select
 
 from wasync.backfill.checkpoints import Window, has_table, save_checkpoints
 from wasync.backfill.report import Counts, Observer, SessionStats
-from wasync.errors import StoreUnavailable
+from wasync.errors import Quarantined, StoreUnavailable
 from wasync.events import Event, Message, Reaction
 from wasync.pipeline import IngestResult, Pipeline
 from wasync.store import Store
@@ -47,7 +47,8 @@ class StoreSink:
         counts = Counts()
         if events:
             result = await self._ingest(events)
-            counts = Counts(result.new, result.duplicate, result.rejected + result.ignored)
+            rejected = result.rejected + result.ignored + result.quarantined
+            counts = Counts(result.new, result.duplicate, rejected)
         if windows:
             await save_checkpoints(self.store, session_id, windows)
         return counts
@@ -61,6 +62,8 @@ class StoreSink:
                 return await self.pipeline.ingest(
                     events, source=SOURCE, notify=self.notify, realtime="summary", media=False
                 )
+            except Quarantined as exc:  # kept in dead_letters; the rest is stored
+                return cast(IngestResult, exc.result)
             except StoreUnavailable:
                 raise
             except Exception as exc:

@@ -2,9 +2,9 @@
 
 Split by command family: `run` (run, demo, doctor, db upgrade), `sim` (the simulators to try
 the daemon against), `messages` (send, replay, backfill), `realtime` (token, tail), `webhooks`
-(register, status), `media` (retry), `sessions` (configure); `base` holds the apps and the
-one-line error handling they share. Commands are registered here, in the order `--help` lists
-them.
+(register, status), `media` (retry), `sessions` (the sessions' health; configure); `base`
+holds the apps and the one-line error handling they share. Commands are registered here, in
+the order `--help` lists them.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ db_app.command("upgrade")(run.db_upgrade)
 webhooks_app.command("register")(webhooks.webhooks_register)
 webhooks_app.command("status")(webhooks.webhooks_status)
 media_app.command("retry")(media.media_retry)
+sessions_app.callback(invoke_without_command=True)(sessions.sessions_show)
 sessions_app.command("configure")(sessions.sessions_configure)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -20,7 +20,7 @@ import typer
 from typer._click.exceptions import UsageError
 from typer._click.globals import get_current_context
 
-from wasync import __version__
+from wasync import __version__, redact
 from wasync import config as config_mod
 from wasync.errors import ConfigError, Refused, StoreUnavailable, WasyncError
 
@@ -42,7 +42,7 @@ app.add_typer(webhooks_app, name="webhooks")
 
 media_app = typer.Typer(help="Media (attachments) commands.", no_args_is_help=True)
 app.add_typer(media_app, name="media")
-sessions_app = typer.Typer(help="Provider session settings polling needs.", no_args_is_help=True)
+sessions_app = typer.Typer(help="The sessions: their health; the settings polling needs.")
 app.add_typer(sessions_app, name="sessions")
 
 T = TypeVar("T")
@@ -149,13 +149,15 @@ def check_selection(settings: config_mod.Settings, tenant: str | None, session: 
         raise fail(f"unknown session {session!r} (not in the config)", 2)
 
 
-def setup_logging(level: str) -> None:
-    """One line per record on stderr."""
+def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    """One line per record on stderr, with tokens and `secrets` blanked (`wasync.redact`)."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        redact.install(handler, secrets)
     # alembic.runtime.plugins: seven "setup plugin ..." INFO lines at every start.
     for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -9,16 +9,19 @@ import typer
 
 from wasync.cli.base import ConfigOpt, fail, load_settings, run_async
 from wasync.errors import ConfigError
+from wasync.untrusted import parse_int
 
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_TTL_S = 10 * 365 * 86400  # a JWT `exp` stays a sane date
 
 
 def _ttl_seconds(ttl: str) -> int:
     """`30m`, `1h`, `2d`, `45s` or plain seconds; exit 2 otherwise."""
     number, unit = (ttl[:-1], ttl[-1]) if ttl[-1:] in _TTL_UNITS else (ttl, "s")
-    if not number.isdigit() or int(number) == 0:
+    count = parse_int(number, lo=1, hi=MAX_TTL_S) if number.isdigit() else None  # not "²h"
+    if count is None or count * _TTL_UNITS[unit] > MAX_TTL_S:
         raise fail(f"--ttl must look like 30m, 1h, 2d or a number of seconds, not {ttl!r}", 2)
-    return int(number) * _TTL_UNITS[unit]
+    return count * _TTL_UNITS[unit]
 
 
 def token(

@@ -1,4 +1,4 @@
-"""`wasync sessions configure`."""
+"""`wasync sessions` (each session as the database knows it) and `wasync sessions configure`."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def sessions_configure(
         typer.echo(f"{done.session}: {verb}" + (f" - {done.note}" if done.note else ""))
     if failed:
         raise typer.Exit(1)
+
+
+def sessions_show(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """Each configured session as the database knows it: its state, messages, and what was
+    kept aside (quarantined events, unparsed webhook bodies) with the newest reason."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from wasync.session_status import read_sessions, render
+
+    settings = load_settings(config)
+    for line in render(run_async(read_sessions(settings))):
+        typer.echo(line)

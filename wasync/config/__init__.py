@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, get_origin
 
@@ -52,6 +52,23 @@ class Settings(Section):
     media: MediaConfig = MediaConfig()
     log_level: str = "INFO"
     tenants: list[TenantConfig] = []
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds or names (JWT secret, API keys, webhook
+        secrets) that can be resolved now: what a log line must never show."""
+        getters: list[Callable[[], str | None]] = [self.auth.secret]
+        for tenant in self.tenants:
+            for session in tenant.sessions:
+                getters += [session.resolved_api_key, session.resolved_webhook_secret]
+        values = []
+        for get in getters:
+            try:
+                value = get()
+            except ConfigError:
+                continue
+            if value:
+                values.append(value)
+        return values
 
     def check_secrets(self) -> None:
         """Resolve every secret the daemon will need; raise ConfigError for the first missing."""

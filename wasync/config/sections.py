@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -21,6 +22,10 @@ class DatabaseConfig(Section):
     pool_size: int = Field(default=5, ge=1)
     batch_max_events: int = Field(default=500, ge=1)
     batch_max_wait_ms: float = Field(default=0.0, ge=0)
+    # Text no column stores (NUL, lone surrogates): "quarantine" keeps the message aside in
+    # dead_letters (the default: nothing is stored that differs from what the provider sent);
+    # "clean" drops those characters and stores the message.
+    invalid_text: Literal["clean", "quarantine"] = "quarantine"
 
 
 class PollConfig(Section):
@@ -62,6 +67,13 @@ class WebhookConfig(Section):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     rate_per_s: float = Field(default=200, gt=0)
     burst: int = Field(default=400, ge=1)
+    # Per client address, before any work (one provider host may serve many sessions).
+    source_rate_per_s: float = Field(default=500, gt=0)
+    source_burst: int = Field(default=1000, ge=1)
+    # Bodies no configured session signed: counted; a sample is kept in dead_letters.
+    unauthenticated_sample_rows: int = Field(default=100, ge=0)
+    unauthenticated_sample_bytes: int = Field(default=4096, ge=0)
+    unauthenticated_sample_per_min: float = Field(default=10, gt=0)
 
 
 class AuthConfig(Section):

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from wasync.config import CrmConfig
 from wasync.eventlog import EventBuffer
 from wasync.events import Address, Command, CursorUpdate, Event, Message, Reaction
+from wasync.ingest.normalize import Refusal
 from wasync.ingest.statements import STATEMENTS, T_SESSIONS
 from wasync.store.models import utcnow
 from wasync.store.statements import upsert
@@ -36,6 +37,15 @@ class IngestResult:
     duplicate: int = 0
     ignored: int = 0
     rejected: int = 0
+    quarantined: int = 0  # kept in dead_letters (`wasync.ingest.quarantine`)
+
+    def add(self, other: IngestResult) -> None:
+        """Fold in the counts of a part of the same call (a half of a bisected job)."""
+        self.new += other.new
+        self.duplicate += other.duplicate
+        self.ignored += other.ignored
+        self.rejected += other.rejected
+        self.quarantined += other.quarantined
 
 
 @dataclass(slots=True, kw_only=True)
@@ -49,6 +59,8 @@ class Job:
     notify: bool = True
     realtime: Realtime = "message"
     media: bool = False  # new media messages get media_status PENDING (the worker fetches)
+    # Events that cannot be stored, kept in dead_letters by this job's transaction.
+    refused: list[Refusal] = field(default_factory=list)
     future: asyncio.Future[None] | None = None
     result: IngestResult = field(default_factory=IngestResult)
     outcomes: list[Any] = field(default_factory=list)
@@ -57,6 +69,11 @@ class Job:
         """Forget what a failed transaction counted (the job is retried alone)."""
         self.result = IngestResult()
         self.outcomes = []
+
+    def part(self, events: Sequence[Event]) -> Job:
+        """A job of some of this job's events alone: same source and flags, no cursor, no
+        refusals (the pipeline commits the halves of a job the store refused this way)."""
+        return Job(events=events, source=self.source, notify=self.notify, realtime=self.realtime)
 
 
 @dataclass(slots=True)

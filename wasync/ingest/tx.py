@@ -4,8 +4,9 @@ The steps, in order (`Tx.run`): lock the event log; resolve tenants; for new mes
 reactions resolve identities and chats (`contacts`) and insert what is new (`messages`); run
 the commands (`sends`, `actions`, `media`); apply poll votes to their polls (`polls`); apply
 acks, edits and revokes by the one rule, parking what has no message yet (`updates`); session
-states and poll cursors (`sessions`); append the event log. Everything runs as synchronous
-code on one connection (`Store.run_write`).
+states and poll cursors (`sessions`); append the event log; keep what cannot be stored in
+`dead_letters` (`quarantine`). Everything runs as synchronous code on one connection
+(`Store.run_write`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from wasync.events import (
     SendFailed,
     SendQueued,
 )
-from wasync.ingest import sessions
+from wasync.ingest import quarantine, sessions
 from wasync.ingest.actions import Actions
 from wasync.ingest.base import Job, Memory, TxState
 from wasync.ingest.contacts import Contacts
@@ -79,6 +80,7 @@ class Tx(TxState):
         self.updates.apply()
         sessions.apply_statuses(self)
         sessions.advance_cursors(self)
+        quarantine.keep(self)
         return eventlog.append(conn, self.log, pg=self.pg)
 
     def _command(self, job: Job, command: Command) -> Any:

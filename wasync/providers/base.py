@@ -239,6 +239,9 @@ def safe_parse(parse: Callable[..., Event], row: Any, session_id: int) -> Event 
     except PayloadError as exc:
         log.warning("provider message skipped: %s", exc)
         return None
+    except Exception:  # a parser bug must cost one row, not the session's polling
+        log.exception("provider message skipped: the parser failed on it")
+        return None
 
 
 # --- the description of a provider ----------------------------------------------------------
@@ -312,6 +315,7 @@ class ProviderKind:
     secret_headers: frozenset[str]  # request headers (lower case) never kept in dead_letters
     detect: Callable[[Any], bool]  # is this webhook body one of ours?
     session_name: Callable[[Mapping[str, Any]], str | None]  # the session a body names
+    session_in_raw: Callable[[bytes], str | None]  # ... found in a body that is not JSON
     # (secret, headers, raw body) -> authentic? Constant time; headers case-insensitive.
     verify: Callable[[str, Mapping[str, str], bytes], bool]
     parse_webhook: WebhookParser

@@ -8,7 +8,6 @@ error message: errors name the method and path only.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -30,11 +29,13 @@ from wasync.errors import (
     TransientProviderError,
     Unauthorized,
 )
+from wasync.untrusted import loads, parse_number
 
 log = logging.getLogger(__name__)
 
 # Above WAHA's own wait for a session to become WORKING (5 s + 10 s, waha.md section 3).
 DEFAULT_TIMEOUT_S = 30.0
+MAX_RETRY_AFTER_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,30 +163,30 @@ def decode(what: str, resp: httpx.Response) -> Any:
     if not resp.content:
         return None
     try:
-        return json.loads(resp.content)
-    except ValueError:
+        return loads(resp.content)
+    except ValueError:  # includes a body nested too deep (RecursionError)
         # A cut-off body (proxy, crash mid-answer) is worth another try.
         raise TransientProviderError(f"{what}: invalid JSON ({len(resp.content)} bytes)") from None
 
 
 def retry_after(resp: httpx.Response, default_s: float = 5.0) -> float:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date), at most a
+    day (a hostile or broken value must not park a send for ever, nor overflow a date)."""
     value = resp.headers.get("retry-after")
     if not value:
         return default_s
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
-    except (TypeError, ValueError):
-        return default_s
+    seconds = parse_number(value)
+    if seconds is None:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time()
+        except (TypeError, ValueError, OverflowError):
+            return default_s
+    return min(max(0.0, float(seconds)), MAX_RETRY_AFTER_S)
 
 
 def _json_or_none(text: str) -> Any:
     try:
-        return json.loads(text)
+        return loads(text)
     except ValueError:
         return None
 

@@ -54,6 +54,20 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def is_conflict(exc: BaseException) -> bool:
+    """True for "try the same transaction again": a deadlock or a serialization failure
+    (SQLSTATE class 40), never a verdict on the data."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str) and state.startswith("40"):
+            return True
+        current = current.__cause__ or getattr(current, "orig", None)
+    return False
+
+
 def _unavailable_one(exc: BaseException) -> bool:
     if isinstance(exc, StoreUnavailable | OSError | asyncio.TimeoutError):
         return True

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import asyncpg
 from sqlalchemy.engine import URL
 
+from wasync.outage import Outage
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "wasync_events"  # the event log's `pg_notify` channel
@@ -46,6 +48,7 @@ class PgListener:
         self.retry_s, self.max_retry_s, self.check_s = retry_s, max_retry_s, check_s
         self.connects = 0  # successful connections so far
         self._task: asyncio.Task[None] | None = None
+        self._outage = Outage(log, "hub: LISTEN connection")  # one line per outage
 
     async def __aenter__(self) -> PgListener:
         self._task = asyncio.create_task(self._run(), name="wasync-hub-listen")
@@ -67,7 +70,7 @@ class PgListener:
             except Exception as exc:  # reconnect whatever went wrong
                 if self.connects > connects:
                     delay = self.retry_s
-                log.warning("hub: LISTEN connection lost (%s); retrying in %.1fs", exc, delay)
+                self._outage.failed(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_s)
 
@@ -81,6 +84,7 @@ class PgListener:
         try:
             await conn.add_listener(CHANNEL, lambda *_args: self.on_event())
             self.connects += 1
+            self._outage.ok()
             self.on_event()
             while True:
                 try:

@@ -263,9 +263,18 @@ class Outbox(SQLModel, table=True):
 
 
 class DeadLetter(SQLModel, table=True):
-    """A raw body that could not be parsed or stored, with the error; replayable."""
+    """What could not be stored as it came, with the error: a raw body that could not be
+    parsed (`kind` `unparsed`, replayable), one event the store refused or that broke a
+    column's limits (`quarantined`: its session, provider id and reason; `body` is the event
+    as JSON), or a sample of bodies no session signed (`unauthenticated`: capped in rows and
+    bytes, oldest dropped, never replayed). `body_sha256` makes "already kept" an index probe.
+    """
 
     __tablename__ = "dead_letters"
+    __table_args__ = (
+        Index("ix_dead_letters_body_sha256", "body_sha256", "kind"),
+        Index("ix_dead_letters_kind_id", "kind", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=20)
     provider: str | None = Field(default=None, max_length=20)
@@ -276,6 +285,13 @@ class DeadLetter(SQLModel, table=True):
     headers: dict[str, Any] | None = _json()
     created_at: datetime = _created()
     replayed_at: datetime | None = _ts()
+    kind: str = Field(
+        default="unparsed",
+        sa_column=Column(String(20), nullable=False, server_default="unparsed"),
+    )
+    session_id: int | None = None
+    provider_message_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    body_sha256: str | None = Field(default=None, max_length=64)
 
 
 class BackfillCheckpoint(SQLModel, table=True):

@@ -16,6 +16,7 @@ from wasync.providers.evolution.webhook import (
     detect,
     event_name,
     parse_webhook,
+    session_in_raw,
     session_name,
     verify,
 )
@@ -26,6 +27,7 @@ KIND = ProviderKind(
     secret_headers=frozenset({"apikey", "authorization"}),
     detect=detect,
     session_name=session_name,
+    session_in_raw=session_in_raw,
     verify=verify,
     parse_webhook=parse_webhook,
     parse_message=parse_message,

@@ -35,7 +35,7 @@ from wasync.providers.evolution.parse import (
 )
 from wasync.providers.evolution.send import receipt_of, send_request
 from wasync.providers.http import Http
-from wasync.providers.parsing import parse_timestamp
+from wasync.providers.parsing import maybe_timestamp
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 
 
@@ -192,14 +192,14 @@ def _chat_head(item: Any) -> ChatHead | None:
     last_id: str | None = None
     ack: int | None = None
     if isinstance(last, Mapping):
-        raw_ts = last.get("messageTimestamp")
-        ts = parse_timestamp(raw_ts).timestamp() if raw_ts is not None else None
+        stamp = maybe_timestamp(last.get("messageTimestamp"))  # junk: no time (not a crash)
+        ts = stamp.timestamp() if stamp is not None else None
         key = last.get("key")
         last_id = str(key.get("id")) if isinstance(key, Mapping) and key.get("id") else None
         level = ack_from(last.get("status"))
         ack = int(level) if level is not None else None
-    if ts is None and isinstance(item.get("updatedAt"), str):
-        ts = parse_timestamp(item["updatedAt"]).timestamp()
+    if ts is None and (updated := maybe_timestamp(item.get("updatedAt"))) is not None:
+        ts = updated.timestamp()
     # Evolution's count of stored incoming DELIVERY_ACK rows (evolution.md 5.3): a new
     # customer message raises it even when the head shows another row of its second.
     unread = item.get("unreadCount")

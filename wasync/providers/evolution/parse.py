@@ -39,6 +39,7 @@ from wasync.providers.parsing import (
     maybe_timestamp,
 )
 from wasync.providers.proto import Content, message_content
+from wasync.untrusted import parse_int
 
 # Every key field that may name the chat, across 2.3.0-2.3.7 (evolution.md 4.2 and 7.2): Baileys 7
 # `remoteJidAlt`, Baileys 6.7 `senderPn`/`senderLid`, Evolution 2.3.0-2.3.2 `previousRemoteJid`.
@@ -69,8 +70,8 @@ def ack_from(value: Any) -> AckLevel | None:
     if isinstance(value, int):
         return _NUMBERED[value] if 0 <= value < len(_NUMBERED) else None
     if isinstance(value, str):
-        text = value.strip().upper()
-        return ack_from(int(text)) if text.isdigit() else _STATUS.get(text)
+        number = parse_int(value, lo=0, hi=len(_NUMBERED) - 1)
+        return _NUMBERED[number] if number is not None else _STATUS.get(value.strip().upper())
     return None
 
 

@@ -36,6 +36,7 @@ from wasync.providers.parsing import (
     dig,
     first_str,
     maybe_timestamp,
+    name_in_raw,
 )
 from wasync.providers.proto import edited_text
 
@@ -56,6 +57,11 @@ def session_name(body: Mapping[str, Any]) -> str | None:
     """The envelope's `instance`, else the one inside `data` (a `connection.update` body)."""
     name = first_str(body.get("instance"), dig(body, "data", "instance"))
     return name.strip() if name else None
+
+
+def session_in_raw(raw: bytes) -> str | None:
+    """The envelope `instance` of a body that does not parse (cut short, bad JSON)."""
+    return name_in_raw(raw, "instance")
 
 
 # Evolution mints the JWT (exp = iat + 600 s) once per event and sends the same one with every

@@ -12,7 +12,13 @@ from wasync.providers.waha.adapter import LID_RETRY_S, WahaProvider, make_adapte
 from wasync.providers.waha.admin import WAHA_EVENTS, WAHA_EVENTS_BEFORE_GROUP_ACKS, WahaAdmin
 from wasync.providers.waha.ids import MessageKey, ack_from, message_key
 from wasync.providers.waha.parse import parse_message, typed_on_phone
-from wasync.providers.waha.webhook import detect, parse_webhook, session_name, verify
+from wasync.providers.waha.webhook import (
+    detect,
+    parse_webhook,
+    session_in_raw,
+    session_name,
+    verify,
+)
 
 KIND = ProviderKind(
     name="waha",
@@ -20,6 +26,7 @@ KIND = ProviderKind(
     secret_headers=frozenset({"x-api-key", "x-webhook-hmac"}),
     detect=detect,
     session_name=session_name,
+    session_in_raw=session_in_raw,
     verify=verify,
     parse_webhook=parse_webhook,
     parse_message=parse_message,

@@ -33,7 +33,7 @@ from wasync.providers.base import (
     safe_parse,
 )
 from wasync.providers.http import Http
-from wasync.providers.parsing import as_list, as_map, dig
+from wasync.providers.parsing import as_list, as_map, dig, maybe_timestamp
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 from wasync.providers.waha.changes import row_changes
 from wasync.providers.waha.ids import message_key
@@ -297,12 +297,13 @@ def _chat_head(item: Any) -> ChatHead | None:
     if not isinstance(last, Mapping):
         return ChatHead(chat_id=chat_id, last_ts=None, last_id=None, unread=unread)
     ts = last.get("timestamp")
+    stamp = maybe_timestamp(ts) if isinstance(ts, int | float) else None  # 1e400: no time
     # The bare stanza id, as messages are stored and as the poller remembers them: the
     # overview gives `true_<chat>_<id>` (or a WEBJS id object).
     key = message_key(last.get("id"))
     return ChatHead(
         chat_id=chat_id,
-        last_ts=float(ts) if isinstance(ts, int | float) else None,
+        last_ts=stamp.timestamp() if stamp is not None else None,
         last_id=key.bare if key is not None else None,
         last_ack=last.get("ack") if isinstance(last.get("ack"), int) else None,
         last_message=last,

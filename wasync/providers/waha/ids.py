@@ -12,6 +12,7 @@ from typing import Any
 
 from wasync.events import AckLevel
 from wasync.providers.parsing import JsonMap, as_str
+from wasync.untrusted import parse_int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,10 +90,10 @@ def ack_from(value: Any) -> AckLevel | None:
     if isinstance(value, int):
         return AckLevel(value) if AckLevel.ERROR <= value <= AckLevel.PLAYED else None
     if isinstance(value, str):
-        text = value.strip().upper()
-        if text.lstrip("-").isdigit():
-            return ack_from(int(text))
-        return AckLevel.__members__.get(text)
+        number = parse_int(value, lo=AckLevel.ERROR, hi=AckLevel.PLAYED)
+        if number is not None:
+            return AckLevel(number)
+        return AckLevel.__members__.get(value.strip().upper())
     return None
 
 

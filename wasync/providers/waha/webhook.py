@@ -24,6 +24,7 @@ from wasync.providers.parsing import (
     dig,
     first_str,
     maybe_timestamp,
+    name_in_raw,
 )
 from wasync.providers.waha.ids import MessageKey, ack_of, message_key
 from wasync.providers.waha.parse import (
@@ -47,6 +48,11 @@ def session_name(body: Mapping[str, Any]) -> str | None:
     """The envelope's `session`, else the name inside `payload` (a `session.status` body)."""
     name = first_str(body.get("session"), dig(body, "payload", "name"))
     return name.strip() if name else None
+
+
+def session_in_raw(raw: bytes) -> str | None:
+    """The envelope `session` of a body that does not parse (cut short, bad JSON)."""
+    return name_in_raw(raw, "session")
 
 
 def verify(secret: str, headers: Mapping[str, str], raw_body: bytes) -> bool:

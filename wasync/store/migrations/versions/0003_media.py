@@ -11,8 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_media"
-# The brief names the parent "0002_backfill_checkpoints" (its file name); its revision id is
-# "0002". The integrator re-chains revisions when branches land.
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

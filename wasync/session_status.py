@@ -1,0 +1,137 @@
+"""`wasync sessions` and the dead-letter line of `wasync doctor`: what the database says about
+each configured session, the messages it holds and what it could not store.
+
+Read-only: the sessions table (state as the provider last reported it), message counts, and
+`dead_letters` not yet replayed, by kind (`wasync.deadletters`): `quarantined` events (one bad
+message did not stop the session; it waits here with its reason), `unparsed` webhook bodies
+(`wasync replay --dead-letters` re-runs them) and the sample of `unauthenticated` bodies.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wasync import deadletters
+from wasync.config import Settings
+from wasync.registry import configured_refs
+from wasync.store import Store
+from wasync.store import models as m
+
+T_SESSIONS = m.Session.__table__  # type: ignore[attr-defined]
+T_MESSAGES = m.Message.__table__  # type: ignore[attr-defined]
+T_DEAD = deadletters.T_DEAD
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionLine:
+    """One configured session as the database knows it."""
+
+    label: str  # tenant/session
+    provider: str
+    enabled: bool
+    status: str | None = None
+    status_at: datetime | None = None
+    messages: int = 0
+    quarantined: int = 0
+    unparsed: int = 0
+    last_error: str | None = None  # the newest quarantined or unparsed row's reason
+
+
+@dataclass(slots=True, kw_only=True)
+class DeadLetterCounts:
+    """Unreplayed `dead_letters` rows by kind, and per session."""
+
+    by_kind: dict[str, int] = field(default_factory=dict)
+    by_session: dict[tuple[str | None, str | None], dict[str, int]] = field(default_factory=dict)
+    newest: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
+
+
+async def dead_letter_counts(conn: AsyncConnection) -> DeadLetterCounts:
+    """Count the unreplayed rows (one grouped query)."""
+    out = DeadLetterCounts()
+    per: dict[tuple[str | None, str | None], dict[str, int]] = defaultdict(dict)
+    for kind, tenant, name, count, newest in await conn.execute(deadletters.counts_by_session()):
+        out.by_kind[kind] = out.by_kind.get(kind, 0) + int(count)
+        if kind != deadletters.UNAUTHENTICATED:
+            per[(tenant, name)][kind] = int(count)
+            out.newest[(tenant, name)] = max(out.newest.get((tenant, name), 0), int(newest))
+    out.by_session = dict(per)
+    return out
+
+
+async def read_sessions(settings: Settings) -> list[SessionLine]:
+    """What `wasync sessions` shows: open the configured database, read, close."""
+    async with Store.from_config(settings.database) as store, store.read() as conn:
+        return await session_lines(settings, conn)
+
+
+async def session_lines(settings: Settings, conn: AsyncConnection) -> list[SessionLine]:
+    """Every configured session, in configuration order, with what the database holds."""
+    msg = T_MESSAGES.c
+    rows = {(r.tenant_id, r.name): r for r in await conn.execute(select(T_SESSIONS))}
+    counted = select(msg.session_id, func.count()).group_by(msg.session_id)
+    messages = {int(sid): int(n) for sid, n in await conn.execute(counted)}
+    dead = await dead_letter_counts(conn)
+    errors = await _errors(conn, list(dead.newest.values()))
+    lines = []
+    for ref in configured_refs(settings):
+        row: Any = rows.get((ref.tenant_id, ref.name))
+        kinds = dead.by_session.get((ref.tenant_id, ref.name), {})
+        newest = dead.newest.get((ref.tenant_id, ref.name))
+        lines.append(
+            SessionLine(
+                label=ref.label,
+                provider=ref.provider,
+                enabled=ref.config.enabled,
+                status=row.status if row is not None else None,
+                status_at=row.status_at if row is not None else None,
+                messages=messages.get(int(row.id), 0) if row is not None else 0,
+                quarantined=kinds.get(deadletters.QUARANTINED, 0),
+                unparsed=kinds.get(deadletters.UNPARSED, 0),
+                last_error=errors.get(newest) if newest is not None else None,
+            )
+        )
+    return lines
+
+
+async def _errors(conn: AsyncConnection, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    d = T_DEAD.c
+    rows = await conn.execute(select(d.id, d.error).where(d.id.in_(ids)))
+    return {int(r.id): str(r.error) for r in rows}
+
+
+def render(lines: list[SessionLine]) -> list[str]:
+    """The `wasync sessions` table, one line per session (plain text, aligned)."""
+    header = ("SESSION", "PROVIDER", "STATUS", "SINCE", "MESSAGES", "QUARANTINED", "UNPARSED")
+    table = [header]
+    for line in lines:
+        status = (line.status or "-") if line.enabled else "disabled"
+        since = line.status_at.strftime("%Y-%m-%d %H:%M:%SZ") if line.status_at else "-"
+        table.append(
+            (
+                line.label,
+                line.provider,
+                status,
+                since,
+                str(line.messages),
+                str(line.quarantined),
+                str(line.unparsed),
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    out = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    for line in lines:
+        if line.last_error:
+            out.append(f"{line.label}: last kept: {line.last_error}")
+    return out
