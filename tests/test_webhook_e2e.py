@@ -160,14 +160,23 @@ async def wait_for(store: Store, sql: str, expected: int, timeout_s: float = 60)
 
 async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str, sims: Any):
     """Signed deliveries are stored once; a message whose webhook was lost is stored by the
-    reconciling poll and counted in wasync_reconciled_messages_total."""
+    reconciling poll and counted in wasync_reconciled_messages_total.
+
+    The reconciling polls are run by the test, one cycle at a time (the schedule's interval is
+    an hour, and the one cycle it starts at once is waited for): whether a poll sees a message
+    before its webhook lands must not depend on the machine's speed."""
     waha, evo, waha_url, evo_url = sims
     settings = settings_for(db_url, waha_url, evo_url)
+    poll = settings.poll.model_copy(update={"reconcile_interval_s": 3600})
+    settings = settings.model_copy(update={"poll": poll})
     ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
     d = await asyncio.wait_for(ready, 120)
     try:
+        async with asyncio.timeout(120):  # the first session's first cycle, started at once
+            while d.pollers[0].last is None:
+                await asyncio.sleep(0.05)
         await run_all(settings, public_url=d.base_url)
         sent = waha.add_incoming("default", "5531988887777", text="pelo webhook")
         deliveries = await waha.deliver_message("default", sent, event="message.any")
@@ -176,9 +185,13 @@ async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str,
         delivery = await evo.deliver_message("vendas", key)
         assert delivery is not None and delivery.status == 200
         assert await wait_for(d.store, "SELECT count(*) FROM messages", 2) == 2
-        await asyncio.sleep(1.0)  # several reconcile polls see both again
+        for _ in range(2):  # several reconcile polls see both again
+            for poller in d.pollers:
+                await poller.cycle()
         assert reconciled(d) == 0
         evo.add_incoming("vendas", "553188886666", text="este webhook se perdeu")
+        for poller in d.pollers:
+            await poller.cycle()
         assert await wait_for(d.store, "SELECT count(*) FROM messages", 3) == 3
         assert reconciled(d) == 1
         async with httpx.AsyncClient() as client:
