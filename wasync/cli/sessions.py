@@ -17,7 +17,7 @@ def sessions_configure(
     failed = False
     for done in run_async(configure_all(settings, tenant=tenant, session=session)):
         if isinstance(done, str):
-            typer.echo(f"error: {done}", err=True)
+            typer.echo(f"wasync: {done}", err=True)
             failed = True
             continue
         verb = "updated" if done.changed else "ok"

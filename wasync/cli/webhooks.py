@@ -52,7 +52,7 @@ def _print_webhooks(states: list[Any]) -> None:
     failed = False
     for state in states:
         if isinstance(state, str):
-            typer.echo(f"error: {state}", err=True)
+            typer.echo(f"wasync: {state}", err=True)
             failed = True
             continue
         verb = "updated" if state.changed else "ok"

@@ -199,7 +199,14 @@ class Store:
         """Apply the Alembic migrations shipped in the package (idempotent, node-safe)."""
         from wasync.store.migrate import upgrade_connection
 
-        async with self.writer.begin() as conn:
-            if not self.is_sqlite:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK})
-            await conn.run_sync(upgrade_connection)
+        try:
+            async with self.writer.begin() as conn:
+                if not self.is_sqlite:
+                    lock = text("SELECT pg_advisory_xact_lock(:k)")
+                    await conn.execute(lock, {"k": MIGRATE_LOCK})
+                await conn.run_sync(upgrade_connection)
+        except Exception as exc:
+            if is_unavailable(exc):
+                where = self.url.render_as_string(hide_password=True)
+                raise StoreUnavailable(f"cannot reach {where} ({type(exc).__name__})") from exc
+            raise
