@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -157,6 +158,28 @@ async def test_a_vote_updates_its_poll_once(endpoint: Endpoint) -> None:
     assert await endpoint.count("SELECT count(*) FROM messages") == 1
     tallies = [e.data["tally"] for e in endpoint.recorder.events if e.type == "chat:poll-vote"]
     assert tallies[-1] == {"Chocolate": 1, "Morango": 0} and len(tallies) == 2
+
+
+async def test_a_waha_vote_updates_its_poll(endpoint: Endpoint) -> None:
+    """A WAHA `poll.vote` webhook (the docs' shape, pointed at a stored NOWEB poll) is applied
+    to the poll, no message of its own, and announced once; the same vote again changes
+    nothing."""
+    poll = load("waha", "message.any.noweb.poll.reconstructed.json")
+    vote = json.loads((Path(__file__).parent / "samples" / "waha" / "poll.vote.json").read_text())
+    vote["payload"]["poll"]["id"] = "true_5531988887777@c.us_3EB0E1B2C3D4E5F6A7B8C9"
+    vote["payload"]["vote"]["from"] = "5531988887777@c.us"
+    vote["payload"]["vote"]["selectedOptions"] = ["Tarde"]
+    assert (await endpoint.post("waha", poll)).status_code == 200
+    for _ in range(2):
+        resp = await endpoint.post("waha", vote)
+        assert resp.status_code == 200 and resp.json()["new"] == 0
+    votes = [e for e in endpoint.recorder.events if e.type == "chat:poll-vote"]
+    assert len(votes) == 1
+    assert votes[0].data["tally"] == {"Manhã": 0, "Tarde": 1, "Noite": 0}
+    row = await endpoint.row("3EB0E1B2C3D4E5F6A7B8C9")
+    stored = row.extra if isinstance(row.extra, dict) else json.loads(row.extra)
+    assert stored["poll"]["votes"] == {"5531988887777@s.whatsapp.net": ["Tarde"]}
+    assert await endpoint.count("SELECT count(*) FROM messages") == 1
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from wasync.events import (
     Edit,
     Message,
     MessageType,
+    PollVote,
     Reaction,
     Revoke,
     SessionStatus,
@@ -81,8 +82,8 @@ EXPECTED: dict[str, list[type] | str] = {
     "message.reaction.json": [Reaction],
     "message.revoked.reconstructed.json": [Revoke],
     "message.status-broadcast.image.json": [Message],
-    "poll.vote.group.json": [],
-    "poll.vote.json": [],
+    "poll.vote.group.json": [PollVote],
+    "poll.vote.json": [PollVote],
     "presence.update.json": [],
     "sendFile.url.request.json": "api",
     "sendImage.url.request.json": "api",
@@ -720,3 +721,25 @@ def test_invalid_bodies_raise_payload_error(body: Any) -> None:
 def test_unknown_event_gives_nothing() -> None:
     """Unhandled events (even without payload) give an empty list."""
     assert parse_webhook({"event": "call.received", "session": "default"}, session_id=7) == []
+
+
+def test_a_poll_vote_is_an_update_of_its_poll() -> None:
+    """`poll.vote` (the docs' examples): the voter's options for the poll's bare id, in the
+    poll's chat, never a message; a group vote names its voter, a vote of ours is `me`."""
+    (vote,) = parse_webhook(load("poll.vote.json"), session_id=1)
+    assert isinstance(vote, PollVote)
+    assert (vote.provider_message_id, vote.options) == ("BAE5F2EF5C69001E", ("Awesome!",))
+    assert vote.voter == "1111111@s.whatsapp.net" and vote.vote_id is not None
+    assert vote.chat is not None and vote.chat.jid == "1111111111@s.whatsapp.net"
+    (group_vote,) = parse_webhook(load("poll.vote.group.json"), session_id=1)
+    assert isinstance(group_vote, PollVote)
+    assert group_vote.chat is not None and group_vote.chat.kind is ChatKind.GROUP
+    assert group_vote.voter == "1111111111@s.whatsapp.net"
+    ours = load("poll.vote.json")
+    ours["payload"]["vote"]["fromMe"] = True
+    (mine,) = parse_webhook(ours, session_id=1)
+    assert isinstance(mine, PollVote) and mine.voter == "me"
+    broken = load("poll.vote.json")
+    del broken["payload"]["poll"]
+    with pytest.raises(PayloadError):
+        parse_webhook(broken, session_id=1)

@@ -174,9 +174,11 @@ async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str,
     task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
     d = await asyncio.wait_for(ready, 120)
     try:
-        async with asyncio.timeout(120):  # the first session's first cycle, started at once
-            while d.pollers[0].last is None:
-                await asyncio.sleep(0.05)
+        for _ in range(2400):  # the first session's first cycle, started at once (2 min)
+            if d.pollers[0].last is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert d.pollers[0].last is not None, "the first poll cycle did not run"
         await run_all(settings, public_url=d.base_url)
         sent = waha.add_incoming("default", "5531988887777", text="pelo webhook")
         deliveries = await waha.deliver_message("default", sent, event="message.any")

@@ -24,6 +24,7 @@ WAHA_EVENTS = [
     "message.edited",
     "message.reaction",
     "session.status",
+    "poll.vote",
 ]
 # WAHA before 2025.12.2 has no `message.ack.group` (group acks came as message.ack) and
 # refuses a config naming it (waha.md 4).

@@ -15,9 +15,11 @@ from types import MappingProxyType
 from typing import Any
 
 from wasync.errors import PayloadError
-from wasync.events import Ack, AckLevel, Edit, Event, Revoke, SessionStatus
+from wasync import phones
+from wasync.events import Ack, AckLevel, Edit, Event, PollVote, Revoke, SessionStatus
 from wasync.providers.parsing import (
     JsonMap,
+    as_list,
     as_map,
     as_str,
     compact,
@@ -204,6 +206,37 @@ def _on_status(payload: JsonMap, env: _Envelope) -> list[Event]:
     ]
 
 
+def _on_poll_vote(payload: JsonMap, env: _Envelope) -> list[Event]:
+    """`poll.vote`: `{vote: {id, from, fromMe, selectedOptions, timestamp}, poll: {id, ...}}`
+    (waha.md 4; the docs' `poll.vote.json` / `poll.vote.group.json`): the voter's whole
+    current choice, an update of the poll (`ingest/polls.py`), never a message of its own.
+    `poll.vote.failed` (a vote WAHA could not decrypt) is not handled: it names no option."""
+    vote, poll = as_map(payload.get("vote")), as_map(payload.get("poll"))
+    key = message_key(poll.get("id"))
+    chosen = as_list(vote.get("selectedOptions"))
+    if key is None or not all(isinstance(o, str) for o in chosen):
+        raise PayloadError("WAHA poll.vote without its poll id or its options")
+    voter_address = phones.address(as_str(vote.get("from")))
+    if vote.get("fromMe") is True:
+        voter = "me"
+    elif voter_address is not None:
+        voter = voter_address.jid
+    else:
+        raise PayloadError("WAHA poll.vote without its voter")
+    vote_key = message_key(vote.get("id"))
+    return [
+        PollVote(
+            session_id=env.session_id,
+            provider_message_id=key.bare,
+            voter=voter,
+            options=tuple(chosen),
+            chat=phones.address(key.chat) if key.chat else None,
+            timestamp=maybe_timestamp(vote.get("timestamp")) or env.time,
+            vote_id=vote_key.bare if vote_key is not None else None,
+        )
+    ]
+
+
 _Handler = Callable[[JsonMap, _Envelope], list[Event]]
 _HANDLERS: Mapping[str, _Handler] = MappingProxyType(
     {
@@ -215,6 +248,7 @@ _HANDLERS: Mapping[str, _Handler] = MappingProxyType(
         "message.revoked": _on_revoked,
         "message.edited": _on_edited,
         "session.status": _on_status,
+        "poll.vote": _on_poll_vote,
     }
 )
 
