@@ -14,8 +14,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from wasync.errors import PayloadError
 from wasync import phones
+from wasync.errors import PayloadError
 from wasync.events import Ack, AckLevel, Edit, Event, PollVote, Revoke, SessionStatus
 from wasync.providers.parsing import (
     JsonMap,
