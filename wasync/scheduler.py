@@ -23,7 +23,8 @@ class Scheduler:
         self.interval_s = interval_s
         self.jitter_s = jitter_s
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        self._running: set[asyncio.Task[Any]] = set()
+        self._running: set[asyncio.Future[Any]] = set()
+        self._stopping = False
 
     def add(
         self,
@@ -57,16 +58,16 @@ class Scheduler:
 
     def _tracked(self, job: Job) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                self._running.add(task)
+            # Each run is a task of its own: APScheduler cancels its futures on shutdown (and
+            # logs the CancelledError as a failed job); stop() drains the run instead.
+            task = asyncio.ensure_future(_guarded(job))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
             try:
-                await job()
-            except Exception:  # the top of a loop that must survive
-                log.exception("scheduled job failed")
-            finally:
-                if task is not None:
-                    self._running.discard(task)
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
 
         return run
 
@@ -76,6 +77,7 @@ class Scheduler:
 
     async def stop(self, grace_s: float = 8.0) -> None:
         """No new runs; let runs in flight finish (up to `grace_s`), then cancel the rest."""
+        self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         running = set(self._running)
@@ -86,3 +88,10 @@ class Scheduler:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=1.0)
+
+
+async def _guarded(job: Job) -> None:
+    try:
+        await job()
+    except Exception:  # the top of a loop that must survive
+        log.exception("scheduled job failed")

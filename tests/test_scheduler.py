@@ -1,0 +1,82 @@
+"""The scheduler's stop: a run in flight finishes (APScheduler's shutdown does not cancel it and
+nothing is logged as a failed job); a run past the grace is cancelled quietly; a failing job is
+logged and keeps its schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from wasync.scheduler import Scheduler
+
+
+async def test_a_run_in_flight_finishes_on_stop_without_a_logged_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    started, release = asyncio.Event(), asyncio.Event()
+    finished: list[bool] = []
+
+    async def job() -> None:
+        started.set()
+        await release.wait()
+        finished.append(True)
+
+    scheduler = Scheduler(interval_s=0.05)
+    scheduler.add("slow", job)
+    scheduler.start()
+    await asyncio.wait_for(started.wait(), 30)
+    stopping = asyncio.ensure_future(scheduler.stop(grace_s=30))
+    await asyncio.sleep(0.2)  # APScheduler's shutdown has cancelled its futures by now
+    assert not stopping.done()
+    release.set()
+    await asyncio.wait_for(stopping, 30)
+    assert finished == [True]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_run_past_the_grace_is_cancelled_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    started = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def job() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    scheduler = Scheduler(interval_s=0.05)
+    scheduler.add("stuck", job)
+    scheduler.start()
+    await asyncio.wait_for(started.wait(), 30)
+    await asyncio.wait_for(scheduler.stop(grace_s=0.1), 30)
+    assert cancelled == [True]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_failing_job_is_logged_and_runs_again(caplog: pytest.LogCaptureFixture) -> None:
+    runs: list[int] = []
+    twice = asyncio.Event()
+
+    async def job() -> None:
+        runs.append(1)
+        if len(runs) >= 2:
+            twice.set()
+        raise RuntimeError("boom")
+
+    scheduler = Scheduler(interval_s=0.05)
+    scheduler.add("failing", job)
+    scheduler.start()
+    try:
+        await asyncio.wait_for(twice.wait(), 30)
+    finally:
+        await scheduler.stop()
+    failures = [r for r in caplog.records if r.getMessage() == "scheduled job failed"]
+    assert len(failures) >= 2
+    assert failures[0].exc_info is not None and "boom" in str(failures[0].exc_info[1])
