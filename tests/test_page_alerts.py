@@ -1,0 +1,142 @@
+"""The attendance page in Chromium: a send the provider refuses shows its error and a retry that
+sends once; the bell lists a new lead's notification and its link opens the chat; the page is
+usable from the keyboard alone and every control has a name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser import chromium, screenshot, shot_name, stack, wait_for
+from tests.test_page_live import bubbles, chats
+
+MARIA, JOAO = "5531988887777", "5511977776666"
+
+# Every control the page shows, without an accessible name (a crude but strict reading of the
+# accessible-name rules: aria-label, aria-labelledby, a <label>, the text, a title).
+UNNAMED = """() => [...document.querySelectorAll(
+    'button, input, textarea, select, a[href], [role=button], [tabindex]:not([tabindex="-1"])')]
+  .filter((el) => el.offsetParent !== null || el.getClientRects().length)
+  .filter((el) => !(el.getAttribute('aria-label') || '').trim()
+    && !document.getElementById(el.getAttribute('aria-labelledby') || '-')
+    && !(el.labels && [...el.labels].some((l) => l.textContent.trim()))
+    && !(el.textContent || '').trim() && !(el.getAttribute('title') || '').trim()
+    && !(el.type === 'file' && el.classList.contains('visually-hidden')))
+  .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+async def test_a_refused_send_shows_the_error_and_its_retry_sends_once(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """While Evolution's number check answers 503 the send is refused before it is queued: the
+    bubble shows the error and `Tentar novamente`; once Evolution answers again, the retry is
+    one send (the same bubble, not a second one), bound to its queued row."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        s.evo.add_incoming("vendas", JOAO, text="Ainda tem o modelo azul?")
+        await s.chat_id(JOAO)
+        page = await s.open_page(browser, "boss")
+        await chats(page).filter(has_text="Ainda tem o modelo azul?").click()
+        await expect(bubbles(page)).to_have_count(1)
+
+        s.evo.faults.routes = frozenset({"chat.whatsappNumbers"})
+        s.evo.faults.kinds = ("503",)
+        s.evo.faults.rate = 1.0
+        box = page.get_by_role("textbox", name="Mensagem")
+        await box.fill("Tem sim!")
+        await box.press("Enter")
+        failed = page.locator(".bubble.out")
+        await expect(failed).to_have_count(1)
+        await expect(failed).to_contain_text("Falha no envio", timeout=30_000)
+        retry = failed.get_by_role("button", name="Tentar novamente")
+        await expect(retry).to_be_visible()
+        assert not [r for r in s.evo.sends if r.status == 201]  # nothing went out
+
+        s.evo.faults.rate = 0.0
+        await retry.click()  # refused before it was queued: the same bubble, the same key
+        await expect(failed).to_have_count(1)
+        await expect(failed).to_contain_text("Tem sim!")
+        await expect(failed).to_have_attribute("data-message-id", re.compile(r"^\d+$"))
+        await expect(failed).to_have_attribute("data-status", "pending")  # Evolution's 201
+        await expect(failed).not_to_contain_text("Falha no envio")
+
+        async def delivered() -> list[str] | None:
+            sent = [r.body["text"] for r in s.evo.sends if r.status == 201]
+            return sent or None
+
+        assert await wait_for(delivered) == ["Tem sim!"]  # sent once: never twice
+        rows = await s.rows("SELECT status FROM outbox ORDER BY id")
+        assert [r.status for r in rows] == ["SENT"]
+        await screenshot(page, shot_name(request))
+
+
+async def test_the_bell_lists_a_new_lead_and_its_link_opens_the_chat(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A new number writes while the admin's page is open: the bell's badge counts it live; the
+    notification's link opens that chat in place and marks the notification read."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        page = await s.open_page(browser, "boss")
+        bell = page.locator("#bell")
+        s.waha.add_incoming("loja", MARIA, text="Quero falar com vendas", push_name="Maria")
+        await expect(bell.locator(".badge")).to_have_text("1", timeout=30_000)
+        await expect(bell).to_have_attribute("aria-label", "Notificações (1)")
+        await bell.click()
+        link = page.locator("#bell-panel a").first
+        await expect(link).to_be_visible()
+        await link.click()
+        await expect(bubbles(page).filter(has_text="Quero falar com vendas")).to_be_visible()
+        assert "chat=" not in page.url or page.url.startswith(s.base_url)  # opened in place
+        await expect(bell.locator(".badge")).to_be_hidden()
+
+        async def read() -> bool:
+            rows = await s.rows("SELECT read_at FROM notifications WHERE user_id = 'boss'")
+            return bool(rows) and all(r.read_at is not None for r in rows)
+
+        assert await wait_for(read)
+        await screenshot(page, shot_name(request))
+
+
+async def test_the_keyboard_alone_opens_a_chat_and_sends(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Tab reaches the chat list item, Enter opens it, Tab reaches the composer, Enter sends;
+    no visible control lacks an accessible name."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        s.waha.add_incoming("loja", MARIA, text="Vocês abrem domingo?", push_name="Maria")
+        await s.chat_id(MARIA)
+        page = await s.open_page(browser, "boss")
+        item = chats(page).filter(has_text="Maria").get_by_role("button")
+        await expect(item).to_be_visible()
+        assert await page.evaluate(UNNAMED) == []
+
+        await _tab_to(page, "Maria")
+        await page.keyboard.press("Enter")
+        await expect(bubbles(page).filter(has_text="Vocês abrem domingo?")).to_be_visible()
+        await _tab_to(page, "Mensagem", attribute="aria-label")
+        await page.keyboard.type("Abrimos sim, das 9h às 13h")
+        await page.keyboard.press("Enter")
+        await expect(page.locator(".bubble.out")).to_contain_text("Abrimos sim")
+
+        async def sent() -> bool:
+            return any(r.route == "sendText" and r.status == 201 for r in s.waha.sends)
+
+        assert await wait_for(sent, timeout_s=30)
+        assert await page.evaluate(UNNAMED) == []
+        await screenshot(page, shot_name(request))
+
+
+async def _tab_to(page: Page, text: str, *, attribute: str | None = None) -> None:
+    """Press Tab until the focused element shows `text` (or has it as `attribute`)."""
+    probe = (
+        f"() => (document.activeElement?.getAttribute({attribute!r}) || '')"
+        if attribute
+        else "() => document.activeElement?.textContent || ''"
+    )
+    for _ in range(60):
+        await page.keyboard.press("Tab")
+        if text in await page.evaluate(probe):
+            return
+    raise AssertionError(f"Tab never reached {text!r}")
