@@ -41,7 +41,7 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-TIMEOUT_MS = 15_000  # generous: a shared 2-core machine; the figures are in bench_page.py
+TIMEOUT_MS = 30_000  # generous: a shared 2-core machine; the figures are in bench_page.py
 
 
 def chromium_path() -> str:
@@ -180,7 +180,7 @@ async def stack(db_url: str) -> AsyncIterator[Stack]:
 
 
 async def wait_for(
-    probe: Callable[[], Any], *, timeout_s: float = 15, every_s: float = 0.05
+    probe: Callable[[], Any], *, timeout_s: float = 45, every_s: float = 0.05
 ) -> Any:
     """Poll an async `probe` until it returns something truthy; that value."""
     async with asyncio.timeout(timeout_s):
