@@ -99,6 +99,7 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
         source_rate_per_s=hook.source_rate_per_s,
         source_burst=hook.source_burst,
         keeper=keeper,
+        allow_unsigned=hook.allow_unsigned,
     )
 
     def route(path: str, kind: ProviderKind | None) -> Route:
