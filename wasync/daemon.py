@@ -18,7 +18,7 @@ from functools import partial
 
 import httpx
 
-from wasync import systemd
+from wasync import logs, systemd
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.config import Settings, checks
@@ -64,7 +64,7 @@ async def run(
     """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return."""
     stop = stop or asyncio.Event()
     for finding in checks.check(settings):  # the first failure raises (`wasync doctor` too)
-        log.warning("config %s: %s", finding.key, finding.problem)
+        log.warning("config %s: %s", finding.key, finding.problem, extra={"event": "config"})
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(Store.from_config(settings.database))
         await store.upgrade()
@@ -142,13 +142,14 @@ async def run(
             store.dialect,
             daemon.base_url,
             " (webhooks on)" if settings.webhook.enabled else "",
+            extra={"event": "daemon.running"},
         )
         if on_ready is not None:
             on_ready(daemon)
         await stop.wait()
         notifier.stopping()
-        log.info("stopping: finishing work in flight")
-    log.info("stopped")
+        log.info("stopping: finishing work in flight", extra={"event": "daemon.stopping"})
+    log.info("stopped", extra={"event": "daemon.stopped"})
 
 
 def _interval(settings: Settings) -> float:
@@ -180,7 +181,8 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
             reconciling=settings.webhook.enabled,
         )
         daemon.pollers.append(poller)
-        jobs.append((f"poll:{ref.id}", poller.cycle))
+        cycle = logs.scoped(poller.cycle, session=ref.config.name, tenant=ref.tenant_id)
+        jobs.append((f"poll:{ref.id}", cycle))
     scheduler.add_all(jobs)
     events = settings.events
     if events.retain_days > 0:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from wasync import providers
+from wasync import logs, providers
 from wasync.api.webhook_keep import Keeper
 from wasync.errors import PayloadError, Quarantined, StoreUnavailable
 from wasync.events import Event
@@ -114,7 +114,8 @@ class WebhookReceiver:
         wait_s = self._bucket(ref).try_take()
         if wait_s > 0:
             return self._limited(kind, "rate_limited", wait_s)
-        return await self._ingest(request, raw, body, kind, ref)
+        with logs.scope(session=ref.config.name, tenant=ref.tenant_id):
+            return await self._ingest(request, raw, body, kind, ref)
 
     async def _ingest(
         self,

@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -51,6 +51,7 @@ class Settings(Section):
     events: EventsConfig = EventsConfig()
     media: MediaConfig = MediaConfig()
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (wasync.logs)
     tenants: list[TenantConfig] = []
 
     def secret_values(self) -> list[str]:
