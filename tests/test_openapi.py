@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from tests.conftest import settings_for
+from tests.factories import msg
 from wasync.api.app import AppContext, create_app
 from wasync.api.openapi import every_route
 from wasync.auth import issue_token
@@ -28,6 +29,7 @@ from wasync.registry import sync
 from wasync.store import Store
 
 SECRET = "openapi-test-jwt-secret-0123456789abcdef"
+PHONE = "5531988887777"
 
 
 async def _undocumented(_request: Any) -> PlainTextResponse:
@@ -47,11 +49,13 @@ async def full_app(db_url: str, tmp_path: Path) -> AsyncIterator[Starlette]:
         await store.upgrade()
         registry = await sync(store, settings)
         async with (
-            Pipeline(store) as pipeline,
+            Pipeline(store, admins={"acme": ["u1"]}) as pipeline,
             Hub(store) as hub,
             httpx.AsyncClient() as http,
             open_store(settings.media, db_url) as media,
         ):
+            session = next(r for r in registry if r.label == "acme/default")
+            await pipeline.ingest([msg(session.id, "M1", f"{PHONE}@c.us")], source="poll")
             outbox = Outbox(settings, store, registry, pipeline, http)
             ctx = AppContext(
                 settings=settings, store=store, registry=registry, pipeline=pipeline, hub=hub,
@@ -97,22 +101,28 @@ async def test_a_route_without_an_op_is_missing_from_it(full_app: Starlette) -> 
 
 
 async def test_answers_match_their_schemas(full_app: Starlette) -> None:
-    """`/healthz`, `/api/me`, `/api/chats` and an error answer validate against the schemas
-    the document gives them."""
+    """Real answers (a chat with a lead and a message, its notification, errors) validate
+    against the schemas the document gives them."""
     spec = (await _get(full_app, "/openapi.json")).json()
     token = issue_token(SECRET, tenant_id="acme", user_id="u1", role="ADMIN", ttl_s=600)
     auth = {"authorization": f"Bearer {token}"}
-    for path, headers, status in [
-        ("/healthz", {}, "200"),
-        ("/api/me", auth, "200"),
-        ("/api/chats", auth, "200"),
-        ("/api/chats", {}, "401"),
-        ("/api/chats/999", auth, "404"),
+    chats = (await _get(full_app, "/api/chats", **auth)).json()["chats"]
+    assert len(chats) == 1 and chats[0]["lead"] and chats[0]["lastMessage"]
+    chat, lead = chats[0]["id"], chats[0]["lead"]["id"]
+    for path, template, headers, status in [
+        ("/healthz", None, {}, "200"),
+        ("/api/me", None, auth, "200"),
+        ("/api/chats", None, auth, "200"),
+        (f"/api/chats/{chat}", "/api/chats/{chat_id}", auth, "200"),
+        (f"/api/chats/{chat}/messages", "/api/chats/{chat_id}/messages", auth, "200"),
+        ("/api/notifications", None, auth, "200"),
+        (f"/api/leads/{lead}", "/api/leads/{lead_id}", auth, "200"),
+        ("/api/chats", None, {}, "401"),
+        ("/api/chats/999", "/api/chats/{chat_id}", auth, "404"),
     ]:
         resp = await _get(full_app, path, **headers)
         assert str(resp.status_code) == status, (path, resp.text)
-        template = "/api/chats/{chat_id}" if path.endswith("999") else path
-        answer = spec["paths"][template]["get"]["responses"][status]
+        answer = spec["paths"][template or path]["get"]["responses"][status]
         schema = answer["content"]["application/json"]["schema"]
         OAS31Validator({**schema, "components": spec["components"]}).validate(resp.json())
 

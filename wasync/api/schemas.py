@@ -52,27 +52,24 @@ def row_schema(table: sa.Table, fields: Iterable[str], extra: Mapping[str, Json]
     """A row of `table` as the API answers it: `fields` in camelCase, plus `extra`."""
     props = {camel(name): _column_schema(table.c[name]) for name in fields}
     props.update(extra)
-    return {"type": "object", "properties": props}
+    return _obj(**props)
 
 
 def _page(item: str, key: str) -> Json:
     """A cursor-paginated list."""
-    return {
-        "type": "object",
-        "properties": {
-            key: {"type": "array", "items": ref(item)},
-            "nextCursor": {"type": ["string", "null"]},
-        },
-    }
+    return _obj(**{key: {"type": "array", "items": ref(item)}, "nextCursor": NULLABLE})
 
 
 def _obj(**props: Json) -> Json:
-    return {"type": "object", "properties": props}
+    """An object with exactly these properties (every one always present, maybe null)."""
+    return {"type": "object", "properties": props, "required": list(props),
+            "additionalProperties": False}  # fmt: skip
 
 
 STRING: Json = {"type": "string"}
 INTEGER: Json = {"type": "integer"}
 BOOLEAN: Json = {"type": "boolean"}
+NULLABLE: Json = {"type": ["string", "null"]}
 T = m.Message.__table__  # type: ignore[attr-defined]
 
 
@@ -125,7 +122,8 @@ def components() -> dict[str, Json]:
     """Every component schema, by name."""
     chats = m.Chat.__table__  # type: ignore[attr-defined]
     session = _obj(id=INTEGER, name=STRING, provider=STRING)
-    lead_ref = {"type": ["object", "null"], "properties": {"id": INTEGER, "status": STRING}}
+    names = {"firstName": NULLABLE, "lastName": NULLABLE}
+    lead_ref = {"anyOf": [_obj(id=INTEGER, status=STRING, **names), {"type": "null"}]}
     preview = {"anyOf": [row_schema(T, PREVIEW_FIELDS), {"type": "null"}]}
     out: dict[str, Json] = {
         "Error": {"type": "object", "properties": {"error": STRING}, "required": ["error"]},
@@ -143,14 +141,14 @@ def components() -> dict[str, Json]:
         "OutboxRow": _obj(
             id=INTEGER,
             status={"enum": ["QUEUED", "SENDING", "UNKNOWN", "SENT", "FAILED"]},
-            chatId=INTEGER,
-            messageId=INTEGER,
-            providerMessageId={"type": ["string", "null"]},
+            chatId={"type": ["integer", "null"]},
+            messageId={"type": ["integer", "null"]},
+            providerMessageId=NULLABLE,
             to=STRING,
             kind=STRING,
             attempts=INTEGER,
-            lastError={"type": ["string", "null"]},
-            idempotencyKey={"type": ["string", "null"]},
+            lastError=NULLABLE,
+            idempotencyKey=NULLABLE,
             createdAt={"type": "string", "format": "date-time"},
         ),
         "Me": _obj(tenantId=STRING, userId=STRING, role={"enum": ["ADMIN", "USER"]}),
@@ -159,9 +157,18 @@ def components() -> dict[str, Json]:
         "LeadStatuses": _obj(leadStatuses={"type": "array", "items": STRING}),
         "NotificationRead": _obj(id=INTEGER, read=BOOLEAN),
         "Health": _obj(status=STRING, database=STRING),
-        "WebhookAnswer": _obj(
-            ok=BOOLEAN, new=INTEGER, duplicate=INTEGER, ignored=INTEGER, detail=STRING
-        ),
+        "WebhookAnswer": {  # `detail` on a refusal; counts (and `quarantined`) when stored
+            "type": "object",
+            "properties": {
+                "ok": BOOLEAN,
+                "new": INTEGER,
+                "duplicate": INTEGER,
+                "ignored": INTEGER,
+                "quarantined": INTEGER,
+                "detail": STRING,
+            },
+            "required": ["ok"],
+        },
     }
     for model in MODELS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
