@@ -94,6 +94,15 @@ class RedactedJson(JsonFormatter):
         return value
 
 
+class _AlembicPreamble(logging.Filter):
+    """Alembic's two lines at every start ("Context impl SQLiteImpl.", "Will assume
+    transactional DDL."), migration or not; the "Running upgrade" lines stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the preamble."""
+        return not str(record.msg).startswith(("Context impl ", "Will assume "))
+
+
 def setup(level: str, secrets: Iterable[str] = (), fmt: LogFormat = "text") -> None:
     """The root handler on stderr, in `fmt`, with tokens and `secrets` blanked."""
     logging.basicConfig(level=level.upper(), format=TEXT_FORMAT, stream=sys.stderr)
@@ -106,6 +115,9 @@ def setup(level: str, secrets: Iterable[str] = (), fmt: LogFormat = "text") -> N
     # alembic.runtime.plugins: seven "setup plugin ..." INFO lines at every start.
     for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, _AlembicPreamble) for f in migration.filters):
+        migration.addFilter(_AlembicPreamble())
     # "skipped: maximum number of running instances reached" is the designed behaviour
     # (max_instances=1) while a long first sync runs; not worth a line every interval.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
