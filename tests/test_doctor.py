@@ -73,7 +73,8 @@ async def test_an_empty_database_is_a_warning(db_url: str) -> None:
     a SQLite file that does not exist is not created by the check."""
     waha, evo = WahaSim(api_key="waha-key"), EvolutionSim(api_key="evo-key")
     async with serve(waha.app) as waha_url, serve(evo.app) as evo_url:
-        (database, *_rest) = await diagnose(settings(db_url, waha_url, evo_url))
+        (config, database, *_rest) = await diagnose(settings(db_url, waha_url, evo_url))
+    assert (config.subject, config.level) == ("config", "ok")
     assert database.level == "warn" and "wasync" in database.detail
     assert not sqlite_file_exists(db_url)
 
@@ -109,5 +110,5 @@ base_url = "http://127.0.0.1:9"
     )
     assert done.returncode == 1, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["WARN", "OK", "FAIL"]
-    assert lines[2].startswith("FAIL  acme/default: waha http://127.0.0.1:9")
+    assert [line.split()[0] for line in lines] == ["OK", "WARN", "OK", "FAIL"]
+    assert lines[3].startswith("FAIL  acme/default: waha http://127.0.0.1:9")

@@ -58,7 +58,7 @@ async def endpoint(db_url: str) -> AsyncIterator[Endpoint]:
     settings = parse(
         {
             "database": {"url": db_url},
-            "webhook": {"enabled": True},
+            "webhook": {"enabled": True, "allow_unsigned": True},
             "tenants": [
                 {
                     "id": "acme",

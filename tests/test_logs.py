@@ -21,6 +21,7 @@ from tests.test_outbox import environment
 from tests.test_webhook import _database_down
 from wasync import config
 from wasync.auth import issue_token
+from wasync.logs import RedactedJson, ScopeFilter, scope
 from wasync.outbox import text_request
 from wasync.redact import Redactor, redact
 from wasync.sender import Sender, wait_final
@@ -38,11 +39,15 @@ EVO_JWT_KEY = "evolution-jwt-key-log-grep-at-least-32-bytes"
 PHONE = "5531988887777"
 
 
-def write_config(path: Path, db: Path, waha_url: str, evo_url: str) -> Path:
-    """Webhooks on, everything logged (DEBUG), secrets in the file and in the environment."""
+def write_config(
+    path: Path, db: Path, waha_url: str, evo_url: str, log_format: str = "text"
+) -> Path:
+    """Webhooks on, everything logged (DEBUG) in `log_format`, secrets in the file and in the
+    environment."""
     path.write_text(
         f"""
 log_level = "DEBUG"
+log_format = "{log_format}"
 [database]
 url = "sqlite+aiosqlite:///{db}"
 [poll]
@@ -122,10 +127,14 @@ async def _sent(http: httpx.AsyncClient, row: int, auth: dict[str, str]) -> None
     raise AssertionError(f"outbox row {row} was not sent")
 
 
-async def test_no_secret_or_token_in_any_line_of_a_full_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_no_secret_or_token_in_any_line_of_a_full_run(
+    tmp_path: Path, log_format: str
+) -> None:
     """Every line a `wasync run` writes at DEBUG, through webhooks from both simulators,
     `/ws?token=` (accepted and refused), REST and a send, holds none of the five configured
-    secrets and none of the issued tokens; the handshake lines are there, redacted."""
+    secrets and none of the issued tokens; the handshake lines are there, redacted. In JSON
+    every line is one object, and the poll and webhook lines name their session and tenant."""
     async with httpx.AsyncClient() as hooks:
         waha = WahaSim(api_key=SECRETS["WAHA_API_KEY"], http=hooks)
         waha.add_session("default", engine="WEBJS")
@@ -133,7 +142,8 @@ async def test_no_secret_or_token_in_any_line_of_a_full_run(tmp_path: Path) -> N
         evo = EvolutionSim(api_key=EVO_API_KEY, http=hooks, webhook_delay_s=0)
         evo.add_instance("vendas")
         async with serve(waha.app) as waha_url, serve(evo.app) as evo_url:
-            cfg = write_config(tmp_path / "wasync.toml", tmp_path / "w.db", waha_url, evo_url)
+            cfg = tmp_path / "wasync.toml"
+            write_config(cfg, tmp_path / "w.db", waha_url, evo_url, log_format)
             settings = config.load(cfg, env=SECRETS)
             proc, base = await start_daemon(cfg, log := tmp_path / "wasync.log", SECRETS)
             try:
@@ -143,13 +153,32 @@ async def test_no_secret_or_token_in_any_line_of_a_full_run(tmp_path: Path) -> N
                 await asyncio.wait_for(proc.wait(), 20)
     lines = (await asyncio.to_thread(log.read_text)).splitlines()
     assert proc.returncode == 0
-    assert any('"WebSocket /ws?token=[redacted]" [accepted]' in line for line in lines)
-    assert any("/ws?token=[redacted]" in line and "401" in line for line in lines)
+    messages = _json_messages(lines) if log_format == "json" else lines
+    assert any('"WebSocket /ws?token=[redacted]" [accepted]' in m for m in messages)
+    assert any("/ws?token=[redacted]" in m and "401" in m for m in messages)
     for value in [*SECRETS.values(), EVO_API_KEY, EVO_JWT_KEY, *tokens]:
         leaks = [line for line in lines if value in line]
         assert not leaks, leaks[:3]
     marks = [i for i, line in enumerate(lines) if "Traceback" in line or "never retrieved" in line]
     assert not marks, "\n".join(lines[max(0, marks[0] - 3) : marks[0] + 40])
+    noise = ("alembic.runtime.plugins", "Context impl ", "Will assume ")
+    assert not [line for line in lines if any(n in line for n in noise)]
+
+
+def _json_messages(lines: list[str]) -> list[str]:
+    """Each line parsed as one JSON object (or the test fails naming it); their messages.
+    Poll cycles carry `session`, `tenant` and `event`."""
+    records = []
+    for line in lines:
+        record = json.loads(line)
+        assert isinstance(record, dict) and {"level", "logger", "message", "timestamp"} <= set(
+            record
+        ), line
+        records.append(record)
+    polls = [r for r in records if r.get("event") == "poll.cycle"]
+    assert {(r["tenant"], r["session"]) for r in polls} == {("acme", "default"), ("acme", "vendas")}
+    assert any(r.get("event") == "daemon.running" for r in records)
+    return [str(r["message"]) for r in records]
 
 
 async def test_a_store_outage_is_one_warning_and_one_info(
@@ -195,3 +224,27 @@ def test_redaction_of_tokens_and_secrets() -> None:
     assert Redactor(["s3cr3t-value"]).filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws?token=[redacted]" [accepted]'
     assert record.exc_text is not None and "s3cr3t-value" not in record.exc_text
+
+
+def test_json_lines_are_redacted_tracebacks_and_fields_included() -> None:
+    """The JSON formatter formats the traceback itself: a secret in it, in the message, or in
+    an extra field is blanked all the same; the scope's session and tenant are fields."""
+    redactor = Redactor(["s3cr3t-value"])
+    formatter = RedactedJson(redactor)
+    try:
+        raise ValueError("key s3cr3t-value refused")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "wasync.x", logging.WARNING, "", 0, "using %s", ("s3cr3t-value",), exc_info
+    )
+    record.event = "poll.failed"
+    record.detail = {"header": "Bearer abc.def", "key": ["s3cr3t-value"]}
+    with scope(session="default", tenant="acme"):
+        assert ScopeFilter().filter(record) and redactor.filter(record)
+    line = formatter.format(record)
+    assert "s3cr3t-value" not in line and "abc.def" not in line
+    out = json.loads(line)
+    assert out["level"] == "WARNING" and out["message"] == "using [redacted]"
+    assert (out["session"], out["tenant"], out["event"]) == ("default", "acme", "poll.failed")
+    assert "ValueError" in out["exc_info"]

@@ -71,12 +71,17 @@ FAST = {
 }
 
 
+HOOK_KEY = "outbox-tests-webhook-key-of-32-bytes!"  # signs both simulators' webhooks
+
+
 def make_settings(url: str, waha_url: str, evo_url: str, **send: Any) -> Settings:
     """One tenant with a WAHA session `default` and an Evolution instance `evo`."""
     sessions = [
-        {"name": "default", "provider": "waha", "base_url": waha_url, "api_key": WAHA_KEY},
-        {"name": "evo", "provider": "evolution", "base_url": evo_url, "api_key": EVO_KEY},
-    ]
+        {"name": "default", "provider": "waha", "base_url": waha_url, "api_key": WAHA_KEY,
+         "webhook_secret": HOOK_KEY},
+        {"name": "evo", "provider": "evolution", "base_url": evo_url, "api_key": EVO_KEY,
+         "webhook_secret": HOOK_KEY},
+    ]  # fmt: skip
     return parse(
         {
             "database": {"url": url},
@@ -176,7 +181,9 @@ class Env:
 def make_sims() -> tuple[WahaSim, EvolutionSim]:
     """Both simulators with one working session each and webhooks to `http://wasync`."""
     waha = WahaSim(api_key=WAHA_KEY, seed=3)
-    hook = webhook_config("http://wasync/api/webhooks/waha", events=["message.any", "message.ack"])
+    hook = webhook_config(
+        "http://wasync/api/webhooks/waha", events=["message.any", "message.ack"], hmac_key=HOOK_KEY
+    )
     waha.add_session("default", engine="WEBJS", webhooks=[hook])
     evo = EvolutionSim(api_key=EVO_KEY, seed=4)
     evo.add_instance("evo")
@@ -185,7 +192,7 @@ def make_sims() -> tuple[WahaSim, EvolutionSim]:
         "enabled": True,
         "events": ["SEND_MESSAGE", "MESSAGES_UPSERT", "MESSAGES_UPDATE"],
         "webhookByEvents": False,
-        "headers": {},
+        "headers": {"jwt_key": HOOK_KEY},  # what `wasync webhooks register` sets
     }
     return waha, evo
 

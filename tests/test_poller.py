@@ -3,6 +3,7 @@ tests on SQLite and Postgres), and how LIDs are resolved."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -299,3 +300,22 @@ async def test_a_kept_api_delete_is_found_by_polling(db_url: str) -> None:
         row = await stored_row(store, gone)
         assert bool(row.revoked) and row.body == "Número errado"
         assert await count_events(store, "chat:message-revoked") == 1
+
+
+async def test_a_failed_cycle_is_a_warning_an_idle_one_info(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cycle the provider fails on every attempt is one WARNING (`event` poll.failed); the
+    next, answered, cycle is INFO (`event` poll.cycle), even when idle lines are off."""
+    caplog.set_level(logging.INFO, logger="wasync.poller")
+    rig.sim.faults.push(*["500"] * 10)
+    failed = await rig.poller.cycle()
+    rig.sim.faults.queue.clear()
+    rig.sim.add_incoming("default", PHONE, text="oi")
+    ok = await rig.poller.cycle()
+    assert failed.error and not ok.error
+    lines = [r for r in caplog.records if r.name == "wasync.poller" and r.msg.startswith("poll ")]
+    assert [(r.levelno, getattr(r, "event", None)) for r in lines] == [
+        (logging.WARNING, "poll.failed"),
+        (logging.INFO, "poll.cycle"),
+    ]

@@ -52,15 +52,15 @@ def phone(i: int) -> str:
 
 
 def settings_for(url: str, provider: str, invalid_text: str) -> Settings:
-    """One tenant, one session of `provider`, webhooks on (signed for WAHA)."""
+    """One tenant, one session of `provider`, webhooks on (WAHA signs with HMAC, Evolution
+    sends a static bearer token)."""
     session: dict[str, Any] = {
         "name": "default",
         "provider": provider,
         "base_url": f"http://{provider}",
         "api_key": KEY,
     }
-    if provider == "waha":
-        session["webhook_secret"] = HMAC_KEY
+    session["webhook_secret"] = HMAC_KEY
     return parse(
         {
             "database": {"url": url, "invalid_text": invalid_text},
@@ -286,7 +286,9 @@ async def _deliver(client: httpx.AsyncClient, w: World, message_id: str) -> http
         return await client.post("/api/webhooks/waha", content=raw, headers=headers)
     data = w.sim.upsert_payload("default", message_id)
     body = {"event": "messages.upsert", "instance": "default", "data": data}
-    return await client.post("/api/webhooks/evolution", content=json.dumps(body).encode())
+    bearer = {"authorization": f"Bearer {HMAC_KEY}"}
+    raw = json.dumps(body).encode()
+    return await client.post("/api/webhooks/evolution", content=raw, headers=bearer)
 
 
 async def test_replay_reports_a_deep_file_and_replays_the_rest(db_url: str, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from wasync.webhooks import run_all
 
 WAHA_KEY, EVO_KEY = "waha-sim-key", "evolution-sim-key"
 HMAC = "hmac-secret-of-at-least-32-bytes-long"
+EVO_JWT_KEY = "evolution-jwt-key-of-at-least-32-bytes"  # jwt_key, registered by run_all
 JWT = "jwt-secret-for-media-tests-at-least-32"
 KINDS = ("image", "video", "audio", "voice", "document", "sticker")
 PER_PROVIDER = 100
@@ -75,6 +76,7 @@ def settings_for(
                             "provider": "evolution",
                             "base_url": evo_url,
                             "api_key": EVO_KEY,
+                            "webhook_secret": EVO_JWT_KEY,
                         },
                     ],
                 }

@@ -18,9 +18,10 @@ from functools import partial
 
 import httpx
 
+from wasync import logs, systemd
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
-from wasync.config import Settings
+from wasync.config import Settings, checks
 from wasync.eventlog import prune_job
 from wasync.hub import Hub
 from wasync.media import MediaStore, MediaWorker, open_store
@@ -62,13 +63,8 @@ async def run(
 ) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return."""
     stop = stop or asyncio.Event()
-    settings.check_secrets()
-    if settings.poll.timeout_s <= 15:
-        log.warning(
-            "poll.timeout_s=%ss is not above WAHA's 15 s wait for a WORKING session: "
-            "expect timeouts on sessions that are starting",
-            settings.poll.timeout_s,
-        )
+    for finding in checks.check(settings):  # the first failure raises (`wasync doctor` too)
+        log.warning("config %s: %s", finding.key, finding.problem, extra={"event": "config"})
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(Store.from_config(settings.database))
         await store.upgrade()
@@ -131,8 +127,13 @@ async def run(
             )
         )
         scheduler = _schedule(daemon, client)
+        notifier = _systemd(stack, scheduler, daemon)
         stack.push_async_callback(scheduler.stop)
         scheduler.start()
+        ready = asyncio.ensure_future(
+            systemd.when_ready(notifier, scheduler.ran_once("poll:"), partial(_status, daemon))
+        )
+        stack.callback(ready.cancel)
         _on_signals(stop)
         log.info(
             "wasync running: %d session(s), polling every %ss, database %s, http %s%s",
@@ -141,12 +142,14 @@ async def run(
             store.dialect,
             daemon.base_url,
             " (webhooks on)" if settings.webhook.enabled else "",
+            extra={"event": "daemon.running"},
         )
         if on_ready is not None:
             on_ready(daemon)
         await stop.wait()
-        log.info("stopping: finishing work in flight")
-    log.info("stopped")
+        notifier.stopping()
+        log.info("stopping: finishing work in flight", extra={"event": "daemon.stopping"})
+    log.info("stopped", extra={"event": "daemon.stopped"})
 
 
 def _interval(settings: Settings) -> float:
@@ -178,13 +181,34 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
             reconciling=settings.webhook.enabled,
         )
         daemon.pollers.append(poller)
-        jobs.append((f"poll:{ref.id}", poller.cycle))
+        cycle = logs.scoped(poller.cycle, session=ref.config.name, tenant=ref.tenant_id)
+        jobs.append((f"poll:{ref.id}", cycle))
     scheduler.add_all(jobs)
     events = settings.events
     if events.retain_days > 0:
         prune = partial(prune_job, daemon.store, events)
         scheduler.add("events:prune", prune, interval_s=events.prune_interval_s)
     return scheduler
+
+
+def _systemd(stack: AsyncExitStack, scheduler: Scheduler, daemon: Daemon) -> systemd.Notifier:
+    """The notify socket, and the watchdog's heartbeat as a job on the event loop: a wedged
+    loop stops pinging, and systemd restarts it (`WatchdogSec=`)."""
+    notifier = systemd.Notifier()
+    stack.callback(notifier.close)
+    if notifier.watchdog_s is not None:
+        beat = partial(systemd.heartbeat, notifier, partial(_status, daemon))
+        scheduler.add("systemd:watchdog", beat, interval_s=notifier.watchdog_s)
+    return notifier
+
+
+def _status(daemon: Daemon) -> str:
+    """systemd's STATUS= line."""
+    settings = daemon.settings
+    mode = f"polling every {_interval(settings):g}s"
+    if settings.webhook.enabled:
+        mode = f"webhooks on, reconciling every {_interval(settings):g}s"
+    return systemd.status_line(daemon.metrics.registry, len(daemon.pollers), mode)
 
 
 def _on_signals(stop: asyncio.Event) -> None:

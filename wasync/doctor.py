@@ -2,6 +2,8 @@
 
 One line per check. The checks cover:
 
+- the configuration: every finding of `wasync.config.checks` (the same function `wasync run`
+  calls, so a config `run` refuses is a FAIL here, with the same words);
 - the database: reachable, and its schema version against the packaged migrations;
 - `dead_letters`: events quarantined and webhook bodies kept unparsed, per session, and the
   sample of unauthenticated bodies (`wasync sessions` shows them per session);
@@ -29,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from wasync import webhooks
 from wasync.config import Settings
+from wasync.config.checks import findings
 from wasync.deadletters import QUARANTINED, UNAUTHENTICATED, UNPARSED
 from wasync.errors import ConfigError, ProviderError, StoreUnavailable, Unauthorized
 from wasync.registry import SessionRef, configured_refs, http_for, provider_for
@@ -53,8 +56,9 @@ class Check:
 async def diagnose(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> list[Check]:
-    """Every check, in order: database, auth, then each configured session."""
-    checks = [database := await _database(settings)]
+    """Every check, in order: the config, database, auth, then each configured session."""
+    checks = _config(settings)
+    checks.append(database := await _database(settings))
     if database.level == "ok":
         checks.append(await _dead_letters(settings))
     checks.append(_auth(settings))
@@ -67,6 +71,14 @@ async def diagnose(
         for ref in refs:
             checks += await _session(quick, ref, client)
     return checks
+
+
+def _config(settings: Settings) -> list[Check]:
+    """What `wasync run` refuses (FAIL) or warns about, in its words."""
+    found = findings(settings)
+    if not found:
+        return [Check(subject="config", level="ok", detail="every secret resolved")]
+    return [Check(subject="config", level=f.level, detail=f"{f.key}: {f.problem}") for f in found]
 
 
 def _no_sqlite_file(settings: Settings) -> Check | None:
@@ -142,8 +154,8 @@ async def _session(settings: Settings, ref: SessionRef, client: httpx.AsyncClien
     where = f"{ref.provider} {ref.config.base_url}"
     try:
         provider = provider_for(ref, client, settings.poll)
-    except ConfigError as exc:
-        return [Check(subject=ref.label, level="fail", detail=str(exc))]
+    except ConfigError:
+        return []  # a missing secret: the config check has said so
     state = await _ask(provider.state)
     if isinstance(state, Check):
         return [Check(subject=ref.label, level="fail", detail=f"{where}: {state.detail}")]

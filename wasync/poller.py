@@ -385,16 +385,14 @@ class Poller:
         idle = not (stats.new or stats.chats or stats.error or stats.check_requests)
         if idle and not self.poll.log_idle_cycles:
             return
-        log.info(
+        failed = bool(stats.error)  # a failed poll is a warning
+        log.log(
+            logging.WARNING if failed else logging.INFO,
             "poll %s: chats=%d fetched=%d new=%d dup=%d requests=%d%s%s%s in %.2fs",
-            self.label,
-            stats.chats,
-            stats.fetched,
-            stats.new,
-            stats.duplicate,
-            stats.requests,
+            *(self.label, stats.chats, stats.fetched, stats.new, stats.duplicate, stats.requests),
             f" ack_check={stats.check_requests}" if stats.check_requests else "",
             f" quarantined={stats.quarantined}" if stats.quarantined else "",
             f" error={stats.error}" if stats.error else "",
             stats.seconds,
+            extra={"event": "poll.failed" if failed else "poll.cycle"},
         )

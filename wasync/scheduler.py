@@ -25,6 +25,7 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._running: set[asyncio.Future[Any]] = set()
         self._stopping = False
+        self._first_runs: dict[str, asyncio.Event] = {}  # job id -> its first run has ended
 
     def add(
         self,
@@ -39,8 +40,9 @@ class Scheduler:
         over one interval so sessions don't align."""
         every = self.interval_s if interval_s is None else interval_s
         first = datetime.now(UTC) + timedelta(seconds=every * spread / max(total, 1))
+        self._first_runs[job_id] = asyncio.Event()
         self._scheduler.add_job(
-            self._tracked(job),
+            self._tracked(job_id, job),
             "interval",
             seconds=every,
             jitter=self.jitter_s or None,
@@ -56,7 +58,14 @@ class Scheduler:
         for i, (job_id, job) in enumerate(jobs):
             self.add(job_id, job, spread=i, total=len(jobs))
 
-    def _tracked(self, job: Job) -> Callable[[], Awaitable[None]]:
+    async def ran_once(self, prefix: str = "") -> None:
+        """Return when every job added so far whose id starts with `prefix` has finished one
+        run (failed ones too): the daemon's readiness."""
+        firsts = [e for job_id, e in self._first_runs.items() if job_id.startswith(prefix)]
+        for first in firsts:
+            await first.wait()
+
+    def _tracked(self, job_id: str, job: Job) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
             # Each run is a task of its own: APScheduler cancels its futures on shutdown (and
             # logs the CancelledError as a failed job); stop() drains the run instead.
@@ -68,6 +77,8 @@ class Scheduler:
             except asyncio.CancelledError:
                 if not self._stopping:
                     raise
+            finally:
+                self._first_runs[job_id].set()
 
         return run
 

@@ -14,10 +14,12 @@ from starlette.routing import BaseRoute, Route
 
 from wasync import providers
 from wasync.api.crm import crm_routes
+from wasync.api.doc import Op, documented
 from wasync.api.errors import ErrorGuard, http_error
 from wasync.api.guard import jwt_secret
 from wasync.api.health import health_routes
 from wasync.api.media import media_routes
+from wasync.api.openapi import openapi_routes
 from wasync.api.rest import rest_routes
 from wasync.api.send import send_routes
 from wasync.api.web import web_routes
@@ -67,6 +69,7 @@ def create_app(ctx: AppContext) -> Starlette:
         routes += media_routes(ctx.store, ctx.media_store, secret)
     routes += ctx.extra_routes
     routes += web_routes()
+    routes += openapi_routes()
     app = Starlette(
         routes=routes,
         middleware=[Middleware(ErrorGuard)],
@@ -99,13 +102,17 @@ def webhook_routes(ctx: AppContext) -> list[BaseRoute]:
         source_rate_per_s=hook.source_rate_per_s,
         source_burst=hook.source_burst,
         keeper=keeper,
+        allow_unsigned=hook.allow_unsigned,
     )
 
     def route(path: str, kind: ProviderKind | None) -> Route:
         async def handle(request: Request) -> Response:
             return await receiver.handle(request, kind)
 
-        return Route(path, handle, methods=["POST"])
+        what = f"{kind.name} webhook" if kind else "Webhook of either provider (detected)"
+        op = Op(summary=f"{what} at {path}", tag="webhooks", auth="webhook",
+                response="WebhookAnswer", errors=(400, 404, 413, 429, 503))  # fmt: skip
+        return documented(Route(path, handle, methods=["POST"]), op)
 
     kinds = list(providers.KINDS.values())
     suffixed = [k for k in kinds if k.event_suffix]

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from wasync.api.doc import Op, documented
 from wasync.api.guard import Problem, guarded, json_body
 from wasync.config import Settings
 from wasync.eventlog import to_json
@@ -50,14 +51,25 @@ def crm_routes(
     """The routes above."""
     api = CrmApi(store, pipeline, settings)
     lead = "/api/leads/{lead_id:int}"
+
+    def route(path: str, endpoint: Any, method: str, op: Op) -> BaseRoute:
+        return documented(Route(path, guarded(endpoint, secret), methods=[method]), op)
+
     return [
-        Route("/api/me", guarded(api.me, secret), methods=["GET"]),
-        Route("/api/agents", guarded(api.agents, secret), methods=["GET"]),
-        Route("/api/quick-replies", guarded(api.quick_replies, secret), methods=["GET"]),
-        Route("/api/lead-statuses", guarded(api.lead_statuses, secret), methods=["GET"]),
-        Route(lead, guarded(api.get_lead, secret), methods=["GET"]),
-        Route(lead, guarded(api.update_lead, secret), methods=["PATCH"]),
-    ]
+        route("/api/me", api.me, "GET", Op(summary="Who the token is", tag="crm", response="Me")),
+        route("/api/agents", api.agents, "GET",
+              Op(summary="Who a chat may be transferred to (ADMIN)", tag="crm",
+                 response="Agents", errors=(403,))),
+        route("/api/quick-replies", api.quick_replies, "GET",
+              Op(summary="[crm] quick_replies", tag="crm", response="QuickReplies")),
+        route("/api/lead-statuses", api.lead_statuses, "GET",
+              Op(summary="[crm] lead_statuses", tag="crm", response="LeadStatuses")),
+        route(lead, api.get_lead, "GET",
+              Op(summary="A lead the caller sees", tag="crm", response="Lead", errors=(404,))),
+        route(lead, api.update_lead, "PATCH",
+              Op(summary="Change a lead", tag="crm", body="LeadPatch", response="Lead",
+                 errors=(400, 404, 422, 503))),
+    ]  # fmt: skip
 
 
 class CrmApi:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from wasync.api.doc import Op, documented
 from wasync.metrics import Metrics
 from wasync.store import Store
 
@@ -19,8 +20,20 @@ METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 def health_routes(store: Store, metrics: Metrics) -> list[BaseRoute]:
     """The health and metrics routes."""
     return [
-        Route("/healthz", _health(store), methods=["GET"]),
-        Route("/metrics", _metrics(metrics), methods=["GET"]),
+        documented(
+            Route("/healthz", _health(store), methods=["GET"]),
+            Op(
+                summary="Is the database answering",
+                tag="health",
+                auth="none",
+                response="Health",
+                errors=(503,),
+            ),
+        ),
+        documented(
+            Route("/metrics", _metrics(metrics), methods=["GET"]),
+            Op(summary="Prometheus metrics", tag="health", auth="none", media_type="text/plain"),
+        ),
     ]
 
 

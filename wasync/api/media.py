@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from wasync.api.doc import Op, documented
 from wasync.api.guard import Problem, error, guarded
 from wasync.errors import MediaStoreUnavailable
 from wasync.events import MediaStatus
@@ -38,7 +39,9 @@ def media_routes(store: Store, media: MediaStore, secret: str | None) -> list[Ba
             return error(401, "missing or invalid token")
         return await endpoint(request)
 
-    return [Route("/api/messages/{message_id}/media", header_only, methods=["GET"])]
+    op = Op(summary="A message's stored file (Range, ETag)", tag="media",
+            media_type="application/octet-stream", errors=(404, 409, 410, 416, 503))  # fmt: skip
+    return [documented(Route("/api/messages/{message_id}/media", header_only, methods=["GET"]), op)]
 
 
 class MediaApi:

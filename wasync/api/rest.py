@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from wasync.api.chatview import chat_select, chat_views, search, sort_key
+from wasync.api.doc import Op, Param, documented
 from wasync.api.guard import Problem, guarded, int_param, json_body, text_param
 from wasync.eventlog import MESSAGE_FIELDS, iso, to_json
 from wasync.events import ChangeChat, ChatField, ReadNotification
@@ -64,20 +65,44 @@ def rest_routes(store: Store, pipeline: Pipeline, secret: str | None) -> list[Ba
     """The `/api/` routes for CRM clients."""
     api = RestApi(store, pipeline)
     chat = "/api/chats/{chat_id}"
+    note = "/api/notifications/{notification_id}/read"
+    page = (Param(name="cursor", description="nextCursor of the previous page"),
+            Param(name="limit", description=f"1..{MAX_LIMIT}", type="integer"))  # fmt: skip
+    filters = (
+        Param(name="status", description="OPEN or CLOSED"),
+        Param(name="assigned", description="a user id"),
+        Param(name="unread", description="true: only chats with unread messages", type="boolean"),
+        Param(name="q", description="name (chat or lead) or 3+ digits of the phone"),
+    )
+    errors = (404, 422, 503)
     return [
-        Route("/api/chats", guarded(api.list_chats, secret), methods=["GET"]),
-        Route(chat, guarded(api.get_chat, secret), methods=["GET"]),
-        Route(f"{chat}/messages", guarded(api.list_messages, secret), methods=["GET"]),
-        Route(f"{chat}/assign", guarded(api.assign, secret), methods=["POST"]),
-        Route(f"{chat}/status", guarded(api.set_status, secret), methods=["POST"]),
-        Route(f"{chat}/read", guarded(api.mark_read, secret), methods=["POST"]),
-        Route("/api/notifications", guarded(api.list_notifications, secret), methods=["GET"]),
-        Route(
-            "/api/notifications/{notification_id}/read",
-            guarded(api.read_notification, secret),
-            methods=["POST"],
-        ),
-    ]
+        _route("/api/chats", guarded(api.list_chats, secret), "GET",
+               Op(summary="The caller's chats", tag="chats", response="ChatPage",
+                  params=(*filters, *page), errors=(422, 503))),
+        _route(chat, guarded(api.get_chat, secret), "GET",
+               Op(summary="One chat", tag="chats", response="Chat", errors=errors)),
+        _route(f"{chat}/messages", guarded(api.list_messages, secret), "GET",
+               Op(summary="A chat's messages, newest first", tag="chats",
+                  response="MessagePage", params=page, errors=errors)),
+        _route(f"{chat}/assign", guarded(api.assign, secret), "POST",
+               Op(summary="Assign a chat (ADMIN)", tag="chats", body="AssignBody",
+                  response="Chat", errors=(400, 403, *errors))),
+        _route(f"{chat}/status", guarded(api.set_status, secret), "POST",
+               Op(summary="Open or close a chat", tag="chats", body="StatusBody",
+                  response="Chat", errors=(400, *errors))),
+        _route(f"{chat}/read", guarded(api.mark_read, secret), "POST",
+               Op(summary="Mark a chat read", tag="chats", response="Chat", errors=errors)),
+        _route("/api/notifications", guarded(api.list_notifications, secret), "GET",
+               Op(summary="The caller's notifications", tag="notifications",
+                  response="NotificationPage", params=page, errors=(422, 503))),
+        _route(note, guarded(api.read_notification, secret), "POST",
+               Op(summary="Mark a notification read", tag="notifications",
+                  response="NotificationRead", errors=errors)),
+    ]  # fmt: skip
+
+
+def _route(path: str, endpoint: Any, method: str, op: Op) -> BaseRoute:
+    return documented(Route(path, endpoint, methods=[method]), op)
 
 
 class RestApi:

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from wasync.api.doc import Op, Param, documented
 from wasync.api.guard import Problem, guarded, int_param, json_body, text_param
 from wasync.outbox import (
     T_CHATS,
@@ -50,11 +51,30 @@ def send_routes(
 ) -> list[BaseRoute]:
     """The send endpoints (the daemon registers them when it runs an outbox)."""
     api = _SendApi(outbox, registry, store)
+    key = (
+        Param(
+            name="Idempotency-Key",
+            where="header",
+            description="a retried request with the same key returns the first row",
+        ),
+    )
+    errors = (400, 404, 409, 422, 503)
     return [
-        Route("/api/chats/{chat_id}/messages", guarded(api.to_chat, secret), methods=["POST"]),
-        Route("/api/messages", guarded(api.to_phone, secret), methods=["POST"]),
-        Route("/api/outbox/{outbox_id}", guarded(api.status, secret), methods=["GET"]),
-    ]
+        documented(
+            Route("/api/chats/{chat_id}/messages", guarded(api.to_chat, secret), methods=["POST"]),
+            Op(summary="Send in a chat", tag="send", body="SendBody", response="OutboxRow",
+               status=201, params=key, errors=(200, *errors)),
+        ),
+        documented(
+            Route("/api/messages", guarded(api.to_phone, secret), methods=["POST"]),
+            Op(summary="Send to a phone", tag="send", body="SendToPhone", response="OutboxRow",
+               status=201, params=key, errors=(200, *errors)),
+        ),
+        documented(
+            Route("/api/outbox/{outbox_id}", guarded(api.status, secret), methods=["GET"]),
+            Op(summary="A send's state", tag="send", response="OutboxRow", errors=(404,)),
+        ),
+    ]  # fmt: skip
 
 
 class _SendApi:

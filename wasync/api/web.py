@@ -20,6 +20,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wasync.api.doc import Op, documented
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PAGE = "/atendimento"
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
@@ -37,10 +39,15 @@ def login_url(base_url: str, token: str) -> str:
 
 def web_routes() -> list[BaseRoute]:
     """`/` → `/atendimento` (keeping the query), the page, and `/atendimento/<file>`."""
+
+    def page(summary: str, status: int = 200) -> Op:
+        return Op(summary=summary, tag="page", auth="none", media_type="text/html", status=status)
+
+    files = Mount(PAGE, app=_Headers(StaticFiles(directory=WEB_DIR)))
     return [
-        Route("/", _home, methods=["GET", "HEAD"]),
-        Route(PAGE, _page, methods=["GET", "HEAD"]),
-        Mount(PAGE, app=_Headers(StaticFiles(directory=WEB_DIR))),
+        documented(Route("/", _home, methods=["GET", "HEAD"]), page("To the page", 302)),
+        documented(Route(PAGE, _page, methods=["GET", "HEAD"]), page("The attendance page")),
+        documented(files, page("The attendance page's static files")),
     ]
 
 

@@ -4,8 +4,9 @@ Status codes are chosen for what the providers do with them (waha.md section 5,
 evolution.md section 3.4): 2xx only after the events are committed (events the store cannot
 hold are quarantined in `dead_letters` first, so a provider never retries them for ever);
 503 when the store is down (both retry 5xx); 400 for a body that can never parse (Evolution
-does not retry 400); 401 for a bad signature; 404 for an unknown session; 413 above the size
-limit; 429 with `Retry-After` from a token bucket per client address (checked before any
+does not retry 400); 401 for a bad or missing signature (a session with no secret is refused
+too, unless `[webhook] allow_unsigned`: fail closed); 404 for an unknown session; 413 above the
+size limit; 429 with `Retry-After` from a token bucket per client address (checked before any
 work) and one per session (after authentication).
 
 Nothing is kept before the sender is known: the session is identified (from the body, or
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from wasync import providers
+from wasync import logs, providers
 from wasync.api.webhook_keep import Keeper
 from wasync.errors import PayloadError, Quarantined, StoreUnavailable
 from wasync.events import Event
@@ -65,6 +66,7 @@ class WebhookReceiver:
     source_rate_per_s: float = 500.0
     source_burst: int = 1000
     keeper: Keeper | None = None
+    allow_unsigned: bool = False  # `[webhook] allow_unsigned`: a session with no secret takes any
     clock: Callable[[], float] = time.monotonic
     media: InlineSink | None = None  # files the body carried inline go here first
     _buckets: dict[int, TokenBucket] = field(default_factory=dict)
@@ -105,14 +107,15 @@ class WebhookReceiver:
         if not candidates:
             error = f"unknown session {name[:100]!r}"
             return await self._untied(request, raw, kind, "unknown_session", 404, error)
-        ref = next((c for c in candidates if _authentic(c, kind, request, raw)), None)
+        ref = next((c for c in candidates if self._authentic(c, kind, request, raw)), None)
         if ref is None:
             error = "bad or missing signature"
             return await self._untied(request, raw, kind, "unauthorized", 401, error)
         wait_s = self._bucket(ref).try_take()
         if wait_s > 0:
             return self._limited(kind, "rate_limited", wait_s)
-        return await self._ingest(request, raw, body, kind, ref)
+        with logs.scope(session=ref.config.name, tenant=ref.tenant_id):
+            return await self._ingest(request, raw, body, kind, ref)
 
     async def _ingest(
         self,
@@ -217,6 +220,14 @@ class WebhookReceiver:
 
     # --- helpers --------------------------------------------------------------------------------
 
+    def _authentic(self, ref: SessionRef, kind: ProviderKind, request: Request, raw: bytes) -> bool:
+        """The kind's constant-time check of the session's webhook secret. Fails closed: a
+        session with no secret is refused, unless `[webhook] allow_unsigned`."""
+        secret = ref.config.resolved_webhook_secret()
+        if not secret:
+            return self.allow_unsigned
+        return kind.verify(secret, request.headers, raw)
+
     def _named(self, request: Request, kind: ProviderKind, name: str | None) -> list[SessionRef]:
         """The sessions of `kind` called `name` (every one for None), `?tenant=` applied."""
         if name is None:
@@ -278,15 +289,6 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _authentic(ref: SessionRef, kind: ProviderKind, request: Request, raw: bytes) -> bool:
-    """The kind's constant-time check of the session's webhook secret; no secret configured →
-    accepted."""
-    secret = ref.config.resolved_webhook_secret()
-    if not secret:
-        return True
-    return kind.verify(secret, request.headers, raw)
 
 
 def _tenant_is(given: str, tenant_id: str) -> bool:

@@ -36,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from wasync.api.doc import Op, Param, documented
 from wasync.api.guard import Problem, principal
 from wasync.errors import Refused, StoreUnavailable, WasyncError
 from wasync.hub import Client, Hub
@@ -56,7 +57,11 @@ def ws_routes(hub: Hub, secret: str | None, metrics: Metrics | None = None) -> l
     async def endpoint(ws: WebSocket) -> None:
         await _handle(ws, hub, secret, gauges)
 
-    return [WebSocketRoute("/ws", endpoint)]
+    op = Op(summary="Live events (WebSocket; ?token=, ?since=)", tag="realtime", status=101,
+            params=(Param(name="since", description="last event id seen", type="integer"),
+                    Param(name="token", description="the JWT (browsers cannot set headers)")),
+            errors=(401,))  # fmt: skip
+    return [documented(WebSocketRoute("/ws", endpoint), op)]
 
 
 async def _handle(ws: WebSocket, hub: Hub, secret: str | None, metrics: Metrics) -> None:

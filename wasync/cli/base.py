@@ -7,7 +7,6 @@ world (a provider or the database down, a port in use); a traceback only with `-
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
@@ -20,9 +19,10 @@ import typer
 from typer._click.exceptions import UsageError
 from typer._click.globals import get_current_context
 
-from wasync import __version__, redact
+from wasync import __version__, logs
 from wasync import config as config_mod
 from wasync.errors import ConfigError, Refused, StoreUnavailable, WasyncError
+from wasync.logs import LogFormat
 
 # Plain click help (no rich markup): rich swallowed bracketed names such as `[auth]`, and
 # typer's rich panels print a `<bool>` metavar on every flag.
@@ -149,18 +149,7 @@ def check_selection(settings: config_mod.Settings, tenant: str | None, session: 
         raise fail(f"unknown session {session!r} (not in the config)", 2)
 
 
-def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
-    """One line per record on stderr, with tokens and `secrets` blanked (`wasync.redact`)."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for handler in logging.getLogger().handlers:
-        redact.install(handler, secrets)
-    # alembic.runtime.plugins: seven "setup plugin ..." INFO lines at every start.
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic.runtime.plugins"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # "skipped: maximum number of running instances reached" is the designed behaviour
-    # (max_instances=1) while a long first sync runs; not worth a line every interval.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+def setup_logging(level: str, secrets: Iterable[str] = (), fmt: LogFormat = "text") -> None:
+    """One line per record on stderr (text, or JSON with `fmt="json"`), with tokens and
+    `secrets` blanked (`wasync.logs`, `wasync.redact`)."""
+    logs.setup(level, secrets, fmt)

@@ -106,7 +106,7 @@ def backfill(
         )
     except bf.BackfillUsageError as exc:
         raise fail(str(exc), 2) from None
-    setup_logging(settings.log_level, settings.secret_values())
+    setup_logging(settings.log_level, settings.secret_values(), settings.log_format)
     raise typer.Exit(bf.exit_code(run_async(bf.backfill_cli(settings, options))))
 
 

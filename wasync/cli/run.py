@@ -29,7 +29,7 @@ def run(config: ConfigOpt = None) -> None:
     from wasync import daemon
 
     settings = load_settings(config)
-    setup_logging(settings.log_level, settings.secret_values())
+    setup_logging(settings.log_level, settings.secret_values(), settings.log_format)
     run_async(daemon.run(settings))
 
 

@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -51,6 +51,7 @@ class Settings(Section):
     events: EventsConfig = EventsConfig()
     media: MediaConfig = MediaConfig()
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (wasync.logs)
     tenants: list[TenantConfig] = []
 
     def secret_values(self) -> list[str]:
@@ -70,14 +71,7 @@ class Settings(Section):
                 values.append(value)
         return values
 
-    def check_secrets(self) -> None:
-        """Resolve every secret the daemon will need; raise ConfigError for the first missing."""
-        for tenant in self.tenants:
-            for session in tenant.sessions:
-                if session.enabled:
-                    session.resolved_api_key()
-                    if self.webhook.enabled:
-                        session.resolved_webhook_secret()
+    # What `wasync run` refuses and `wasync doctor` reports: `wasync.config.checks`.
 
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -64,6 +64,9 @@ class WebhookConfig(Section):
 
     enabled: bool = False
     public_url: str | None = None
+    # A session with no webhook secret refuses every webhook (401) unless this is set: fail
+    # closed, so a forgotten secret is not an open door.
+    allow_unsigned: bool = False
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     rate_per_s: float = Field(default=200, gt=0)
     burst: int = Field(default=400, ge=1)
