@@ -28,6 +28,7 @@ from wasync.metrics import Metrics
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
+from wasync.readiness import Readiness
 from wasync.registry import Registry, provider_for, sync
 from wasync.scheduler import Scheduler
 from wasync.sender import Sender
@@ -108,6 +109,9 @@ async def run(
                 )
             )
             pipeline.subscribers.append(daemon.media)  # new media: look at once
+        # `/readyz`: the scheduler is added once it runs; the leases helper adds "leases"
+        # here (required on Postgres, where a node holds a share of the sessions).
+        readiness = Readiness(store, required=("scheduler",))
         app = create_app(
             AppContext(
                 settings=settings,
@@ -119,6 +123,7 @@ async def run(
                 hub=hub,
                 media_store=media_store,
                 media_worker=daemon.media,
+                readiness=readiness,
             )
         )
         daemon.base_url = await stack.enter_async_context(
@@ -133,6 +138,7 @@ async def run(
         scheduler = _schedule(daemon, client)
         stack.push_async_callback(scheduler.stop)
         scheduler.start()
+        readiness.add("scheduler", scheduler.readiness)
         _on_signals(stop)
         log.info(
             "wasync running: %d session(s), polling every %ss, database %s, http %s%s",
