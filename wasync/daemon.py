@@ -22,6 +22,7 @@ from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.config import Settings
 from wasync.eventlog import prune_job
+from wasync.healthwatch import HealthWatch
 from wasync.hub import Hub
 from wasync.media import MediaStore, MediaWorker, open_store
 from wasync.metrics import Metrics
@@ -174,6 +175,13 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
         if not ref.config.enabled:
             continue
         provider = provider_for(ref, client, settings.poll)
+        health = HealthWatch(
+            daemon.pipeline,
+            label=ref.label,
+            reconciling=settings.webhook.enabled,
+            silence_s=settings.health.silence_s,
+            metrics=daemon.metrics.health,
+        )
         poller = Poller(
             provider,
             daemon.pipeline,
@@ -182,6 +190,7 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
             label=ref.label,
             metrics=daemon.metrics,
             reconciling=settings.webhook.enabled,
+            health=health,
         )
         daemon.pollers.append(poller)
         jobs.append((f"poll:{ref.id}", poller.cycle))
