@@ -15,9 +15,10 @@ transaction that records them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 OK = "OK"
 STALLED = "STALLED"
@@ -26,6 +27,18 @@ MISSED_WEBHOOKS = "missed_webhooks"  # polling found messages no webhook deliver
 SILENCE = "silence"  # nothing inbound for `silence_s`
 NOT_WORKING = "not_working"  # the provider's own state is not a working one
 RECOVERY_WINDOW = timedelta(hours=1)
+# The `session_health` columns that are `SessionHealth` fields of the same name.
+FIELDS = (
+    "state",
+    "reason",
+    "state_at",
+    "last_poll_at",
+    "last_inbound_at",
+    "last_webhook_at",
+    "webhook_lag_s",
+    "recovered_total",
+    "suspect_at",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +83,17 @@ class SessionHealth:
     def recovered_last_hour(self, now: datetime) -> int:
         """Messages recovered by reconciliation within the hour before `now`."""
         return sum(n for _minute, n in window(self.recent, now))
+
+
+def from_row(session_id: int, row: Mapping[Any, Any]) -> SessionHealth:
+    """A `session_health` row (a mapping of its columns) as `SessionHealth`."""
+    recent = row["recovered_recent"] or []
+    return SessionHealth(
+        session_id=session_id,
+        recent=tuple((int(p[0]), int(p[1])) for p in recent),
+        created_at=row["created_at"],
+        **{name: row[name] for name in FIELDS},
+    )
 
 
 def minute_of(at: datetime) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy import Integer, and_, bindparam, case, func, or_, select
 
 from wasync.eventlog import SESSION_HEALTH
 from wasync.events import Message
-from wasync.health import OK, ObserveHealth, SessionHealth, decide
+from wasync.health import FIELDS, OK, ObserveHealth, SessionHealth, decide, from_row
 from wasync.ingest.base import Item, TxState, group
 from wasync.ingest.statements import T_MESSAGES, T_SESSIONS
 from wasync.store import models as m
@@ -25,17 +25,6 @@ from wasync.store.statements import in_list
 
 T_HEALTH = m.SessionHealthRow.__table__  # type: ignore[attr-defined]
 WEBHOOK, POLL = "webhook", "poll"
-_FIELDS = (
-    "state",
-    "reason",
-    "state_at",
-    "last_poll_at",
-    "last_inbound_at",
-    "last_webhook_at",
-    "webhook_lag_s",
-    "recovered_total",
-    "suspect_at",
-)
 
 
 def _stored_statement(*, pg: bool) -> Any:
@@ -133,7 +122,7 @@ def observe(tx: TxState, cmd: ObserveHealth) -> SessionHealth | None:
     prev = from_row(cmd.session_id, row) if row["session_id"] is not None else None
     before = prev or SessionHealth(session_id=cmd.session_id, created_at=tx.now)
     after = decide(before, cmd, tx.now)
-    values = {name: getattr(after, name) for name in _FIELDS}
+    values = {name: getattr(after, name) for name in FIELDS}
     values.update(recovered_recent=[list(p) for p in after.recent], updated_at=tx.now)
     stmt = tx.insert(T_HEALTH).values(session_id=cmd.session_id, created_at=tx.now, **values)
     tx.conn.execute(stmt.on_conflict_do_update(index_elements=["session_id"], set_=values))
@@ -160,17 +149,6 @@ def _announce(
         lastInboundAt=_iso(after.last_inbound_at),
         webhookLagS=after.webhook_lag_s,
         recoveredLastHour=after.recovered_last_hour(tx.now),
-    )
-
-
-def from_row(session_id: int, row: Any) -> SessionHealth:
-    """A `session_health` row (a mapping) as `SessionHealth`."""
-    recent = row["recovered_recent"] or []
-    return SessionHealth(
-        session_id=session_id,
-        recent=tuple((int(p[0]), int(p[1])) for p in recent),
-        created_at=row["created_at"],
-        **{name: row[name] for name in _FIELDS},
     )
 
 
