@@ -10,24 +10,21 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests import test_webhook_e2e as e2e
 from wasync import daemon
 from wasync.auth import issue_token
 from wasync.config import load
-from wasync.sim import EvolutionSim, WahaSim, serve
 from wasync.webhooks import run_all
 
-WAHA_KEY, EVO_KEY = "waha-sim-key", "evolution-sim-key"
-HMAC = "hmac-secret-of-at-least-32-bytes-long"
-JWT_KEY = "jwt-secret-of-at-least-32-bytes-long!"
+WAHA_KEY, EVO_KEY, HMAC, JWT_KEY = e2e.WAHA_KEY, e2e.EVO_KEY, e2e.HMAC, e2e.JWT_KEY
 SECRET = "auth-secret-of-the-health-e2e-test-32b"
 SESSIONS = ("acme/default", "acme/vendas")
 Frame = dict[str, Any]
@@ -72,16 +69,7 @@ webhook_secret = "{JWT_KEY}"
     return path
 
 
-@pytest.fixture
-async def sims() -> AsyncIterator[tuple[WahaSim, EvolutionSim, str, str]]:
-    """Both simulators on loopback, one WORKING session each, able to deliver webhooks."""
-    async with httpx.AsyncClient() as client:
-        waha = WahaSim(api_key=WAHA_KEY, http=client)
-        evo = EvolutionSim(api_key=EVO_KEY, http=client, webhook_delay_s=0)
-        waha.add_session("default", engine="WEBJS")
-        evo.add_instance("vendas")
-        async with serve(waha.app) as waha_url, serve(evo.app) as evo_url:
-            yield waha, evo, waha_url, evo_url
+sims = e2e.sims  # both simulators on loopback, one WORKING session each
 
 
 class Feed:
