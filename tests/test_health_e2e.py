@@ -206,11 +206,18 @@ async def test_muted_webhooks_turn_the_session_stalled_within_two_cycles(
             else:
                 assert [h.status for h in hooks] == [200] and sent and sent.status == 200
 
+        async with httpx.AsyncClient() as client:
+            ready_ = (await client.get(f"{d.base_url}/readyz")).json()
+        assert ready_["checks"] == {"database": "ok", "migrations": "ok", "scheduler": "ok"}
         await deliver("pelo webhook")
         await wait_messages(d, 2)
-        await cycles(d)
+        await cycles(d)  # polling sees what the webhooks delivered: OK, and how much later
         assert states(d) == ["OK", "OK"]
         assert await stalled_gauges(d.base_url) == {s: 0.0 for s in SESSIONS}
+        for poller in d.pollers:
+            assert poller.health and poller.health.last
+            lag = poller.health.last.webhook_lag_s
+            assert lag is not None and 0 < lag < 120, lag
 
         waha.mute_webhooks("default")
         evo.mute_webhooks("vendas")
