@@ -49,6 +49,7 @@ log_idle_cycles = false
 jwt_secret = "{SECRET}"
 [health]
 silence_s = 0
+write_interval_s = 0
 [[tenants]]
 id = "acme"
 admins = ["u1"]

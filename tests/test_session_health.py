@@ -12,6 +12,7 @@ from sqlalchemy import text
 from tests.conftest import Recorder
 from tests.factories import msg
 from tests.test_pipeline import sid
+from wasync.cycle import CycleStats
 from wasync.eventlog import SESSION_HEALTH, read_log
 from wasync.health import (
     DOWN,
@@ -24,6 +25,7 @@ from wasync.health import (
     SessionHealth,
     decide,
 )
+from wasync.healthwatch import HealthWatch
 from wasync.pipeline import Pipeline
 from wasync.principal import Principal
 from wasync.registry import Registry
@@ -173,3 +175,47 @@ async def test_a_stall_is_logged_as_session_health_for_admins_only(
     assert not visible(user, row, None, None) and not visible(other, row, None, None)
     row_db = await health_row(store, s)
     assert row_db["state"] == STALLED and row_db["recovered_total"] == 1
+
+
+async def test_idle_cycles_of_a_healthy_session_are_written_once_per_interval(
+    pipeline: Pipeline, store: Store, registry: Registry
+):
+    """HealthWatch skips the write of an idle cycle of an OK session within `heartbeat_s`;
+    a cycle that recovered messages, one while a suspicion is pending, and the first after
+    the interval are written."""
+    s = sid(registry)
+    now = [1_000_000.0]
+    watch = HealthWatch(
+        pipeline,
+        label="acme/default",
+        reconciling=True,
+        silence_s=0,
+        heartbeat_s=30,
+        clock=lambda: now[0],
+    )
+
+    async def record(new: int = 0) -> Any:
+        now[0] += 5
+        stats = CycleStats(new=new)
+        await watch.record(s, stats, started=now[0], working=True, status="WORKING")
+        return (await health_row(store, s))["last_poll_at"]
+
+    first = await record()
+    assert await record() == first  # idle, 5 s later: not written
+    recovered = await record(new=1)
+    assert recovered > first and watch.last and watch.last.suspect_at is not None
+    stalled = await record()  # the suspicion is pending: written, and it is a stall
+    assert stalled > recovered and watch.last.state == STALLED
+    assert await record() > stalled  # not OK: every cycle is written
+    quiet = SessionHealth(session_id=s, state=OK, created_at=datetime.now(UTC))
+    watch.last = quiet
+    written = await record()
+    assert await record() == written
+    now[0] += 30
+    interval = await record()
+    assert interval > written  # the interval passed
+    watch.silence_s = 40
+    watch.last = replace(quiet, last_inbound_at=datetime.fromtimestamp(now[0], UTC))
+    assert await record() == interval  # the silence deadline is far: idle
+    watch.last = replace(quiet, last_inbound_at=datetime.fromtimestamp(now[0] - 20, UTC))
+    assert await record() > interval  # ... within one interval: written

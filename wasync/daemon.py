@@ -181,6 +181,7 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
             reconciling=settings.webhook.enabled,
             silence_s=settings.health.silence_s,
             metrics=daemon.metrics.health,
+            heartbeat_s=settings.health.write_interval_s,
         )
         poller = Poller(
             provider,

@@ -1,9 +1,17 @@
 """After each poll cycle of a session: its health observed (`wasync.health.ObserveHealth`,
-run by the pipeline like every change) and the answer shown as its Prometheus gauges."""
+run by the pipeline like every change) and the answer shown as its Prometheus gauges.
+
+An idle cycle of a healthy session can change nothing but the time of the last poll: it is
+written at most every `heartbeat_s` (30 s), so a session polled every 5 s without webhooks
+costs a transaction every 30 s, not every cycle. Any cycle that could change the state (it
+recovered messages, a suspicion or a stall is pending, the provider's state moved, the silence
+deadline is near) is written at once."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from wasync.cycle import CycleStats
@@ -26,8 +34,13 @@ class HealthWatch:
         reconciling: bool,
         silence_s: float,
         metrics: SessionMetrics | None = None,
+        heartbeat_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.pipeline = pipeline
+        self.heartbeat_s = heartbeat_s
+        self.clock = clock
+        self._written_at = float("-inf")
         self.label = label
         self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
         self.silence_s = silence_s
@@ -54,16 +67,35 @@ class HealthWatch:
             recovered=stats.new if self.reconciling else 0,
             silence_s=self.silence_s,
         )
+        if self._idle(command):
+            if self.metrics is not None:
+                self.metrics.last_poll.labels(self.label).set(self.clock())
+            return self.last
         try:
             health = await self.pipeline.execute(command, source="health")
         except (StoreUnavailable, StoreRefused) as exc:
             log.warning("session %s: health not recorded: %s", self.label, exc)
             return None
         if health is not None:
+            self._written_at = self.clock()
             self._changed(self.last, health)
             self._show(health, command.recovered)
         self.last = health
         return health  # type: ignore[no-any-return]
+
+    def _idle(self, command: ObserveHealth) -> bool:
+        """Nothing this cycle saw can change the recorded state, and the last write is
+        recent: skip it (see the module docstring)."""
+        last, now = self.last, self.clock()
+        if last is None or last.state != OK or last.suspect_at is not None:
+            return False
+        if not command.working or command.recovered or now - self._written_at >= self.heartbeat_s:
+            return False
+        if self.silence_s > 0:
+            since = last.last_inbound_at or last.created_at
+            due = since is None or now - since.timestamp() > self.silence_s - self.heartbeat_s
+            return not due
+        return True
 
     def _changed(self, before: SessionHealth | None, after: SessionHealth) -> None:
         was = before.state if before is not None else OK

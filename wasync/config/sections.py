@@ -125,6 +125,8 @@ class HealthConfig(Section):
 
     # Nothing inbound for this long on a WORKING session is STALLED (`silence`); 0: never.
     silence_s: float = Field(default=86_400, ge=0)
+    # An idle cycle of a healthy session is recorded at most this often (its last poll time).
+    write_interval_s: float = Field(default=30, ge=0)
 
 
 def secret_value(value: SecretStr | None, env: str | None, key: str) -> str:
