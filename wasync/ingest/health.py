@@ -21,7 +21,7 @@ from wasync.health import FIELDS, OK, ObserveHealth, SessionHealth, decide, from
 from wasync.ingest.base import Item, TxState, group
 from wasync.ingest.statements import T_MESSAGES, T_SESSIONS
 from wasync.store import models as m
-from wasync.store.statements import in_list
+from wasync.store.statements import in_list, upsert
 
 T_HEALTH = m.SessionHealthRow.__table__  # type: ignore[attr-defined]
 WEBHOOK, POLL = "webhook", "poll"
@@ -36,6 +36,29 @@ def _stored_statement(*, pg: bool) -> Any:
 
 
 _STORED = {pg: _stored_statement(pg=pg) for pg in (False, True)}
+
+
+def _flow_statement(*, pg: bool) -> Any:
+    """The batch's upsert: the newest inbound time wins, a webhook delivery and a lag replace
+    what was there only when the batch has one."""
+    stmt = upsert(T_HEALTH, pg=pg)
+    c, ex = T_HEALTH.c, stmt.excluded
+    newer = and_(
+        ex.last_inbound_at.is_not(None),
+        or_(c.last_inbound_at.is_(None), ex.last_inbound_at > c.last_inbound_at),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["session_id"],
+        set_={
+            "last_inbound_at": case((newer, ex.last_inbound_at), else_=c.last_inbound_at),
+            "last_webhook_at": func.coalesce(ex.last_webhook_at, c.last_webhook_at),
+            "webhook_lag_s": func.coalesce(ex.webhook_lag_s, c.webhook_lag_s),
+            "updated_at": ex.updated_at,
+        },
+    )
+
+
+_FLOW = {pg: _flow_statement(pg=pg) for pg in (False, True)}
 
 
 def record_flow(tx: TxState, new: list[Item], dupes: list[Item]) -> None:
@@ -67,22 +90,7 @@ def record_flow(tx: TxState, new: list[Item], dupes: list[Item]) -> None:
         }
         for sid in sessions
     ]
-    stmt = tx.insert(T_HEALTH)
-    c, ex = T_HEALTH.c, stmt.excluded
-    newer = and_(
-        ex.last_inbound_at.is_not(None),
-        or_(c.last_inbound_at.is_(None), ex.last_inbound_at > c.last_inbound_at),
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["session_id"],
-        set_={
-            "last_inbound_at": case((newer, ex.last_inbound_at), else_=c.last_inbound_at),
-            "last_webhook_at": func.coalesce(ex.last_webhook_at, c.last_webhook_at),
-            "webhook_lag_s": func.coalesce(ex.webhook_lag_s, c.webhook_lag_s),
-            "updated_at": ex.updated_at,
-        },
-    )
-    tx.conn.execute(stmt, rows)
+    tx.conn.execute(_FLOW[tx.pg], rows if len(rows) > 1 else rows[0])  # one: no executemany
 
 
 def _lags(tx: TxState, dupes: list[Item]) -> dict[int, float]:
