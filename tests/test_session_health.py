@@ -31,6 +31,7 @@ from wasync.principal import Principal
 from wasync.registry import Registry
 from wasync.scopes import visible
 from wasync.store import Store
+from wasync.store.models import SessionHealthRow
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -219,3 +220,25 @@ async def test_idle_cycles_of_a_healthy_session_are_written_once_per_interval(
     assert await record() == interval  # the silence deadline is far: idle
     watch.last = replace(quiet, last_inbound_at=datetime.fromtimestamp(now[0] - 20, UTC))
     assert await record() > interval  # ... within one interval: written
+
+
+async def test_the_migration_creates_the_model_table_and_goes_back(store: Store):
+    """0006_session_health makes the table the model describes (same columns, nullability),
+    and its downgrade removes it."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from wasync.store.migrate import alembic_config
+
+    def columns(conn: Any) -> dict[str, bool]:
+        return {c["name"]: c["nullable"] for c in inspect(conn).get_columns("session_health")}
+
+    model = {c.name: bool(c.nullable) for c in SessionHealthRow.__table__.c}  # type: ignore[attr-defined]
+    async with store.writer.begin() as conn:
+        assert await conn.run_sync(columns) == model
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0004_quarantine"))
+        tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+    assert "session_health" not in tables
+    await store.upgrade()
+    async with store.read() as conn:
+        assert await conn.run_sync(columns) == model
