@@ -22,6 +22,7 @@ from wasync.ingest.base import Item, TxState, group
 from wasync.ingest.statements import T_MESSAGES, T_SESSIONS
 from wasync.store import models as m
 from wasync.store.statements import in_list, upsert
+from wasync.store.types import as_utc
 
 T_HEALTH = m.SessionHealthRow.__table__  # type: ignore[attr-defined]
 WEBHOOK, POLL = "webhook", "poll"
@@ -67,7 +68,7 @@ def record_flow(tx: TxState, new: list[Item], dupes: list[Item]) -> None:
     for it in new:
         ev = it.event
         if isinstance(ev, Message) and not ev.from_me:
-            at = min(ev.timestamp, tx.now)  # a phone clock ahead of ours moves nothing ahead
+            at = min(as_utc(ev.timestamp), tx.now)  # a phone clock ahead moves nothing ahead
             inbound[ev.session_id] = max(at, inbound.get(ev.session_id, at))
     hooked = {
         it.event.session_id
