@@ -23,6 +23,7 @@ CORE_TABLES = {
     "notifications": "Notification",
     "pending_updates": "PendingUpdate",
     "events": "EventRow",
+    "session_health": "SessionHealthRow",
 }
 CORE_MODELS = set(CORE_TABLES.values())
 # Who may write them: the one writer, the store itself (schema, migrations), the event log
@@ -119,7 +120,8 @@ def core_writes(mod: Module, names: set[str]) -> Iterator[tuple[int, str]]:
 
 def test_only_ingest_writes_the_core_tables() -> None:
     """No module outside ingest/, store/ and eventlog.py inserts, updates or deletes rows of
-    messages, chats, leads, identities, notifications, pending_updates or events."""
+    messages, chats, leads, identities, notifications, pending_updates, events or
+    session_health."""
     names = _core_table_names()
     found = [
         f"{mod.rel}:{line}: {what}"

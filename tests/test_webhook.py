@@ -428,5 +428,11 @@ class _database_down:
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
                     name,
                 )
+                # A terminated backend may still answer a query until it has exited: the
+                # outage begins when none is left.
+                async with asyncio.timeout(30):
+                    count = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+                    while await admin.fetchval(count, name):
+                        await asyncio.sleep(0.02)
         finally:
             await admin.close()

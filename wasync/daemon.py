@@ -23,12 +23,14 @@ from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.config import Settings, checks
 from wasync.eventlog import prune_job
+from wasync.healthwatch import HealthWatch
 from wasync.hub import Hub
 from wasync.media import MediaStore, MediaWorker, open_store
 from wasync.metrics import Metrics
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
+from wasync.readiness import Readiness
 from wasync.registry import Registry, provider_for, sync
 from wasync.scheduler import Scheduler
 from wasync.sender import Sender
@@ -104,6 +106,9 @@ async def run(
                 )
             )
             pipeline.subscribers.append(daemon.media)  # new media: look at once
+        # `/readyz`: the scheduler is added once it runs; the leases helper adds "leases"
+        # here (required on Postgres, where a node holds a share of the sessions).
+        readiness = Readiness(store, required=("scheduler",))
         app = create_app(
             AppContext(
                 settings=settings,
@@ -115,6 +120,7 @@ async def run(
                 hub=hub,
                 media_store=media_store,
                 media_worker=daemon.media,
+                readiness=readiness,
             )
         )
         daemon.base_url = await stack.enter_async_context(
@@ -130,6 +136,7 @@ async def run(
         notifier = _systemd(stack, scheduler, daemon)
         stack.push_async_callback(scheduler.stop)
         scheduler.start()
+        readiness.add("scheduler", scheduler.readiness)
         ready = asyncio.ensure_future(
             systemd.when_ready(notifier, scheduler.ran_once("poll:"), partial(_status, daemon))
         )
@@ -171,6 +178,14 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
         if not ref.config.enabled:
             continue
         provider = provider_for(ref, client, settings.poll)
+        health = HealthWatch(
+            daemon.pipeline,
+            label=ref.label,
+            reconciling=settings.webhook.enabled,
+            silence_s=settings.health.silence_s,
+            metrics=daemon.metrics.health,
+            heartbeat_s=settings.health.write_interval_s,
+        )
         poller = Poller(
             provider,
             daemon.pipeline,
@@ -179,6 +194,7 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
             label=ref.label,
             metrics=daemon.metrics,
             reconciling=settings.webhook.enabled,
+            health=health,
         )
         daemon.pollers.append(poller)
         cycle = logs.scoped(poller.cycle, session=ref.config.name, tenant=ref.tenant_id)

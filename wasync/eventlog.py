@@ -50,9 +50,12 @@ LEAD_UPDATED = "lead:updated"
 NOTIFICATION_NEW = "notification:new"
 NOTIFICATION_READ = "notification:read"
 SESSION_STATUS = "session:status"
+SESSION_HEALTH = "session:health"  # a session's health changed (wasync.health)
 NOTIFICATION = "notification:"  # the prefix of the types scoped by their user
-# Types that concern a whole tenant and carry no chat; every other row has its chat id.
+# Types that concern a whole tenant and carry no chat: seen by everyone of the tenant
+# (TENANT_WIDE) or by its admins only (ADMINS_ONLY); every other row has its chat id.
 TENANT_WIDE = frozenset({SESSION_STATUS})
+ADMINS_ONLY = frozenset({SESSION_HEALTH})
 # The message columns clients see: not `raw`, nor the media worker's own bookkeeping (the
 # provider's locator of the file, the worker's next try).
 _HIDDEN = ("raw", "tenant_id", "media_ref", "media_next_at")
@@ -100,7 +103,8 @@ class EventBuffer:
         """Add one row; a chat's row without its chat id is a bug (see `TENANT_WIDE`;
         `notification:*` rows are scoped by their `userId`, and carry the notification's
         chat when it has one)."""
-        if chat_id is None and type_ not in TENANT_WIDE and not type_.startswith(NOTIFICATION):
+        chatless = TENANT_WIDE | ADMINS_ONLY
+        if chat_id is None and type_ not in chatless and not type_.startswith(NOTIFICATION):
             raise ValueError(f"{type_} event without a chat id")
         row: dict[str, Any] = {"tenant_id": tenant_id, "type": type_, "chat_id": chat_id}
         row.update(message_id=message_id, data=dict(data) or None, created_at=self.now)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from wasync.health import ObserveHealth
 from wasync.principal import Principal
 
 
@@ -388,4 +389,5 @@ Command = (
     | ReadNotification
     | UpdateLead
     | MediaCommand
+    | ObserveHealth
 )

@@ -88,6 +88,8 @@ class Metrics:
             registry=r,
         )
 
+        self.health = SessionMetrics(r)
+
     def count_unparsed(self, provider: str, events: Iterable[Event]) -> None:
         """Count the `other` messages among `events` (the first time a source sees them)."""
         for ev in events:
@@ -97,3 +99,55 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class SessionMetrics:
+    """Each session's health (`wasync.health`), labelled `session` (`tenant/name`), as the
+    node polling it last recorded it."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        labels = ["session"]
+        self.stalled = Gauge(
+            "wasync_session_stalled",
+            "1 while the session is STALLED: WORKING, but webhooks stopped delivering what"
+            " polling finds, or nothing inbound for [health] silence_s.",
+            labels,
+            registry=r,
+        )
+        self.down = Gauge(
+            "wasync_session_down",
+            "1 while the provider does not call the session working (DOWN).",
+            labels,
+            registry=r,
+        )
+        self.last_poll = Gauge(
+            "wasync_session_last_poll_timestamp_seconds",
+            "When the session's last successful poll cycle ended (Unix time).",
+            labels,
+            registry=r,
+        )
+        self.last_inbound = Gauge(
+            "wasync_session_last_inbound_timestamp_seconds",
+            "The provider time of the session's newest inbound message (Unix time).",
+            labels,
+            registry=r,
+        )
+        self.recovered = Counter(
+            "wasync_session_recovered",
+            "Messages reconciliation stored first (no webhook had delivered them).",
+            labels,
+            registry=r,
+        )
+        self.recovered_hour = Gauge(
+            "wasync_session_recovered_last_hour",
+            "Messages reconciliation recovered within the last hour (every node's).",
+            labels,
+            registry=r,
+        )
+        self.webhook_lag = Gauge(
+            "wasync_session_webhook_lag_seconds",
+            "Latest webhook-vs-poll lag: seconds polling saw a message after its webhook"
+            " (negative: polling stored it first and the webhook came later).",
+            labels,
+            registry=r,
+        )

@@ -18,11 +18,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from wasync.config import PollConfig
+from wasync.cycle import CycleStats
 from wasync.errors import (
     ProviderError,
     Quarantined,
@@ -34,9 +34,10 @@ from wasync.errors import (
 )
 from wasync.events import Event, SessionStatus
 from wasync.heads import HeadSig, head_is_enough, unchanged
+from wasync.healthwatch import HealthWatch
 from wasync.metrics import Metrics
 from wasync.paging import MAX_PAGES, window_pages
-from wasync.pipeline import CursorUpdate, IngestResult, Pipeline
+from wasync.pipeline import CursorUpdate, Pipeline
 from wasync.providers.base import ChatHead, Provider
 from wasync.recheck import Recheck
 from wasync.seen import Seen
@@ -47,30 +48,6 @@ log = logging.getLogger(__name__)
 
 SESSION_SCOPE = "*"
 MAX_AHEAD_S = 86_400.0
-
-
-@dataclass(slots=True)
-class CycleStats:
-    """What one poll cycle did; logged as one line. `requests` are the cycle's own;
-    `check_requests` those of the ack check that ran in it."""
-
-    requests: int = 0
-    chats: int = 0
-    fetched: int = 0
-    new: int = 0
-    duplicate: int = 0
-    quarantined: int = 0
-    status: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
-    check_requests: int = 0
-    rechecked: int = 0
-
-    def add(self, result: IngestResult) -> None:
-        """Count one ingest."""
-        self.new += result.new
-        self.duplicate += result.duplicate
-        self.quarantined += result.quarantined
 
 
 class Poller:
@@ -88,6 +65,7 @@ class Poller:
         metrics: Metrics | None = None,
         reconciling: bool = False,
         clock: Callable[[], float] = time.time,
+        health: HealthWatch | None = None,
     ) -> None:
         self.provider = provider
         self.pipeline = pipeline
@@ -98,6 +76,7 @@ class Poller:
         self.clock = clock
         self.metrics = metrics
         self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
+        self.health = health  # told of each cycle that ended without an error
         self.status: str | None = None
         self.blocked: str | None = None  # why the session cannot be polled (its fix)
         self._engine: str | None = None
@@ -129,7 +108,7 @@ class Poller:
     async def cycle(self) -> CycleStats:
         """Run one poll cycle; never raises (errors are counted and logged)."""
         stats = self._stats = CycleStats()
-        started, requests0 = time.perf_counter(), self.provider.requests
+        started, requests0, began = time.perf_counter(), self.provider.requests, self.clock()
         try:
             await self._cycle(stats)
         except SessionBlocked as exc:
@@ -158,6 +137,10 @@ class Poller:
             self.metrics.poll_requests.inc(stats.requests)
             self.metrics.ack_checks.inc(stats.check_requests)
         self._log(stats)
+        if self.health is not None and stats.error is None and self.blocked is None:
+            await self.health.record(
+                self.session_id, stats, started=began, working=self._working, status=self.status
+            )
         return stats
 
     def _capped(self, ts: float) -> float:

@@ -86,6 +86,15 @@ class Scheduler:
         """Start firing jobs."""
         self._scheduler.start()
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopping (a `/readyz` check)."""
+        return bool(self._scheduler.running) and not self._stopping
+
+    async def readiness(self) -> str | None:
+        """The `/readyz` answer: None while jobs fire, else why not."""
+        return None if self.running else ("stopping" if self._stopping else "not started")
+
     async def stop(self, grace_s: float = 8.0) -> None:
         """No new runs; let runs in flight finish (up to `grace_s`), then cancel the rest."""
         self._stopping = True

@@ -4,7 +4,8 @@ ADMIN sees every chat of its tenant, USER only the chats assigned to it (`can_se
 `visible_chats` as the same rule in SQL). An event-log row is visible by its chat (`visible`);
 a notification only to the notified user; a row without a chat only when its type concerns
 the whole tenant (`wasync.eventlog.TENANT_WIDE`: session status), to everyone of the tenant,
-and otherwise to nobody but the tenant's admins. `Scopes` follows each chat's assignee along
+and otherwise (`ADMINS_ONLY`: session health; or an unknown type) to nobody but the tenant's
+admins. `Scopes` follows each chat's assignee along
 the log, so a replay judges every row by the assignment in force when it was written.
 """
 
@@ -17,7 +18,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Text, and_, cast, literal, null, select, true, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wasync.eventlog import CHAT_UPDATED, NOTIFICATION, T_EVENTS, TENANT_WIDE, LogRow
+from wasync.eventlog import (
+    ADMINS_ONLY,
+    CHAT_UPDATED,
+    NOTIFICATION,
+    T_EVENTS,
+    TENANT_WIDE,
+    LogRow,
+)
 from wasync.principal import Principal
 from wasync.store import models as m
 
@@ -44,14 +52,16 @@ def visible(p: Principal, row: LogRow, before: str | None, after: str | None) ->
     """May `p` receive `row`? `before`/`after`: the chat's assignee around the row.
 
     Notifications go to the notified user only; tenant-wide rows (session:status) to the whole
-    tenant; any other row without a chat to the tenant's admins only (it should not exist:
-    fail closed); chat rows by `can_see`, and an assignment also to the user it moves away
-    from.
+    tenant; admins-only rows (session:health) and any other row without a chat (it should not
+    exist: fail closed) to the tenant's admins only; chat rows by `can_see`, and an
+    assignment also to the user it moves away from.
     """
     if row.tenant_id != p.tenant_id:
         return False
     if row.type.startswith(NOTIFICATION):
         return row.data.get("userId") == p.user_id
+    if row.type in ADMINS_ONLY:
+        return p.is_admin
     if row.chat_id is None:
         return row.type in TENANT_WIDE or p.is_admin
     return can_see(p, tenant_id=row.tenant_id, assigned_user_id=after) or can_see(

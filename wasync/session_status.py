@@ -1,17 +1,20 @@
 """`wasync sessions` and the dead-letter line of `wasync doctor`: what the database says about
 each configured session, the messages it holds and what it could not store.
 
-Read-only: the sessions table (state as the provider last reported it), message counts, and
-`dead_letters` not yet replayed, by kind (`wasync.deadletters`): `quarantined` events (one bad
-message did not stop the session; it waits here with its reason), `unparsed` webhook bodies
-(`wasync replay --dead-letters` re-runs them) and the sample of `unauthenticated` bodies.
+Read-only: the sessions table (state as the provider last reported it), message counts, each
+session's health from message flow (`session_health`, `wasync.health`: last successful poll,
+newest inbound message, webhook-vs-poll lag, messages reconciliation recovered in the last
+hour, `OK` / `STALLED` / `DOWN`), and `dead_letters` not yet replayed, by kind
+(`wasync.deadletters`): `quarantined` events (one bad message did not stop the session; it
+waits here with its reason), `unparsed` webhook bodies (`wasync replay --dead-letters`
+re-runs them) and the sample of `unauthenticated` bodies.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wasync import deadletters
 from wasync.config import Settings
+from wasync.health import MISSED_WEBHOOKS, SILENCE, SessionHealth, from_row
 from wasync.registry import configured_refs
 from wasync.store import Store
 from wasync.store import models as m
@@ -26,6 +30,7 @@ from wasync.store import models as m
 T_SESSIONS = m.Session.__table__  # type: ignore[attr-defined]
 T_MESSAGES = m.Message.__table__  # type: ignore[attr-defined]
 T_DEAD = deadletters.T_DEAD
+T_HEALTH = m.SessionHealthRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -41,6 +46,8 @@ class SessionLine:
     quarantined: int = 0
     unparsed: int = 0
     last_error: str | None = None  # the newest quarantined or unparsed row's reason
+    health: SessionHealth | None = None  # None: never observed by a poll cycle
+    node: str | None = None  # the node holding the session's lease (multi-node Postgres)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -79,6 +86,10 @@ async def session_lines(settings: Settings, conn: AsyncConnection) -> list[Sessi
     messages = {int(sid): int(n) for sid, n in await conn.execute(counted)}
     dead = await dead_letter_counts(conn)
     errors = await _errors(conn, list(dead.newest.values()))
+    health = {
+        int(r.session_id): from_row(int(r.session_id), r._mapping)
+        for r in await conn.execute(select(T_HEALTH))
+    }
     lines = []
     for ref in configured_refs(settings):
         row: Any = rows.get((ref.tenant_id, ref.name))
@@ -95,6 +106,7 @@ async def session_lines(settings: Settings, conn: AsyncConnection) -> list[Sessi
                 quarantined=kinds.get(deadletters.QUARANTINED, 0),
                 unparsed=kinds.get(deadletters.UNPARSED, 0),
                 last_error=errors.get(newest) if newest is not None else None,
+                health=health.get(int(row.id)) if row is not None else None,
             )
         )
     return lines
@@ -108,25 +120,43 @@ async def _errors(conn: AsyncConnection, ids: list[int]) -> dict[int, str]:
     return {int(r.id): str(r.error) for r in rows}
 
 
-def render(lines: list[SessionLine]) -> list[str]:
-    """The `wasync sessions` table, one line per session (plain text, aligned)."""
-    header = ("SESSION", "PROVIDER", "STATUS", "SINCE", "MESSAGES", "QUARANTINED", "UNPARSED")
-    table = [header]
+HEADER = (
+    "SESSION",
+    "PROVIDER",
+    "STATUS",
+    "SINCE",
+    "MESSAGES",
+    "QUARANTINED",
+    "UNPARSED",
+    "HEALTH",
+    "NODE",
+    "POLLED",
+    "INBOUND",
+    "LAG",
+    "RECOVERED(1H)",
+)
+
+
+def render(lines: list[SessionLine], now: datetime | None = None) -> list[str]:
+    """The `wasync sessions` table, one line per session (plain text, aligned); then the
+    newest reason kept aside, and why each STALLED session is."""
+    now = now or datetime.now(UTC)
+    table: list[tuple[str, ...]] = [HEADER]
     for line in lines:
         status = (line.status or "-") if line.enabled else "disabled"
-        since = line.status_at.strftime("%Y-%m-%d %H:%M:%SZ") if line.status_at else "-"
         table.append(
             (
                 line.label,
                 line.provider,
                 status,
-                since,
+                _when(line.status_at),
                 str(line.messages),
                 str(line.quarantined),
                 str(line.unparsed),
+                *_health_cells(line, now),
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
     out = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in table
@@ -134,4 +164,29 @@ def render(lines: list[SessionLine]) -> list[str]:
     for line in lines:
         if line.last_error:
             out.append(f"{line.label}: last kept: {line.last_error}")
+    for line in lines:
+        if line.health is not None and line.health.stalled:
+            why = STALL_REASONS.get(line.health.reason or "", line.health.reason or "")
+            out.append(f"{line.label}: STALLED since {_when(line.health.state_at)}: {why}")
     return out
+
+
+STALL_REASONS = {
+    MISSED_WEBHOOKS: "the provider says it is working, but polling finds messages no webhook"
+    " delivered (check the provider's webhook config and logs)",
+    SILENCE: "nothing inbound for longer than [health] silence_s",
+}
+
+
+def _health_cells(line: SessionLine, now: datetime) -> tuple[str, ...]:
+    h = line.health
+    node = line.node or "-"
+    if h is None:
+        return ("-", node, "-", "-", "-", "-")
+    lag = f"{h.webhook_lag_s:.1f}s" if h.webhook_lag_s is not None else "-"
+    recovered = str(h.recovered_last_hour(now))
+    return (h.state or "-", node, _when(h.last_poll_at), _when(h.last_inbound_at), lag, recovered)
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%SZ") if at is not None else "-"

@@ -33,6 +33,7 @@ from wasync.metrics import Metrics
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline
 from wasync.providers import ProviderKind
+from wasync.readiness import Readiness
 from wasync.registry import Registry
 from wasync.store import Store
 
@@ -51,11 +52,12 @@ class AppContext:
     media_store: MediaStore | None = None  # serves `GET /api/messages/{id}/media` when given
     media_worker: MediaWorker | None = None  # takes the files webhooks carry inline
     extra_routes: list[BaseRoute] = field(default_factory=list)
+    readiness: Readiness | None = None  # `/readyz`'s checks (default: database and schema)
 
 
 def create_app(ctx: AppContext) -> Starlette:
     """Build the app; the webhook routes exist only when `[webhook] enabled`."""
-    routes = health_routes(ctx.store, ctx.metrics)
+    routes = health_routes(ctx.store, ctx.metrics, ctx.readiness)
     if ctx.settings.webhook.enabled:
         routes += webhook_routes(ctx)
     secret = jwt_secret(ctx.settings)

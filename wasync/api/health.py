@@ -1,4 +1,5 @@
-"""`/healthz` (is the database answering?) and `/metrics` (Prometheus)."""
+"""`/healthz` (is the database answering?), `/readyz` (may this node take traffic? see
+`wasync.readiness`) and `/metrics` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from starlette.routing import BaseRoute, Route
 
 from wasync.api.doc import Op, documented
 from wasync.metrics import Metrics
+from wasync.readiness import OK, Readiness
 from wasync.store import Store
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def health_routes(store: Store, metrics: Metrics) -> list[BaseRoute]:
-    """The health and metrics routes."""
+def health_routes(
+    store: Store, metrics: Metrics, readiness: Readiness | None = None
+) -> list[BaseRoute]:
+    """The health, readiness and metrics routes."""
     return [
         documented(
             Route("/healthz", _health(store), methods=["GET"]),
@@ -27,6 +31,16 @@ def health_routes(store: Store, metrics: Metrics) -> list[BaseRoute]:
                 tag="health",
                 auth="none",
                 response="Health",
+                errors=(503,),
+            ),
+        ),
+        documented(
+            Route("/readyz", _ready(readiness or Readiness(store)), methods=["GET"]),
+            Op(
+                summary="May this node take traffic: database, schema, scheduler, leases",
+                tag="health",
+                auth="none",
+                response="Ready",
                 errors=(503,),
             ),
         ),
@@ -48,6 +62,19 @@ def _health(store: Store) -> Any:
         return JSONResponse({"status": "ok", "database": store.dialect})
 
     return health
+
+
+def _ready(readiness: Readiness) -> Any:
+    async def ready(_request: Request) -> Response:
+        """200 with every check when all pass; 503 naming the failing ones."""
+        checks = await readiness.run()
+        failing = [name for name, answer in checks.items() if answer != OK]
+        if failing:
+            body = {"status": "unavailable", "failing": failing, "checks": checks}
+            return JSONResponse(body, 503)
+        return JSONResponse({"status": "ok", "checks": checks})
+
+    return ready
 
 
 def _metrics(metrics: Metrics) -> Any:

@@ -157,6 +157,16 @@ def components() -> dict[str, Json]:
         "LeadStatuses": _obj(leadStatuses={"type": "array", "items": STRING}),
         "NotificationRead": _obj(id=INTEGER, read=BOOLEAN),
         "Health": _obj(status=STRING, database=STRING),
+        "Ready": {  # `failing` only on a 503
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["ok", "unavailable"]},
+                "checks": {"type": "object", "additionalProperties": STRING},
+                "failing": {"type": "array", "items": STRING},
+            },
+            "required": ["status", "checks"],
+            "additionalProperties": False,
+        },
         "WebhookAnswer": {  # `detail` on a refusal; counts (and `quarantined`) when stored
             "type": "object",
             "properties": {

@@ -11,8 +11,8 @@ When `since` is older than the retained log (or unknown to this database) the fi
 
 Scope (`wasync.scopes.visible`, the predicate REST uses): the token's tenant only; ADMIN
 every chat, USER the chats assigned to it (an assignment also reaches the user it moves away
-from); `notification:*` only the notified user; `session:status`, the one row without a chat,
-the whole tenant.
+from); `notification:*` only the notified user; of the rows without a chat, `session:status`
+the whole tenant and `session:health` its ADMINs only.
 
 Close codes: 4008 the client was too slow (its queue of `[http] ws_queue_frames` overflowed),
 1001 the server is stopping, 1011 the store failed during a replay; the reason ends with

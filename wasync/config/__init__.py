@@ -24,6 +24,7 @@ from wasync.config.sections import (
     AuthConfig,
     DatabaseConfig,
     EventsConfig,
+    HealthConfig,
     HttpConfig,
     PollConfig,
     Section,
@@ -49,6 +50,7 @@ class Settings(Section):
     crm: CrmConfig = CrmConfig()
     send: SendConfig = SendConfig()
     events: EventsConfig = EventsConfig()
+    health: HealthConfig = HealthConfig()
     media: MediaConfig = MediaConfig()
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line (wasync.logs)
@@ -199,6 +201,7 @@ __all__ = [
     "CrmConfig",
     "DatabaseConfig",
     "EventsConfig",
+    "HealthConfig",
     "HttpConfig",
     "LeadDefaults",
     "MediaConfig",

@@ -1,4 +1,4 @@
-"""The daemon's own sections: database, poll, http, webhook, auth, send, events."""
+"""The daemon's own sections: database, poll, http, webhook, auth, send, events, health."""
 
 from __future__ import annotations
 
@@ -121,6 +121,15 @@ class EventsConfig(Section):
     retain_days: float = Field(default=0, ge=0)  # 0 keeps every row (the default)
     prune_interval_s: float = Field(default=3600, gt=0)
     prune_batch: int = Field(default=5000, ge=1)  # rows deleted per transaction
+
+
+class HealthConfig(Section):
+    """`[health]`: when a session that says WORKING counts as STALLED (`wasync.health`)."""
+
+    # Nothing inbound for this long on a WORKING session is STALLED (`silence`); 0: never.
+    silence_s: float = Field(default=86_400, ge=0)
+    # An idle cycle of a healthy session is recorded at most this often (its last poll time).
+    write_interval_s: float = Field(default=30, ge=0)
 
 
 def secret_value(value: SecretStr | None, env: str | None, key: str) -> str:

@@ -22,6 +22,7 @@ from wasync.events import (
     MessageType,
     Reaction,
 )
+from wasync.ingest import health
 from wasync.ingest.base import Item, Key, TxState, group
 from wasync.ingest.updates import Updates
 
@@ -82,6 +83,7 @@ class Messages:
             self.bump_chats(list(new.values()))
             if parked:
                 self.updates.drain(parked)
+        health.record_flow(self.tx, list(new.values()), dupes)
 
     def _insert_new(self, ordered: list[tuple[Key, Item]]) -> tuple[set[Key], set[Key]]:
         """Insert the rows; return the keys that were new, and those with parked updates."""

@@ -4,9 +4,10 @@ The steps, in order (`Tx.run`): lock the event log; resolve tenants; for new mes
 reactions resolve identities and chats (`contacts`) and insert what is new (`messages`); run
 the commands (`sends`, `actions`, `media`); apply poll votes to their polls (`polls`); apply
 acks, edits and revokes by the one rule, parking what has no message yet (`updates`); session
-states and poll cursors (`sessions`); append the event log; keep what cannot be stored in
-`dead_letters` (`quarantine`). Everything runs as synchronous code on one connection
-(`Store.run_write`).
+states and poll cursors (`sessions`); session health rides along (`health`: message flow
+as messages are inserted, a poll cycle's observation as a command); append the event log;
+keep what cannot be stored in `dead_letters` (`quarantine`). Everything runs as synchronous
+code on one connection (`Store.run_write`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from wasync.events import (
     SendFailed,
     SendQueued,
 )
-from wasync.ingest import quarantine, sessions
+from wasync.health import ObserveHealth
+from wasync.ingest import health, quarantine, sessions
 from wasync.ingest.actions import Actions
 from wasync.ingest.base import Job, Memory, TxState
 from wasync.ingest.contacts import Contacts
@@ -90,4 +92,6 @@ class Tx(TxState):
             command, MediaClaim | MediaStored | MediaFailed | MediaExpired | MediaRequeue
         ):
             return self.media.run(command)
+        if isinstance(command, ObserveHealth):
+            return health.observe(self, command)
         return self.actions.run(command)

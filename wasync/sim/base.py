@@ -185,6 +185,17 @@ class Simulator:
         self.requests: Counter[str] = Counter()
         self.sends: list[SentRequest] = []
         self.deliveries: list[DeliveryAttempt] = []
+        # Sessions (instances) whose webhooks stopped firing while the session stays WORKING
+        # and messages keep landing in its store (WAHA #1717/#2151, Evolution #2647/#2665).
+        self.muted: set[str] = set()
+
+    def mute_webhooks(self, session: str, muted: bool = True) -> None:
+        """Stop (or, `muted=False`, resume) firing the webhooks of `session`: `deliver()`
+        sends nothing and records no attempt, while the session keeps answering as before."""
+        if muted:
+            self.muted.add(session)
+        else:
+            self.muted.discard(session)
 
     def _build_app(
         self,

@@ -23,3 +23,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def upgrade_connection(connection: Connection) -> None:
     """Upgrade to head on this (sync-adapted) connection."""
     command.upgrade(alembic_config(connection), "head")
+
+
+def packaged_head() -> str | None:
+    """The newest revision shipped in the package (what `upgrade` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -310,3 +310,29 @@ class BackfillCheckpoint(SQLModel, table=True):
     window_end: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     messages: int = 0
     done_at: datetime = _created()
+
+
+class SessionHealthRow(SQLModel, table=True):
+    """A session's health from message flow (`wasync.health`): its state (`OK`, `STALLED`,
+    `DOWN`) and why, the last successful poll, the newest inbound message (its provider
+    time), the last time a webhook delivered one of its messages, the latest webhook-vs-poll
+    lag (seconds polling saw a message after its webhook; negative: polling was first), and
+    the messages reconciliation recovered (in total, and per minute over the last hour).
+    """
+
+    __tablename__ = "session_health"
+    session_id: int = Field(foreign_key="sessions.id", primary_key=True)
+    state: str | None = Field(default=None, max_length=20)
+    reason: str | None = Field(default=None, max_length=40)
+    state_at: datetime | None = _ts()
+    last_poll_at: datetime | None = _ts()
+    last_inbound_at: datetime | None = _ts()
+    last_webhook_at: datetime | None = _ts()
+    webhook_lag_s: float | None = None
+    recovered_total: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
+    recovered_recent: list[Any] | None = _json()
+    suspect_at: datetime | None = _ts()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()

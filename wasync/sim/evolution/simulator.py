@@ -340,10 +340,13 @@ class EvolutionSim(EvolutionState):
 
         `event` is dotted (`messages.upsert`) or upper-case (`MESSAGES_UPSERT`). Retries 5xx and
         network errors with exponential backoff (`delay_s` overrides the 5 s base; 0 in tests);
-        400/401/403/404/422 stop at once (evolution.md §3.4). None when nothing was sent.
+        400/401/403/404/422 stop at once (evolution.md §3.4). None when nothing was sent (also
+        while the instance's webhooks are muted, `mute_webhooks`).
         """
         inst = self.instance(instance)
         client = self.webhook_client(http)
+        if instance in self.muted:  # `mute_webhooks`: the instance is open, its hooks silent
+            return None
         return await post_event(self, inst, event, data, client=client, delay_s=delay_s)
 
     async def deliver_message(

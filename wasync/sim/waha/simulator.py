@@ -286,10 +286,13 @@ class WahaSim(PhoneActions):
         """POST one event envelope to every webhook of the session subscribed to `event`.
 
         Retries any non-2xx or network error like WAHA (`retries.attempts`, default 15, after
-        the first try); `delay_s` overrides the configured delay (0 in tests).
+        the first try); `delay_s` overrides the configured delay (0 in tests). Nothing is sent
+        for a session whose webhooks are muted (`mute_webhooks`).
         """
         sess = self.session(session)
         client = self.webhook_client(http)
+        if session in self.muted:  # `mute_webhooks`: the session is WORKING, its hooks silent
+            return []
         return await post_event(self, sess, event, payload, client=client, delay_s=delay_s)
 
     async def deliver_message(

@@ -1,0 +1,122 @@
+"""After each poll cycle of a session: its health observed (`wasync.health.ObserveHealth`,
+run by the pipeline like every change) and the answer shown as its Prometheus gauges.
+
+An idle cycle of a healthy session can change nothing but the time of the last poll: it is
+written at most every `heartbeat_s` (30 s), so a session polled every 5 s without webhooks
+costs a transaction every 30 s, not every cycle. Any cycle that could change the state (it
+recovered messages, a suspicion or a stall is pending, the provider's state moved, the silence
+deadline is near) is written at once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from wasync.cycle import CycleStats
+from wasync.errors import StoreRefused, StoreUnavailable
+from wasync.health import DOWN, OK, ObserveHealth, SessionHealth
+from wasync.metrics import SessionMetrics
+from wasync.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class HealthWatch:
+    """Records one session's health after each cycle the poller reports (`record`)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        label: str,
+        reconciling: bool,
+        silence_s: float,
+        metrics: SessionMetrics | None = None,
+        heartbeat_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pipeline = pipeline
+        self.heartbeat_s = heartbeat_s
+        self.clock = clock
+        self._written_at = float("-inf")
+        self.label = label
+        self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
+        self.silence_s = silence_s
+        self.metrics = metrics
+        self.last: SessionHealth | None = None
+
+    async def record(
+        self,
+        session_id: int,
+        stats: CycleStats,
+        *,
+        started: float,
+        working: bool,
+        status: str | None,
+    ) -> SessionHealth | None:
+        """Observe a cycle that ended without an error; never raises (a store that does not
+        answer is the next cycle's problem: this one is logged and skipped)."""
+        command = ObserveHealth(
+            session_id=session_id,
+            started=datetime.fromtimestamp(started, UTC),
+            working=working,
+            status=status,
+            reconciling=self.reconciling,
+            recovered=stats.new if self.reconciling else 0,
+            silence_s=self.silence_s,
+        )
+        if self._idle(command):
+            if self.metrics is not None:
+                self.metrics.last_poll.labels(self.label).set(self.clock())
+            return self.last
+        try:
+            health = await self.pipeline.execute(command, source="health")
+        except (StoreUnavailable, StoreRefused) as exc:
+            log.warning("session %s: health not recorded: %s", self.label, exc)
+            return None
+        if health is not None:
+            self._written_at = self.clock()
+            self._changed(self.last, health)
+            self._show(health, command.recovered)
+        self.last = health
+        return health  # type: ignore[no-any-return]
+
+    def _idle(self, command: ObserveHealth) -> bool:
+        """Nothing this cycle saw can change the recorded state, and the last write is
+        recent: skip it (see the module docstring)."""
+        last, now = self.last, self.clock()
+        if last is None or last.state != OK or last.suspect_at is not None:
+            return False
+        if not command.working or command.recovered or now - self._written_at >= self.heartbeat_s:
+            return False
+        if self.silence_s > 0:
+            since = last.last_inbound_at or last.created_at
+            due = since is None or now - since.timestamp() > self.silence_s - self.heartbeat_s
+            return not due
+        return True
+
+    def _changed(self, before: SessionHealth | None, after: SessionHealth) -> None:
+        was = before.state if before is not None else OK
+        if after.state in (was, DOWN):  # DOWN: the poller logs the provider's state
+            return
+        level = logging.INFO if after.state == OK else logging.WARNING
+        log.log(level, "session %s: %s (%s)", self.label, after.state, after.reason or "-")
+
+    def _show(self, health: SessionHealth, recovered: int) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        label = self.label
+        m.stalled.labels(label).set(1 if health.stalled else 0)
+        m.down.labels(label).set(1 if health.state == DOWN else 0)
+        if health.last_poll_at is not None:
+            m.last_poll.labels(label).set(health.last_poll_at.timestamp())
+        if health.last_inbound_at is not None:
+            m.last_inbound.labels(label).set(health.last_inbound_at.timestamp())
+        m.recovered.labels(label).inc(recovered)
+        if health.last_poll_at is not None:
+            m.recovered_hour.labels(label).set(health.recovered_last_hour(health.last_poll_at))
+        if health.webhook_lag_s is not None:
+            m.webhook_lag.labels(label).set(health.webhook_lag_s)
