@@ -84,6 +84,16 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every wasync process runs on: uvloop when installed (`uvicorn[standard]`;
+    measured faster on the webhook path, scripts/bench_webhook.py), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when
