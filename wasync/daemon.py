@@ -59,8 +59,14 @@ async def run(
     on_ready: Callable[[Daemon], None] | None = None,
     subscribers: list[Subscriber] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    duties: bool = True,
+    reuse_port: bool = False,
 ) -> None:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return."""
+    """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return.
+
+    `duties=False` is an HTTP worker of `wasync run --workers N` (`wasync.workers`): webhooks,
+    REST and `/ws` with its own pipeline and hub, but no polling, sending or media downloads,
+    which stay with worker 0. `reuse_port` binds the port with SO_REUSEPORT beside them."""
     stop = stop or asyncio.Event()
     settings.check_secrets()
     if settings.poll.timeout_s <= 15:
@@ -85,7 +91,8 @@ async def run(
             Outbox(settings, store, registry, pipeline, client, metrics=metrics)
         )
         refs = [r for r in registry if r.config.enabled]
-        await stack.enter_async_context(Sender(outbox, refs))
+        if duties:
+            await stack.enter_async_context(Sender(outbox, refs))
         daemon = Daemon(
             settings=settings, store=store, registry=registry, pipeline=pipeline, metrics=metrics
         )
@@ -94,7 +101,7 @@ async def run(
         media_store: MediaStore = await stack.enter_async_context(
             open_store(settings.media, settings.database.url)
         )
-        if settings.media.enabled:
+        if settings.media.enabled and duties:
             daemon.media = await stack.enter_async_context(
                 MediaWorker(
                     settings.media,
@@ -128,14 +135,17 @@ async def run(
                 port=settings.http.port,
                 ws_ping_interval=settings.http.ws_ping_interval_s,
                 ws_ping_timeout=settings.http.ws_ping_timeout_s,
+                reuse_port=reuse_port,
             )
         )
-        scheduler = _schedule(daemon, client)
-        stack.push_async_callback(scheduler.stop)
-        scheduler.start()
+        if duties:
+            scheduler = _schedule(daemon, client)
+            stack.push_async_callback(scheduler.stop)
+            scheduler.start()
         _on_signals(stop)
         log.info(
-            "wasync running: %d session(s), polling every %ss, database %s, http %s%s",
+            "%s: %d session(s), polling every %ss, database %s, http %s%s",
+            "wasync running" if duties else "wasync http worker serving",
             len(daemon.pollers),
             _interval(settings),
             store.dialect,

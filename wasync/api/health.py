@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from sqlalchemy import text
@@ -32,7 +33,8 @@ def _health(store: Store) -> Any:
                     await conn.execute(text("SELECT 1"))
         except Exception:
             return JSONResponse({"status": "degraded", "database": "unavailable"}, 503)
-        return JSONResponse({"status": "ok", "database": store.dialect})
+        # `pid`: which process answered (`wasync run --workers N` serves one port from N)
+        return JSONResponse({"status": "ok", "database": store.dialect, "pid": os.getpid()})
 
     return health
 
