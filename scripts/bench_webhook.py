@@ -56,12 +56,13 @@ PHONES = 1000
 TARGETS = {"empty": 0.5, "plan": 5.0, "workers": 1.5, "p99_half_ms": 50.0}
 
 
-def config_text(db_url: str) -> str:
+def config_text(db_url: str, batch_max_wait_ms: float = 0.0) -> str:
     """`wasync run`'s config: one signed WAHA session, webhooks on, limits out of the way."""
     return f"""
 log_level = "INFO"
 [database]
 url = "{db_url}"
+batch_max_wait_ms = {batch_max_wait_ms}
 [poll]
 reconcile_interval_s = 3600
 [http]
@@ -147,7 +148,7 @@ async def servers(args: argparse.Namespace, backend: str, tmp: Path, out: list[S
     for name, workers in variants:
         db = await new_db(args, backend, tmp, name.replace(" ", ""))
         cfg = tmp / f"{name.replace(' ', '')}.toml"
-        cfg.write_text(config_text(db))
+        cfg.write_text(config_text(db, args.batch_max_wait_ms))
         extra = ["--workers", str(workers)] if workers > 1 else []
         log = tmp / f"{name.replace(' ', '')}.log"
         proc, base = await start_daemon(cfg, log, extra_args=extra)
@@ -273,6 +274,7 @@ def cli() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="the Postgres multi-process row")
     parser.add_argument("--max-rate", type=float, default=8000, help="bodies per second made")
+    parser.add_argument("--batch-max-wait-ms", type=float, default=0.0, help="wasync's config")
     parser.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s (scripts/bench_all)")
     parser.add_argument("--json", action="store_true", help="a last machine-readable line")
