@@ -10,7 +10,7 @@ import re
 import sqlite3
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -18,16 +18,21 @@ from sqlalchemy.engine import make_url
 
 
 async def start_daemon(
-    config: Path, log: Path, env: Mapping[str, str] | None = None
+    config: Path,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> tuple[asyncio.subprocess.Process, str]:
-    """`python -m wasync run --config CONFIG` with its stderr in `log` (a file: a pipe nobody
-    reads would fill up and stall it), `env` added to ours minus `WASYNC_*`; the base URL it
-    announced."""
+    """`python -m wasync run --config CONFIG [EXTRA_ARGS]` with its stderr in `log` (a file: a
+    pipe nobody reads would fill up and stall it), `env` added to ours minus `WASYNC_*`; the
+    base URL it announced."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("WASYNC_")}
     full.update(env or {})
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wasync", "run", "--config", str(config), env=full, stderr=out
+            *(sys.executable, "-m", "wasync", "run", "--config", str(config), *extra_args),
+            env=full,
+            stderr=out,
         )
     for _ in range(600):
         text = await asyncio.to_thread(log.read_text)

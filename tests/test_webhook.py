@@ -430,9 +430,10 @@ class _database_down:
                 )
                 # A terminated backend may still answer a query until it has exited: the
                 # outage begins when none is left.
-                async with asyncio.timeout(30):
-                    count = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
-                    while await admin.fetchval(count, name):
-                        await asyncio.sleep(0.02)
+                count = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+                for _ in range(1500):  # 30 s at most
+                    if not await admin.fetchval(count, name):
+                        break
+                    await asyncio.sleep(0.02)
         finally:
             await admin.close()

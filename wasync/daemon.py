@@ -62,8 +62,14 @@ async def run(
     on_ready: Callable[[Daemon], None] | None = None,
     subscribers: list[Subscriber] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    duties: bool = True,
+    reuse_port: bool = False,
 ) -> None:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return."""
+    """Run until `stop` is set or SIGTERM/SIGINT arrives, then drain and return.
+
+    `duties=False` is an HTTP worker of `wasync run --workers N` (`wasync.workers`): webhooks,
+    REST and `/ws` with its own pipeline and hub, but no polling, sending or media downloads,
+    which stay with worker 0. `reuse_port` binds the port with SO_REUSEPORT beside them."""
     stop = stop or asyncio.Event()
     for finding in checks.check(settings):  # the first failure raises (`wasync doctor` too)
         log.warning("config %s: %s", finding.key, finding.problem, extra={"event": "config"})
@@ -83,7 +89,8 @@ async def run(
             Outbox(settings, store, registry, pipeline, client, metrics=metrics)
         )
         refs = [r for r in registry if r.config.enabled]
-        await stack.enter_async_context(Sender(outbox, refs))
+        if duties:
+            await stack.enter_async_context(Sender(outbox, refs))
         daemon = Daemon(
             settings=settings, store=store, registry=registry, pipeline=pipeline, metrics=metrics
         )
@@ -92,7 +99,7 @@ async def run(
         media_store: MediaStore = await stack.enter_async_context(
             open_store(settings.media, settings.database.url)
         )
-        if settings.media.enabled:
+        if settings.media.enabled and duties:
             daemon.media = await stack.enter_async_context(
                 MediaWorker(
                     settings.media,
@@ -108,7 +115,7 @@ async def run(
             pipeline.subscribers.append(daemon.media)  # new media: look at once
         # `/readyz`: the scheduler is added once it runs; the leases helper adds "leases"
         # here (required on Postgres, where a node holds a share of the sessions).
-        readiness = Readiness(store, required=("scheduler",))
+        readiness = Readiness(store, required=("scheduler",) if duties else ())
         app = create_app(
             AppContext(
                 settings=settings,
@@ -130,20 +137,23 @@ async def run(
                 port=settings.http.port,
                 ws_ping_interval=settings.http.ws_ping_interval_s,
                 ws_ping_timeout=settings.http.ws_ping_timeout_s,
+                reuse_port=reuse_port,
             )
         )
-        scheduler = _schedule(daemon, client)
-        notifier = _systemd(stack, scheduler, daemon)
-        stack.push_async_callback(scheduler.stop)
-        scheduler.start()
-        readiness.add("scheduler", scheduler.readiness)
-        ready = asyncio.ensure_future(
-            systemd.when_ready(notifier, scheduler.ran_once("poll:"), partial(_status, daemon))
-        )
-        stack.callback(ready.cancel)
+        if duties:
+            scheduler = _schedule(daemon, client)
+            notifier = _systemd(stack, scheduler, daemon)
+            stack.push_async_callback(scheduler.stop)
+            scheduler.start()
+            readiness.add("scheduler", scheduler.readiness)
+            ready = asyncio.ensure_future(
+                systemd.when_ready(notifier, scheduler.ran_once("poll:"), partial(_status, daemon))
+            )
+            stack.callback(ready.cancel)
         _on_signals(stop)
         log.info(
-            "wasync running: %d session(s), polling every %ss, database %s, http %s%s",
+            "%s: %d session(s), polling every %ss, database %s, http %s%s",
+            "wasync running" if duties else "wasync http worker serving",
             len(daemon.pollers),
             _interval(settings),
             store.dialect,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from sqlalchemy import text
@@ -58,8 +59,10 @@ def _health(store: Store) -> Any:
                 async with store.read() as conn:
                     await conn.execute(text("SELECT 1"))
         except Exception:
-            return JSONResponse({"status": "degraded", "database": "unavailable"}, 503)
-        return JSONResponse({"status": "ok", "database": store.dialect})
+            body = {"status": "degraded", "database": "unavailable", "pid": os.getpid()}
+            return JSONResponse(body, 503)
+        # `pid`: which process answered (`wasync run --workers N` serves one port from N)
+        return JSONResponse({"status": "ok", "database": store.dialect, "pid": os.getpid()})
 
     return health
 

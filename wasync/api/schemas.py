@@ -156,7 +156,7 @@ def components() -> dict[str, Json]:
         "QuickReplies": _obj(quickReplies={"type": "array", "items": STRING}),
         "LeadStatuses": _obj(leadStatuses={"type": "array", "items": STRING}),
         "NotificationRead": _obj(id=INTEGER, read=BOOLEAN),
-        "Health": _obj(status=STRING, database=STRING),
+        "Health": _obj(status=STRING, database=STRING, pid=INTEGER),
         "Ready": {  # `failing` only on a 503
             "type": "object",
             "properties": {

@@ -84,18 +84,36 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every wasync process runs on: uvloop when installed (`uvicorn[standard]`;
+    measured faster on the webhook path, scripts/bench_webhook.py), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when
     # `sock.proto` says TCP (proto 0 meant Nagle + delayed ACK: +40 ms per keep-alive answer).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several processes on one port, the kernel spreading connections
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` (port 0: a free one) with SO_REUSEPORT but not listening:
+    it holds the port for the processes that will listen on it (`wasync run --workers`)."""
+    return _bind(host, port, reuse_port=True)
 
 
 async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
@@ -114,16 +132,18 @@ async def serve(
     port: int = 0,
     ws: str = "websockets-sansio",
     shutdown_timeout_s: int = 2,
+    reuse_port: bool = False,
     **options: Any,
 ) -> AsyncIterator[str]:
     """Serve `app` until the block exits; yields the base URL (`port=0` picks a free port).
 
     No signal handlers and no lifespan; leaving the block stops the server, cancelling
     requests still running after `shutdown_timeout_s`. `ws="websockets-sansio"` is the
-    `websockets` library's current protocol implementation; `options` go to uvicorn.Config.
+    `websockets` library's current protocol implementation; `reuse_port` lets other processes
+    bind the same port (`wasync run --workers`); `options` go to uvicorn.Config.
     """
     _quiet_denials()
-    sock = _bind(host, port)
+    sock = _bind(host, port, reuse_port=reuse_port)
     config = uvicorn.Config(
         app,
         lifespan="off",

@@ -115,8 +115,11 @@ def debugging() -> bool:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; any error becomes one line and its exit code (`exit_code_of`)."""
+    from wasync.api.server import new_event_loop  # uvicorn: imported by the commands using it
+
     try:
-        return asyncio.run(coro)
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(coro)
     except (KeyboardInterrupt, typer.Exit, typer.Abort, typer.TyperException):
         raise
     except Exception as exc:

@@ -24,13 +24,36 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     typer.echo("database schema is up to date")
 
 
-def run(config: ConfigOpt = None) -> None:
+def run(
+    config: ConfigOpt = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="HTTP processes on the one port (Postgres only); polling, sending and media "
+            "stay in the first.",
+        ),
+    ] = 1,
+    worker_index: Annotated[int, typer.Option(hidden=True, min=0)] = 0,
+    worker_port: Annotated[int, typer.Option(hidden=True, min=0, max=65535)] = 0,
+) -> None:
     """Poll every configured session (and serve webhooks when enabled) until SIGTERM/SIGINT."""
     from wasync import daemon
+    from wasync import workers as group
+    from wasync.errors import ConfigError
 
     settings = load_settings(config)
+    try:
+        group.check_workers(settings, max(workers, worker_index + 1))
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
     setup_logging(settings.log_level, settings.secret_values(), settings.log_format)
-    run_async(daemon.run(settings))
+    if worker_index:  # a child of `--workers N` (wasync.workers)
+        run_async(group.serve_worker(settings, index=worker_index, port=worker_port))
+    elif workers > 1:
+        run_async(group.run(settings, workers=workers, config=config))
+    else:
+        run_async(daemon.run(settings))
 
 
 def demo(
