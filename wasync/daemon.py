@@ -1,7 +1,9 @@
 """The composition root: one AsyncExitStack owns every resource; SIGTERM drains and exits.
 
-Order of start: store (migrated) → registry → hub → pipeline → HTTP client → outbox and its
-sender → media store and worker → HTTP app → pollers on the scheduler. Stop runs in reverse:
+Order of start: store (on SQLite, the one-node file lock; migrated) → registry → session
+leases → hub → pipeline → HTTP client → outbox and its sender → media store and worker → HTTP
+app → pollers on the scheduler. Polling, sending and media fetching of a session run only
+while this node holds its lease; webhooks are taken for every session. Stop runs in reverse:
 no new poll cycles, cycles in flight finish, the pipeline commits what is queued, connections
 close.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,6 +25,7 @@ from wasync.api.server import serve
 from wasync.config import Settings
 from wasync.eventlog import prune_job
 from wasync.hub import Hub
+from wasync.leases import Leases, node_lock
 from wasync.media import MediaStore, MediaWorker, open_store
 from wasync.metrics import Metrics
 from wasync.outbox import Outbox
@@ -50,6 +53,7 @@ class Daemon:
     outbox: Outbox | None = None
     hub: Hub | None = None
     media: MediaWorker | None = None
+    leases: Leases | None = None
 
 
 async def run(
@@ -71,24 +75,31 @@ async def run(
         )
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(Store.from_config(settings.database))
+        node_id = settings.cluster.resolved_node_id()
+        stack.enter_context(node_lock(store, node_id))  # SQLite: one `wasync run` per file
         await store.upgrade()
         registry = await sync(store, settings)
+        refs = [r for r in registry if r.config.enabled]
+        leases = await stack.enter_async_context(
+            Leases(store, settings.cluster, [r.id for r in refs])
+        )
         hub = await stack.enter_async_context(
             Hub(store, queue_frames=settings.http.ws_queue_frames)
         )  # real-time fan-out; on Postgres it also LISTENs for other nodes' commits
         pipeline = await stack.enter_async_context(
             Pipeline.from_settings(store, settings, subscribers=[hub, *(subscribers or [])])
         )
-        client = await stack.enter_async_context(_client(transport))
+        client = await stack.enter_async_context(_client(transport, node_id))
         metrics = Metrics()
         outbox = await stack.enter_async_context(  # the send queue
             Outbox(settings, store, registry, pipeline, client, metrics=metrics)
         )
-        refs = [r for r in registry if r.config.enabled]
-        await stack.enter_async_context(Sender(outbox, refs))
+        sender = await stack.enter_async_context(Sender(outbox, refs, leases=leases))
+        leases.listeners.append(sender.wake_all)
         daemon = Daemon(
             settings=settings, store=store, registry=registry, pipeline=pipeline, metrics=metrics
         )
+        daemon.leases = leases
         daemon.outbox = outbox
         daemon.hub = hub
         media_store: MediaStore = await stack.enter_async_context(
@@ -108,6 +119,9 @@ async def run(
                 )
             )
             pipeline.subscribers.append(daemon.media)  # new media: look at once
+            if not store.is_sqlite:  # only the sessions this node holds
+                daemon.media.own(leases.held)
+                leases.listeners.append(daemon.media.own)
         app = create_app(
             AppContext(
                 settings=settings,
@@ -135,9 +149,10 @@ async def run(
         scheduler.start()
         _on_signals(stop)
         log.info(
-            "wasync running: %d session(s), polling every %ss, database %s, http %s%s",
+            "wasync running: %d session(s), polling every %ss, node %s, database %s, http %s%s",
             len(daemon.pollers),
             _interval(settings),
+            node_id,
             store.dialect,
             daemon.base_url,
             " (webhooks on)" if settings.webhook.enabled else "",
@@ -155,9 +170,16 @@ def _interval(settings: Settings) -> float:
     return poll.reconcile_interval_s if settings.webhook.enabled else poll.interval_s
 
 
-def _client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+def _client(transport: httpx.AsyncBaseTransport | None, node_id: str) -> httpx.AsyncClient:
+    """The one client to the providers; `X-Wasync-Node` says which node asked (in the
+    providers' access logs, and the simulators' request logs)."""
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-    return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
+    return httpx.AsyncClient(
+        transport=transport,
+        limits=limits,
+        follow_redirects=False,
+        headers={"X-Wasync-Node": node_id},
+    )
 
 
 def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
@@ -178,13 +200,25 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
             reconciling=settings.webhook.enabled,
         )
         daemon.pollers.append(poller)
-        jobs.append((f"poll:{ref.id}", poller.cycle))
+        jobs.append((f"poll:{ref.id}", partial(_leased, daemon.leases, ref.id, poller.cycle)))
     scheduler.add_all(jobs)
     events = settings.events
     if events.retain_days > 0:
         prune = partial(prune_job, daemon.store, events)
         scheduler.add("events:prune", prune, interval_s=events.prune_interval_s)
     return scheduler
+
+
+async def _leased(
+    leases: Leases | None, session_id: int, cycle: Callable[[], Awaitable[object]]
+) -> None:
+    """One poll cycle, when this node holds the session's lease (its release waits for it)."""
+    if leases is None:
+        await cycle()
+        return
+    async with leases.hold(session_id) as held:
+        if held:
+            await cycle()
 
 
 def _on_signals(stop: asyncio.Event) -> None:

@@ -18,6 +18,7 @@ from typing import Any, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from wasync.config.cluster import ClusterConfig
 from wasync.config.crm import CrmConfig, LeadDefaults, NotificationTexts
 from wasync.config.media import MediaConfig
 from wasync.config.sections import (
@@ -50,6 +51,7 @@ class Settings(Section):
     send: SendConfig = SendConfig()
     events: EventsConfig = EventsConfig()
     media: MediaConfig = MediaConfig()
+    cluster: ClusterConfig = ClusterConfig()
     log_level: str = "INFO"
     tenants: list[TenantConfig] = []
 
@@ -202,6 +204,7 @@ __all__ = [
     "ENV_PREFIX",
     "SEARCH_PATH",
     "AuthConfig",
+    "ClusterConfig",
     "CrmConfig",
     "DatabaseConfig",
     "EventsConfig",
