@@ -90,6 +90,7 @@ class Leases:
         self._tenures: dict[int, _Tenure] = {}
         self._valid_until = math.inf
         self._wake = asyncio.Event()
+        self._next_s = self.renew_s  # until the next round
         self._task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
         self._outage = Outage(log, "leases")
@@ -162,7 +163,7 @@ class Leases:
     async def _loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.renew_s)
+                await asyncio.wait_for(self._wake.wait(), self._next_s)
             self._wake.clear()
             with contextlib.suppress(Exception):
                 await self.round()
@@ -179,6 +180,7 @@ class Leases:
                 kept = await self._renew(conn)
                 share = math.ceil(len(self.session_ids) / max(1, live))
                 claimed = await self._claim(conn, share - len(kept), kept)
+                self._next_s = await self._next_round(conn)
         except Exception as exc:
             self._outage.failed(exc)
             raise
@@ -215,6 +217,18 @@ class Leases:
         await conn.execute(delete(T_NODES).where(T_NODES.c.expires_at < gone))
         live = select(func.count()).where(T_NODES.c.expires_at > func.now())
         return int(await conn.scalar(live) or 1)
+
+    async def _next_round(self, conn: AsyncConnection) -> float:
+        """The heartbeat, or sooner when another node's lease expires first (a node that died:
+        take its sessions as soon as they are free, not up to a heartbeat later)."""
+        c = T_LEASES.c
+        soonest = select(func.min(c.expires_at) - func.now()).where(
+            c.node_id != self.node_id, c.expires_at > func.now()
+        )
+        left: timedelta | None = await conn.scalar(soonest)
+        if left is None:
+            return self.renew_s
+        return min(self.renew_s, max(0.05, left.total_seconds() + 0.05))
 
     async def _give_back(self, conn: AsyncConnection) -> list[int]:
         done = [s for s, t in self._tenures.items() if not t.active and t.busy == 0]
