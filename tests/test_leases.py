@@ -10,20 +10,24 @@ from pathlib import Path
 
 from tests.conftest import settings_for
 from tests.daemon import start_daemon
-from wasync.config import ClusterConfig
-from wasync.leases import Leases, holders
+from wasync.config import ClusterConfig, Settings
+from wasync.leases import Leases, holders, node_lock
 from wasync.ratelimit import SendSlots
 from wasync.registry import sync
+from wasync.session_status import read_sessions, render
 from wasync.store import Store
+
+
+def _settings(url: str, n: int) -> Settings:
+    sessions = [
+        {"name": f"s{i}", "provider": "waha", "base_url": "http://127.0.0.1:9"} for i in range(n)
+    ]
+    return settings_for(url, tenants=[{"id": "acme", "sessions": sessions}])
 
 
 async def _sessions(store: Store, url: str, n: int) -> list[int]:
     """`n` configured sessions mirrored into the database; their ids."""
-    sessions = [
-        {"name": f"s{i}", "provider": "waha", "base_url": "http://127.0.0.1:9"} for i in range(n)
-    ]
-    settings = settings_for(url, tenants=[{"id": "acme", "sessions": sessions}])
-    registry = await sync(store, settings)
+    registry = await sync(store, _settings(url, n))
     return [r.id for r in registry]
 
 
@@ -181,3 +185,20 @@ async def test_send_slots_refill_while_idle(db_url: str):
         assert await slots.reserve(sid) > 0
         await asyncio.sleep(0.2)  # 4 intervals: full again
         assert [await slots.reserve(sid) for _ in range(2)] == [0.0, 0.0]
+
+
+async def test_wasync_sessions_names_the_node_holding_each(db_url: str):
+    """`wasync sessions` has a NODE column: the lease holder on Postgres, the running daemon's
+    node on SQLite, `-` when nobody holds the session."""
+    async with Store(db_url) as store:
+        await store.upgrade()
+        ids = await _sessions(store, db_url, 2)
+        settings = _settings(db_url, 2)
+        idle = render(await read_sessions(settings))
+        with node_lock(store, "node-a"):
+            if not store.is_sqlite:
+                await _leases(store, ids, "node-a").round()
+            held = render(await read_sessions(settings))
+    assert idle[0].split()[4] == "NODE"
+    assert [line.split()[4] for line in idle[1:]] == ["-", "-"]
+    assert [line.split()[4] for line in held[1:]] == ["node-a", "node-a"]
