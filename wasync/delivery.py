@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,7 @@ class Claim:
     created_at: datetime
     previous: str
     touched_at: datetime  # when the row last changed before this claim
+    slot_at: float | None = None  # `time.monotonic()` of the send slot reserved with the claim
 
     @property
     def ref(self) -> ClaimRef:
@@ -122,8 +124,12 @@ class Attempt:
     async def _send(self) -> None:
         """One request; the outcome decides the row's next status."""
         c = self.claim
-        # The session's next slot, shared with every process and node (`send_slots`).
-        await asyncio.sleep(await self.slots.reserve(c.session_id))
+        # The session's next slot, shared with every process and node (`send_slots`): taken
+        # with the claim of a QUEUED row, here after a reconcile found nothing.
+        if c.slot_at is not None:
+            await asyncio.sleep(max(0.0, c.slot_at - time.monotonic()))
+        else:
+            await asyncio.sleep(await self.slots.reserve(c.session_id))
         try:
             receipt = await self.provider.send(c.outgoing())
         except SendOutcomeUnknown as exc:

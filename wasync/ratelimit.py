@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wasync.store import Store
 
@@ -75,6 +76,11 @@ class SendSlots:
     async def reserve(self, session_id: int) -> float:
         """Take the session's next slot; the seconds to wait until it (0: send now)."""
         async with self.store.write() as conn:
-            got = await conn.execute(self._sql, {"sid": session_id, "t": self.interval})
-            ahead = float(got.scalar_one())
+            return await self.reserve_in(conn, session_id)
+
+    async def reserve_in(self, conn: AsyncConnection, session_id: int) -> float:
+        """`reserve` inside a write transaction of the caller's (the sender's claim: one
+        transaction per send, not two)."""
+        got = await conn.execute(self._sql, {"sid": session_id, "t": self.interval})
+        ahead = float(got.scalar_one())
         return max(0.0, ahead - self.interval - self.tolerance)

@@ -191,6 +191,9 @@ class Sender:
                 .returning(*T_OUTBOX.c)
             )
             got = (await conn.execute(stmt)).one()
+            slot_at = None
+            if row.status == QUEUED:  # it will be sent: its slot in this same transaction
+                slot_at = time.monotonic() + await self.slots.reserve_in(conn, session_id)
         return Claim(
             id=got.id,
             tenant_id=got.tenant_id,
@@ -204,6 +207,7 @@ class Sender:
             created_at=got.created_at,
             previous=row.status,
             touched_at=row.updated_at,
+            slot_at=slot_at,
         )
 
     async def _gauge(self) -> None:
