@@ -5,6 +5,7 @@ What it shows (issue 16's first acceptance point): the sessions are split betwee
 and the killed node's are taken over within the lease TTL (plus one renewal); the simulators'
 request logs show no session polled by two nodes in overlapping stretches; every message is
 stored once; the simulators' send timestamps never exceed the configured rate per session.
+And on SQLite, a daemon and a CLI campaign (two processes on one file) share the rate too.
 """
 
 from __future__ import annotations
@@ -337,3 +338,50 @@ async def _stored(db: asyncpg.Connection, expected: dict[str, int]) -> bool:
         " WHERE NOT m.from_me GROUP BY s.name"
     )
     return {r["name"]: r["n"] for r in rows} == expected
+
+
+async def test_a_daemon_and_a_cli_campaign_on_one_sqlite_file_share_the_send_rate(
+    tmp_path: Path,
+):
+    """SQLite: `wasync run` sending REST-queued rows and a `wasync send --csv` beside it (two
+    processes on one file) keep one session's rate together, by the simulator's clock."""
+    waha = WahaSim(api_key="waha-sim-key")
+    waha.add_session("w0", engine="GOWS")
+    async with serve(waha.app) as waha_url:
+        cfg = tmp_path / "solo.toml"
+        cfg.write_text(
+            f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "w.db"}"\n'
+            f'[http]\nport = 0\n[auth]\njwt_secret = "{SECRET}"\n[media]\nenabled = false\n'
+            f"[send]\nrate_per_minute = {RATE_PER_MIN}\nburst = {BURST}\npoll_interval_s = 0.2\n"
+            '[[tenants]]\nid = "acme"\nadmins = ["u1"]\n'
+            f'[[tenants.sessions]]\nname = "w0"\nprovider = "waha"\nbase_url = "{waha_url}"\n'
+            'api_key = "waha-sim-key"\n'
+        )
+        proc, url = await start_daemon(cfg, tmp_path / "solo.log")
+        try:
+            csv = tmp_path / "campaign.csv"
+            csv.write_text("phone\n" + "".join(f"55119777{n:05d}\n" for n in range(40)))
+            campaign = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "wasync", "send", "--config", str(cfg),
+                "--tenant", "acme", "--session", "w0", "--csv", str(csv),
+                "--template", "Olá {phone}", "--timeout", "600",
+                env={k: v for k, v in os.environ.items() if not k.startswith("WASYNC_")},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            await _send_rest([url], "w0", 40, "rest")
+            out, err = await asyncio.wait_for(campaign.communicate(), 300)
+            assert campaign.returncode == 0, err.decode()
+            assert "sent=40" in out.decode(), out.decode()
+            await _until(lambda: _accepted(waha, 80), timeout_s=300, step_s=0.2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 60) == 0
+    times = [s.at for s in waha.sends]
+    assert len(times) == 80
+    assert not _rate_violations(times, slack_s=1.0)
+    assert _busiest(times) < 2 * 10 * 60 / RATE_PER_MIN  # the limit paced them
+
+
+async def _accepted(sim: WahaSim, n: int) -> bool:
+    """The simulator accepted `n` sends."""
+    return sum(s.status == 201 for s in sim.sends) >= n
