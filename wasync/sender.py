@@ -125,20 +125,20 @@ class Sender:
 
     async def _step(self, lane: _Lane) -> None:
         if self.leases is None:
-            await self._take(lane)
-            return
-        async with self.leases.hold(lane.ref.id) as held:
-            if held:
-                await self._take(lane)
-        if not held:  # another node sends for this session
+            sent = await self._take(lane)
+        else:
+            async with self.leases.hold(lane.ref.id) as held:
+                sent = held and await self._take(lane)
+        if not sent:  # nothing due, or not ours: nap outside hold(), so a drain never waits
             await self._pause(lane, self.cfg.poll_interval_s)
 
-    async def _take(self, lane: _Lane) -> None:
+    async def _take(self, lane: _Lane) -> bool:
+        """Claim the next due row and run its attempt; False when none was due."""
         claim = await self._claim(lane.ref.id)
         if claim is None:
-            await self._pause(lane, self.cfg.poll_interval_s)
-            return
+            return False
         await Attempt(self.outbox, lane.ref, self.slots, claim).run()
+        return True
 
     async def _pause(self, lane: _Lane | None, seconds: float) -> None:
         """Sleep, but return early on stop (and on a wake-up when `lane` is given)."""
