@@ -252,6 +252,7 @@ async def test_sessions_and_doctor_show_what_was_kept(db_url: str) -> None:
         "PROVIDER",
         "STATUS",
         "SINCE",
+        "NODE",
         "MESSAGES",
         "QUARANTINED",
         "UNPARSED",

@@ -236,7 +236,7 @@ async def test_the_migration_creates_the_model_table_and_goes_back(store: Store)
     model = {c.name: bool(c.nullable) for c in SessionHealthRow.__table__.c}  # type: ignore[attr-defined]
     async with store.writer.begin() as conn:
         assert await conn.run_sync(columns) == model
-        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0004_quarantine"))
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0005_leases"))
         tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
     assert "session_health" not in tables
     await store.upgrade()

@@ -1,7 +1,9 @@
 """The composition root: one AsyncExitStack owns every resource; SIGTERM drains and exits.
 
-Order of start: store (migrated) → registry → hub → pipeline → HTTP client → outbox and its
-sender → media store and worker → HTTP app → pollers on the scheduler. Stop runs in reverse:
+Order of start: store (on SQLite, the one-node file lock; migrated) → registry → session
+leases → hub → pipeline → HTTP client → outbox and its sender → media store and worker → HTTP
+app → pollers on the scheduler. Polling, sending and media fetching of a session run only
+while this node holds its lease; webhooks are taken for every session. Stop runs in reverse:
 no new poll cycles, cycles in flight finish, the pipeline commits what is queued, connections
 close.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,8 +27,10 @@ from wasync.config import Settings, checks
 from wasync.eventlog import prune_job
 from wasync.healthwatch import HealthWatch
 from wasync.hub import Hub
+from wasync.leases import Leases
 from wasync.media import MediaStore, MediaWorker, open_store
 from wasync.metrics import Metrics
+from wasync.nodelock import node_lock
 from wasync.outbox import Outbox
 from wasync.pipeline import Pipeline, Subscriber
 from wasync.poller import Poller
@@ -53,6 +57,7 @@ class Daemon:
     outbox: Outbox | None = None
     hub: Hub | None = None
     media: MediaWorker | None = None
+    leases: Leases | None = None
 
 
 async def run(
@@ -75,25 +80,36 @@ async def run(
         log.warning("config %s: %s", finding.key, finding.problem, extra={"event": "config"})
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(Store.from_config(settings.database))
+        node_id = settings.cluster.resolved_node_id()
+        stack.enter_context(node_lock(store, node_id))  # SQLite: one `wasync run` per file
         await store.upgrade()
         registry = await sync(store, settings)
+        refs = [r for r in registry if r.config.enabled]
+        # An HTTP worker of `--workers N` holds no leases (it would count as a node sharing
+        # the sessions): worker 0 is this machine's node.
+        leases = (
+            await stack.enter_async_context(Leases(store, settings.cluster, [r.id for r in refs]))
+            if duties
+            else None
+        )
         hub = await stack.enter_async_context(
             Hub(store, queue_frames=settings.http.ws_queue_frames)
         )  # real-time fan-out; on Postgres it also LISTENs for other nodes' commits
         pipeline = await stack.enter_async_context(
             Pipeline.from_settings(store, settings, subscribers=[hub, *(subscribers or [])])
         )
-        client = await stack.enter_async_context(_client(transport))
+        client = await stack.enter_async_context(_client(transport, node_id))
         metrics = Metrics()
         outbox = await stack.enter_async_context(  # the send queue
             Outbox(settings, store, registry, pipeline, client, metrics=metrics)
         )
-        refs = [r for r in registry if r.config.enabled]
-        if duties:
-            await stack.enter_async_context(Sender(outbox, refs))
+        if leases is not None:
+            sender = await stack.enter_async_context(Sender(outbox, refs, leases=leases))
+            leases.listeners.append(sender.wake_all)
         daemon = Daemon(
             settings=settings, store=store, registry=registry, pipeline=pipeline, metrics=metrics
         )
+        daemon.leases = leases
         daemon.outbox = outbox
         daemon.hub = hub
         media_store: MediaStore = await stack.enter_async_context(
@@ -113,9 +129,14 @@ async def run(
                 )
             )
             pipeline.subscribers.append(daemon.media)  # new media: look at once
-        # `/readyz`: the scheduler is added once it runs; the leases helper adds "leases"
-        # here (required on Postgres, where a node holds a share of the sessions).
+            if leases is not None and not store.is_sqlite:  # only the sessions this node holds
+                daemon.media.own(leases.held)
+                leases.listeners.append(daemon.media.own)
+        # `/readyz`: the scheduler is added once it runs; on Postgres a node must also have
+        # completed a lease round within the TTL (it holds its share of the sessions).
         readiness = Readiness(store, required=("scheduler",) if duties else ())
+        if leases is not None and not store.is_sqlite:
+            readiness.add("leases", partial(_leases_ready, leases))
         app = create_app(
             AppContext(
                 settings=settings,
@@ -152,10 +173,11 @@ async def run(
             stack.callback(ready.cancel)
         _on_signals(stop)
         log.info(
-            "%s: %d session(s), polling every %ss, database %s, http %s%s",
+            "%s: %d session(s), polling every %ss, node %s, database %s, http %s%s",
             "wasync running" if duties else "wasync http worker serving",
             len(daemon.pollers),
             _interval(settings),
+            node_id,
             store.dialect,
             daemon.base_url,
             " (webhooks on)" if settings.webhook.enabled else "",
@@ -175,9 +197,16 @@ def _interval(settings: Settings) -> float:
     return poll.reconcile_interval_s if settings.webhook.enabled else poll.interval_s
 
 
-def _client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+def _client(transport: httpx.AsyncBaseTransport | None, node_id: str) -> httpx.AsyncClient:
+    """The one client to the providers; `X-Wasync-Node` says which node asked (in the
+    providers' access logs, and the simulators' request logs)."""
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-    return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
+    return httpx.AsyncClient(
+        transport=transport,
+        limits=limits,
+        follow_redirects=False,
+        headers={"X-Wasync-Node": node_id},
+    )
 
 
 def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
@@ -207,7 +236,8 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
             health=health,
         )
         daemon.pollers.append(poller)
-        cycle = logs.scoped(poller.cycle, session=ref.config.name, tenant=ref.tenant_id)
+        leased = partial(_leased, daemon.leases, ref.id, poller.cycle)
+        cycle = logs.scoped(leased, session=ref.config.name, tenant=ref.tenant_id)
         jobs.append((f"poll:{ref.id}", cycle))
     scheduler.add_all(jobs)
     events = settings.events
@@ -235,6 +265,23 @@ def _status(daemon: Daemon) -> str:
     if settings.webhook.enabled:
         mode = f"webhooks on, reconciling every {_interval(settings):g}s"
     return systemd.status_line(daemon.metrics.registry, len(daemon.pollers), mode)
+
+
+async def _leases_ready(leases: Leases) -> str | None:
+    """`/readyz`: a node whose lease rounds fail holds nothing (it stops at 0.9 TTL)."""
+    return None if leases.current else "no lease round succeeded within the TTL"
+
+
+async def _leased(
+    leases: Leases | None, session_id: int, cycle: Callable[[], Awaitable[object]]
+) -> None:
+    """One poll cycle, when this node holds the session's lease (its release waits for it)."""
+    if leases is None:
+        await cycle()
+        return
+    async with leases.hold(session_id) as held:
+        if held:
+            await cycle()
 
 
 def _on_signals(stop: asyncio.Event) -> None:

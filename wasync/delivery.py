@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from wasync.errors import (
 from wasync.events import ClaimRef, Message, MessageType, SendAccepted, SendFailed
 from wasync.outbox import QUEUED, SENDING, T_OUTBOX, UNKNOWN, Outbox
 from wasync.providers.sending import Outgoing, SendReceipt
-from wasync.ratelimit import TokenBucket
+from wasync.ratelimit import SendSlots
 from wasync.registry import SessionRef
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Claim:
     created_at: datetime
     previous: str
     touched_at: datetime  # when the row last changed before this claim
+    slot_at: float | None = None  # `time.monotonic()` of the send slot reserved with the claim
 
     @property
     def ref(self) -> ClaimRef:
@@ -92,8 +94,8 @@ class Claim:
 class Attempt:
     """What happens to one claimed row: reconcile if needed, send, record the outcome."""
 
-    def __init__(self, outbox: Outbox, ref: SessionRef, limiter: TokenBucket, claim: Claim):
-        self.outbox, self.limiter, self.claim = outbox, limiter, claim
+    def __init__(self, outbox: Outbox, ref: SessionRef, slots: SendSlots, claim: Claim):
+        self.outbox, self.slots, self.claim = outbox, slots, claim
         self.cfg = outbox.cfg
         self.provider = outbox.provider(ref)
 
@@ -122,8 +124,12 @@ class Attempt:
     async def _send(self) -> None:
         """One request; the outcome decides the row's next status."""
         c = self.claim
-        await asyncio.sleep(self.limiter.delay())  # this lane's own bucket: one wait
-        self.limiter.take()
+        # The session's next slot, shared with every process and node (`send_slots`): taken
+        # with the claim of a QUEUED row, here after a reconcile found nothing.
+        if c.slot_at is not None:
+            await asyncio.sleep(max(0.0, c.slot_at - time.monotonic()))
+        else:
+            await asyncio.sleep(await self.slots.reserve(c.session_id))
         try:
             receipt = await self.provider.send(c.outgoing())
         except SendOutcomeUnknown as exc:

@@ -48,6 +48,10 @@ class StoreUnavailable(WasyncError):
     """The database cannot be reached right now; callers answer 503 or retry later."""
 
 
+class AlreadyRunning(WasyncError):
+    """Another `wasync run` holds this SQLite database (one node per file): exit 1."""
+
+
 class ListenError(WasyncError):
     """An HTTP port cannot be opened (already in use, not permitted): a failure of the world."""
 

@@ -1,6 +1,8 @@
 """The outbox sender: claims rows per session, sends each once, records what happened.
 
-One loop per session, behind that session's token bucket (`[send] rate_per_minute`, `burst`).
+One loop per session, behind that session's send slots (`[send] rate_per_minute`, `burst`),
+reserved in the database (`wasync.ratelimit.SendSlots`) so every process and node shares them;
+in the daemon only for the sessions whose lease this node holds (`wasync.leases`).
 A claim is one UPDATE (Postgres: `FOR UPDATE SKIP LOCKED`) that moves the row to SENDING and
 bumps `attempts`; every later update of the row is fenced on that `attempts`, so a sender
 whose lease (`lease_s`) was taken over after a stall cannot overwrite the new owner's work.
@@ -18,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
@@ -27,9 +29,10 @@ from sqlalchemy import and_, func, or_, select, update
 
 from wasync.delivery import Attempt, Claim, match_sent
 from wasync.errors import StoreUnavailable
+from wasync.leases import Leases
 from wasync.outage import Outage
 from wasync.outbox import FINAL, QUEUED, SENDING, T_OUTBOX, UNKNOWN, Outbox, Queued
-from wasync.ratelimit import TokenBucket
+from wasync.ratelimit import SendSlots
 from wasync.registry import SessionRef
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,6 @@ class _Lane:
     """One session's loop state."""
 
     ref: SessionRef
-    limiter: TokenBucket
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     outage: Outage = field(init=False)
 
@@ -49,10 +51,11 @@ class _Lane:
 
 
 class Sender:
-    """Sends outbox rows, one loop per session, behind each session's token bucket.
+    """Sends outbox rows, one loop per session, in each session's shared send slots.
 
-    `only` limits it to an id range (the CLI sending its own rows). Stopping lets the send in
-    flight finish (bounded by the send timeout) so no row is left SENDING without need.
+    `only` limits it to an id range (the CLI sending its own rows); `leases` to the sessions
+    this node holds (the daemon). Stopping lets the send in flight finish (bounded by the send
+    timeout) so no row is left SENDING without need.
     """
 
     def __init__(
@@ -61,13 +64,14 @@ class Sender:
         refs: Iterable[SessionRef],
         *,
         only: tuple[int, int] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        leases: Leases | None = None,
     ) -> None:
         self.outbox = outbox
         self.cfg = outbox.cfg
         self.only = only
-        rate = self.cfg.rate_per_minute / 60
-        self.lanes = {r.id: _Lane(r, TokenBucket(rate, self.cfg.burst, clock)) for r in refs}
+        self.leases = leases
+        self.slots = SendSlots(outbox.store, self.cfg.rate_per_minute / 60, self.cfg.burst)
+        self.lanes = {r.id: _Lane(r) for r in refs}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._outage = Outage(log, "sender")
@@ -94,6 +98,11 @@ class Sender:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
+    def wake_all(self, _held: object = None) -> None:
+        """The leases changed: every lane looks again now."""
+        for lane in self.lanes.values():
+            lane.wake.set()
+
     def wake(self, session_id: int) -> None:
         """A row was queued for this session: look now instead of at the next poll."""
         lane = self.lanes.get(session_id)
@@ -115,15 +124,21 @@ class Sender:
                 lane.outage.ok()
 
     async def _step(self, lane: _Lane) -> None:
-        wait = lane.limiter.delay()
-        if wait > 0:
-            await self._pause(None, wait)
-            return
+        if self.leases is None:
+            sent = await self._take(lane)
+        else:
+            async with self.leases.hold(lane.ref.id) as held:
+                sent = held and await self._take(lane)
+        if not sent:  # nothing due, or not ours: nap outside hold(), so a drain never waits
+            await self._pause(lane, self.cfg.poll_interval_s)
+
+    async def _take(self, lane: _Lane) -> bool:
+        """Claim the next due row and run its attempt; False when none was due."""
         claim = await self._claim(lane.ref.id)
         if claim is None:
-            await self._pause(lane, self.cfg.poll_interval_s)
-            return
-        await Attempt(self.outbox, lane.ref, lane.limiter, claim).run()
+            return False
+        await Attempt(self.outbox, lane.ref, self.slots, claim).run()
+        return True
 
     async def _pause(self, lane: _Lane | None, seconds: float) -> None:
         """Sleep, but return early on stop (and on a wake-up when `lane` is given)."""
@@ -176,6 +191,9 @@ class Sender:
                 .returning(*T_OUTBOX.c)
             )
             got = (await conn.execute(stmt)).one()
+            slot_at = None
+            if row.status == QUEUED:  # it will be sent: its slot in this same transaction
+                slot_at = time.monotonic() + await self.slots.reserve_in(conn, session_id)
         return Claim(
             id=got.id,
             tenant_id=got.tenant_id,
@@ -189,6 +207,7 @@ class Sender:
             created_at=got.created_at,
             previous=row.status,
             touched_at=row.updated_at,
+            slot_at=slot_at,
         )
 
     async def _gauge(self) -> None:

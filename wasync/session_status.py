@@ -1,7 +1,8 @@
 """`wasync sessions` and the dead-letter line of `wasync doctor`: what the database says about
 each configured session, the messages it holds and what it could not store.
 
-Read-only: the sessions table (state as the provider last reported it), message counts, each
+Read-only: the sessions table (state as the provider last reported it), the node holding its
+lease (`wasync.leases.holders`; on SQLite the one running daemon), message counts, each
 session's health from message flow (`session_health`, `wasync.health`: last successful poll,
 newest inbound message, webhook-vs-poll lag, messages reconciliation recovered in the last
 hour, `OK` / `STALLED` / `DOWN`), and `dead_letters` not yet replayed, by kind
@@ -13,6 +14,7 @@ re-runs them) and the sample of `unauthenticated` bodies.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wasync import deadletters
 from wasync.config import Settings
 from wasync.health import MISSED_WEBHOOKS, SILENCE, SessionHealth, from_row
+from wasync.leases import holders
 from wasync.registry import configured_refs
 from wasync.store import Store
 from wasync.store import models as m
@@ -74,12 +77,17 @@ async def dead_letter_counts(conn: AsyncConnection) -> DeadLetterCounts:
 
 async def read_sessions(settings: Settings) -> list[SessionLine]:
     """What `wasync sessions` shows: open the configured database, read, close."""
-    async with Store.from_config(settings.database) as store, store.read() as conn:
-        return await session_lines(settings, conn)
+    async with Store.from_config(settings.database) as store:
+        nodes = {sid: h.node_id for sid, h in (await holders(store)).items()}
+        async with store.read() as conn:
+            return await session_lines(settings, conn, nodes)
 
 
-async def session_lines(settings: Settings, conn: AsyncConnection) -> list[SessionLine]:
-    """Every configured session, in configuration order, with what the database holds."""
+async def session_lines(
+    settings: Settings, conn: AsyncConnection, nodes: Mapping[int, str] | None = None
+) -> list[SessionLine]:
+    """Every configured session, in configuration order, with what the database holds (and
+    the node holding each, from `nodes`)."""
     msg = T_MESSAGES.c
     rows = {(r.tenant_id, r.name): r for r in await conn.execute(select(T_SESSIONS))}
     counted = select(msg.session_id, func.count()).group_by(msg.session_id)
@@ -102,6 +110,7 @@ async def session_lines(settings: Settings, conn: AsyncConnection) -> list[Sessi
                 enabled=ref.config.enabled,
                 status=row.status if row is not None else None,
                 status_at=row.status_at if row is not None else None,
+                node=(nodes or {}).get(int(row.id)) if row is not None else None,
                 messages=messages.get(int(row.id), 0) if row is not None else 0,
                 quarantined=kinds.get(deadletters.QUARANTINED, 0),
                 unparsed=kinds.get(deadletters.UNPARSED, 0),

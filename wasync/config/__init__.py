@@ -18,6 +18,7 @@ from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from wasync.config.cluster import ClusterConfig
 from wasync.config.crm import CrmConfig, LeadDefaults, NotificationTexts
 from wasync.config.media import MediaConfig
 from wasync.config.sections import (
@@ -52,6 +53,7 @@ class Settings(Section):
     events: EventsConfig = EventsConfig()
     health: HealthConfig = HealthConfig()
     media: MediaConfig = MediaConfig()
+    cluster: ClusterConfig = ClusterConfig()
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line (wasync.logs)
     tenants: list[TenantConfig] = []
@@ -198,6 +200,7 @@ __all__ = [
     "ENV_PREFIX",
     "SEARCH_PATH",
     "AuthConfig",
+    "ClusterConfig",
     "CrmConfig",
     "DatabaseConfig",
     "EventsConfig",

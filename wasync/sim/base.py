@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import json
 import random
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp
 
 from wasync.api.server import serve as serve_app
 from wasync.sim.directory import Directory, digits_of
-from wasync.sim.faults import FaultMiddleware, Faults
+from wasync.sim.faults import FaultMiddleware, Faults, RequestRecord
 
 Json = dict[str, Any]
 
@@ -49,8 +50,10 @@ def build_app(
     requests: Counter[str],
     error_body: Callable[[int], Json],
     not_found: Callable[[Request], Json],
+    log: deque[RequestRecord] | None = None,
 ) -> Starlette:
-    """A simulator app: routes behind the fault/counting middleware, provider-shaped errors."""
+    """A simulator app: routes behind the fault/counting middleware (and its request log),
+    provider-shaped errors."""
 
     def unknown_route(request: Request, _exc: Exception) -> Response:
         return JSONResponse(not_found(request), status_code=404)
@@ -64,6 +67,7 @@ def build_app(
                 requests=requests,
                 routes=list(routes),
                 error_body=error_body,
+                log=log,
             )
         ],
         exception_handlers={SimError: _sim_error_handler, 404: unknown_route, 405: unknown_route},
@@ -98,6 +102,7 @@ class SentRequest:
     body: Any
     status: int = 0
     message_id: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,8 +169,9 @@ async def post_with_retries(
 
 class Simulator:
     """What both simulators hold: the RNG, the clock, the client `deliver()` posts with, who is
-    on WhatsApp, the fault plan, and what clients asked (`requests`, `sends`) and got
-    (`deliveries`). A subclass builds `.app` from its routes with `_build_app`."""
+    on WhatsApp, the fault plan, and what clients asked (`requests` by route, `request_log` one
+    record each, the newest 100,000, `sends`) and got (`deliveries`). A subclass builds `.app`
+    from its routes with `_build_app`."""
 
     _app: Starlette
 
@@ -183,6 +189,7 @@ class Simulator:
         self.faults = faults or Faults(seed=seed)
         self.directory = Directory()
         self.requests: Counter[str] = Counter()
+        self.request_log: deque[RequestRecord] = deque(maxlen=100_000)
         self.sends: list[SentRequest] = []
         self.deliveries: list[DeliveryAttempt] = []
         # Sessions (instances) whose webhooks stopped firing while the session stays WORKING
@@ -210,6 +217,7 @@ class Simulator:
             requests=self.requests,
             error_body=error_body,
             not_found=not_found,
+            log=self.request_log,
         )
 
     @property

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -114,11 +115,33 @@ class Faults:
 
 def route_name(routes: Sequence[BaseRoute], scope: Scope) -> str:
     """The name of the route a request will reach (method included), else `<unmatched>`."""
+    return route_match(routes, scope)[0]
+
+
+def route_match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The route's name and its path parameters (`{"session": "default"}`)."""
     for route in routes:
-        match, _ = route.matches(scope)
+        match, child = route.matches(scope)
         if match is Match.FULL:
-            return str(getattr(route, "name", UNMATCHED))
-    return UNMATCHED
+            return str(getattr(route, "name", UNMATCHED)), dict(child.get("path_params", {}))
+    return UNMATCHED, {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRecord:
+    """One request as the simulator received it: when (`time.monotonic()`), which route, its
+    path parameters (the session or instance), and the `X-Wasync-Node` that sent it."""
+
+    at: float
+    route: str
+    params: dict[str, Any] = field(default_factory=dict)
+    node: str | None = None
+
+    @property
+    def target(self) -> str | None:
+        """The session (WAHA) or instance (Evolution) named in the path, if any."""
+        value = self.params.get("session") or self.params.get("instance")
+        return str(value) if value is not None else None
 
 
 _HTML = {
@@ -145,10 +168,12 @@ class FaultMiddleware:
         requests: Counter[str],
         routes: Sequence[BaseRoute],
         error_body: Callable[[int], dict[str, Any]],
+        log: deque[RequestRecord] | None = None,
     ) -> None:
         self.app = app
         self.faults = faults
         self.requests = requests
+        self.log = log
         self.routes = routes
         self.error_body = error_body
 
@@ -156,8 +181,18 @@ class FaultMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        name = route_name(self.routes, scope)
+        name, params = route_match(self.routes, scope)
         self.requests[name] += 1
+        if self.log is not None:
+            node = dict(scope.get("headers") or []).get(b"x-wasync-node")
+            self.log.append(
+                RequestRecord(
+                    at=time.monotonic(),
+                    route=name,
+                    params=params,
+                    node=node.decode("latin-1") if node else None,
+                )
+            )
         fault = self.faults.draw(name)
         if fault is None:
             await self.app(scope, receive, send)

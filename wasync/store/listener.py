@@ -42,13 +42,17 @@ class PgListener:
         retry_s: float = 0.5,
         max_retry_s: float = 5.0,
         check_s: float = 10.0,
+        channel: str = CHANNEL,
+        app_name: str = LISTEN_APP_NAME,
+        label: str = "hub: LISTEN connection",
     ) -> None:
         self.dsn = dsn
+        self.channel, self.app_name = channel, app_name
         self.on_event = on_event
         self.retry_s, self.max_retry_s, self.check_s = retry_s, max_retry_s, check_s
         self.connects = 0  # successful connections so far
         self._task: asyncio.Task[None] | None = None
-        self._outage = Outage(log, "hub: LISTEN connection")  # one line per outage
+        self._outage = Outage(log, label)  # one line per outage
 
     async def __aenter__(self) -> PgListener:
         self._task = asyncio.create_task(self._run(), name="wasync-hub-listen")
@@ -77,12 +81,12 @@ class PgListener:
     async def _session(self) -> None:
         """One connection's life; returns only by raising."""
         conn = await asyncpg.connect(
-            self.dsn, timeout=10, server_settings={"application_name": LISTEN_APP_NAME}
+            self.dsn, timeout=10, server_settings={"application_name": self.app_name}
         )
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
-            await conn.add_listener(CHANNEL, lambda *_args: self.on_event())
+            await conn.add_listener(self.channel, lambda *_args: self.on_event())
             self.connects += 1
             self._outage.ok()
             self.on_event()

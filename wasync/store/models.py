@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -336,3 +337,33 @@ class SessionHealthRow(SQLModel, table=True):
     suspect_at: datetime | None = _ts()
     created_at: datetime = _created()
     updated_at: datetime = _created()
+
+
+class Node(SQLModel, table=True):
+    """A `wasync run` on Postgres, alive while `expires_at` is ahead (its heartbeat moves it):
+    the live rows are how many nodes share the sessions."""
+
+    __tablename__ = "nodes"
+    id: str = Field(primary_key=True, max_length=200)
+    started_at: datetime = _created()
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class SessionLease(SQLModel, table=True):
+    """The node polling, sending and fetching media for a session (Postgres); free for another
+    node once `expires_at` has passed."""
+
+    __tablename__ = "session_leases"
+    session_id: int = Field(foreign_key="sessions.id", primary_key=True)
+    node_id: str = Field(max_length=200, index=True)
+    acquired_at: datetime = _created()
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class SendSlot(SQLModel, table=True):
+    """A session's send rate shared by every process (GCRA): `tat` is the theoretical arrival
+    time of the next send, in epoch seconds by the database's clock."""
+
+    __tablename__ = "send_slots"
+    session_id: int = Field(foreign_key="sessions.id", primary_key=True)
+    tat: float = Field(sa_column=Column(Float(precision=53), nullable=False))

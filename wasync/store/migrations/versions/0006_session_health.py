@@ -1,7 +1,7 @@
 """session health from message flow
 
 Revision ID: 0006_session_health
-Revises: 0004_quarantine
+Revises: 0005_leases
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_session_health"
-down_revision: str | None = "0004_quarantine"
+down_revision: str | None = "0005_leases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
