@@ -2,8 +2,11 @@
 
 The hub is a pipeline `Subscriber`, but `publish()` only wakes its fan-out task: that task
 reads the `events` rows after the last one it delivered (joined with their messages, one query
-per page, not per client) and offers each client the frames `visible()` allows, into a bounded
-queue. A client that cannot keep up is told to reconnect with `since`; ingest never waits.
+per page, not per client), judges each row once per scope key (tenant, role, user) with
+`visible()`, serializes it once, and offers it to every client of the keys that may see it:
+written to the socket at once when it takes the bytes, else into a bounded backlog
+(`wasync.wsclient`). A client that cannot keep up is told to reconnect with `since`; ingest
+never waits.
 Reading from the log, not from `publish()`, gives one path for this node's commits, other
 nodes' commits (Postgres `LISTEN wasync_events`) and replay, without gaps or duplicates: ids
 become visible in id order (DESIGN.md, "The one flow" 4), so "after the last id" is exact.
@@ -23,39 +26,11 @@ from wasync.principal import Principal
 from wasync.scopes import Scopes, visible
 from wasync.store import Store, is_unavailable
 from wasync.store.listener import PgListener, asyncpg_dsn
+from wasync.wsclient import CLOSE_GOING_AWAY, CLOSE_LAGGING, Client, ScopeKey
 
 log = logging.getLogger(__name__)
 
-# Close codes a client acts on by reconnecting with `since` (the reason ends `since=<id>`).
-CLOSE_LAGGING = 4008  # its queue overflowed: it was too slow
-CLOSE_GOING_AWAY = 1001  # the server is stopping
-
-
-class Client:
-    """One WebSocket client: who it is, where it joined the log, a bounded queue of frames."""
-
-    def __init__(self, principal: Principal, *, start_id: int, max_frames: int) -> None:
-        self.principal = principal
-        self.start_id = start_id
-        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(max_frames)
-        self.closing = asyncio.Event()
-        self.close_code = 0
-        self.close_reason = ""
-
-    def offer(self, frame_id: int, text: str) -> None:
-        """Queue a frame without waiting; a full queue closes the client (CLOSE_LAGGING)."""
-        if self.closing.is_set():
-            return
-        try:
-            self.queue.put_nowait((frame_id, text))
-        except asyncio.QueueFull:
-            self.close(CLOSE_LAGGING, "lagging")
-
-    def close(self, code: int, reason: str) -> None:
-        """Ask the connection to close with `code`; it adds `since=<id>` to the reason."""
-        if not self.closing.is_set():
-            self.close_code, self.close_reason = code, reason
-            self.closing.set()
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_LAGGING", "Client", "Hub"]
 
 
 class Hub:
@@ -87,7 +62,8 @@ class Hub:
         self.retry_s, self.max_retry_s = retry_s, max_retry_s
         self.listen_check_s = listen_check_s
         self.listener: PgListener | None = None
-        self._clients: dict[str, set[Client]] = {}
+        # tenant -> scope key -> clients: a row is judged once per key (`scope_key`)
+        self._clients: dict[str, dict[ScopeKey, set[Client]]] = {}
         self._scopes = Scopes()
         self._last_id = 0
         self._wake = asyncio.Event()
@@ -96,7 +72,7 @@ class Hub:
     @property
     def client_count(self) -> int:
         """Connected clients."""
-        return sum(len(s) for s in self._clients.values())
+        return sum(len(c) for groups in self._clients.values() for c in groups.values())
 
     async def __aenter__(self) -> Hub:
         async with self.store.read() as conn:
@@ -140,21 +116,26 @@ class Hub:
 
     def clients(self) -> list[Client]:
         """The connected clients (for metrics and tests)."""
-        return [c for clients in self._clients.values() for c in clients]
+        return [c for groups in self._clients.values() for cs in groups.values() for c in cs]
 
     def subscribe(self, principal: Principal) -> Client:
         """A new client; it gets live frames for ids above `client.start_id`."""
         client = Client(principal, start_id=self._last_id, max_frames=self.queue_frames)
-        self._clients.setdefault(principal.tenant_id, set()).add(client)
+        groups = self._clients.setdefault(principal.tenant_id, {})
+        groups.setdefault(client.key, set()).add(client)
         return client
 
     def unsubscribe(self, client: Client) -> None:
         """Forget a client (idempotent)."""
-        clients = self._clients.get(client.principal.tenant_id)
+        tenant = client.principal.tenant_id
+        groups = self._clients.get(tenant, {})
+        clients = groups.get(client.key)
         if clients is not None:
             clients.discard(client)
             if not clients:
-                del self._clients[client.principal.tenant_id]
+                del groups[client.key]
+            if not groups:
+                del self._clients[tenant]
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every client (each reconnects with `since`): shutdown, or a forced rebalance."""
@@ -244,17 +225,22 @@ class Hub:
         return True
 
     def _deliver(self, rows: list[LogRow]) -> None:
-        """Offer each row to the clients that may see it; synchronous, so ids stay in order."""
+        """Offer each row to the clients that may see it; synchronous, so ids stay in order.
+
+        Each row is judged once per scope key (tenant, role, user: all `visible` reads of a
+        principal) and serialized once, for every client that gets it."""
         for row in rows:
-            clients = self._clients.get(row.tenant_id)
-            if not clients:
+            groups = self._clients.get(row.tenant_id)
+            if not groups:
                 self._scopes.forget(row)
                 self._last_id = row.id
                 continue
             before, after = self._scopes.step(row)
             text: str | None = None
-            for client in clients:
-                if visible(client.principal, row, before, after):
+            for clients in groups.values():
+                judge = next(iter(clients)).principal
+                if visible(judge, row, before, after):
                     text = text or frame_json(row)
-                    client.offer(row.id, text)
+                    for client in clients:
+                        client.offer(row.id, text)
             self._last_id = row.id
