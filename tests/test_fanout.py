@@ -9,6 +9,7 @@ import random
 from collections.abc import MutableMapping
 from typing import Any
 
+from tests.factories import msg
 from tests.test_realtime import (
     PRINCIPALS,
     _assigned_message,
@@ -18,6 +19,7 @@ from tests.test_realtime import (
     log_rows,
     node,
     open_ws,
+    phone_jid,
     read_until,
     sentinel,
     token,
@@ -137,3 +139,26 @@ async def test_frames_before_go_live_wait_and_a_failed_send_closes():
     client.offer(5, "f5")
     assert client.close_code == CLOSE_SEND_FAILED and client.last_sent == 4
     await live
+
+
+async def test_handed_rows_are_not_read_back_and_make_the_same_frames(db_url: str):
+    """This node's commits reach a live client without the fan-out reading the log, and each
+    frame built from the handed row is exactly the one a replay reads from the log."""
+    async with node(db_url) as n:
+        tok, s = token("acme", "u1"), n.sid()
+        async with await open_ws(n, tok) as live:
+            await sentinel(n, "acme")  # the first commit after the client joined
+            await read_until(live, lambda f: f["type"] == "session:status")
+            before = n.hub.log_reads
+            frames = []
+            for i in range(20):
+                await n.pipeline.ingest([msg(s, f"H{i}", phone_jid(i % 3))], source="t")
+                frames += await read_until(live, lambda f: f["type"] == "chat:new-message")
+            mark = await sentinel(n, "acme")
+            frames += await read_until(live, is_status(mark))
+            reads = n.hub.log_reads - before
+        assert reads <= 3, reads  # SQLite's 1 s look for other processes' rows, at most
+        async with await open_ws(n, tok, since=frames[0]["id"] - 1) as late:
+            replayed = await read_until(late, is_status(mark))
+        assert replayed == frames
+        assert any(f["type"] == "lead:created" for f in frames)  # not only new messages

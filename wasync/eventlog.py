@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -69,6 +69,7 @@ class PublishedEvent:
     chat_id: int | None
     message_id: int | None
     data: Mapping[str, Any]
+    created_at: datetime | None = None  # as stored (the hub builds frames from it)
 
 
 # --- appending --------------------------------------------------------------------------------
@@ -198,6 +199,7 @@ def _new_message_rows(
                 chat_id=chat_id,
                 message_id=message_id,
                 data={},
+                created_at=now,
             )
             for event_id, tenant, chat_id, message_id in rows
         ]
@@ -212,6 +214,7 @@ def _published(event_id: int, row: Mapping[str, Any]) -> PublishedEvent:
         chat_id=row["chat_id"],
         message_id=row["message_id"],
         data=row["data"] or {},
+        created_at=row["created_at"],
     )
 
 
@@ -312,6 +315,32 @@ def _log_row(row: Mapping[Any, Any]) -> LogRow:
         created_at=row["created_at"],
         message=message,
     )
+
+
+async def log_rows(conn: AsyncConnection, events: Sequence[PublishedEvent]) -> list[LogRow]:
+    """The rows `read_log` would return for these just-committed events, reading only their
+    messages (by primary key), not the log."""
+    ids = [e.message_id for e in events if e.type == NEW_MESSAGE and e.message_id is not None]
+    messages: dict[int, dict[str, Any]] = {}
+    if ids:
+        stmt = select(*(T_MESSAGES.c[n] for n in MESSAGE_FIELDS)).where(T_MESSAGES.c.id.in_(ids))
+        for r in await conn.execute(stmt):
+            messages[r.id] = to_json(r._mapping, MESSAGE_FIELDS)
+    return [
+        LogRow(
+            id=e.id,
+            tenant_id=e.tenant_id,
+            type=e.type,
+            chat_id=e.chat_id,
+            message_id=e.message_id,
+            data=e.data,
+            created_at=e.created_at,
+            message=messages.get(e.message_id)
+            if e.type == NEW_MESSAGE and e.message_id is not None
+            else None,
+        )
+        for e in events
+    ]
 
 
 async def last_id(conn: AsyncConnection) -> int:

@@ -26,6 +26,7 @@ from wasync.principal import Principal
 from wasync.scopes import Scopes, visible
 from wasync.store import Store, is_unavailable
 from wasync.store.listener import PgListener, asyncpg_dsn
+from wasync.untrusted import parse_int
 from wasync.wsclient import CLOSE_GOING_AWAY, CLOSE_LAGGING, Client, ScopeKey
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Hub:
         max_retry_s: float = 5.0,
         listen_check_s: float = 10.0,
         poll_s: float | None = None,
+        notify_grace_s: float = 0.005,
     ) -> None:
         self.store = store
         # SQLite has no NOTIFY: rows another process wrote (wasync backfill, wasync send) are
@@ -66,6 +68,14 @@ class Hub:
         self._clients: dict[str, dict[ScopeKey, set[Client]]] = {}
         self._scopes = Scopes()
         self._last_id = 0
+        # This node's commits, handed over by the pipeline: when they follow the last id
+        # delivered without a gap, they are the log's next rows and are not read back.
+        self._handed: list[PublishedEvent] = []
+        self._handed_high = 0
+        self._notified_high = 0
+        self.notify_grace_s = notify_grace_s
+        self._must_read = True  # rows may exist that were not handed (other nodes, processes)
+        self.log_reads = 0  # pages read from the log by the fan-out (for tests and metrics)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -81,7 +91,7 @@ class Hub:
         if self.listen:
             self.listener = PgListener(
                 asyncpg_dsn(self.store.url),
-                on_event=self.wake,
+                on_event=self._notified,
                 retry_s=self.retry_s,
                 max_retry_s=self.max_retry_s,
                 check_s=self.listen_check_s,
@@ -101,13 +111,39 @@ class Hub:
             self._task = None
 
     def publish(self, events: Sequence[PublishedEvent]) -> None:
-        """Pipeline subscriber: committed rows exist; read them from the log."""
-        if events:
-            self.wake()
+        """Pipeline subscriber: this node's committed rows, in id order."""
+        if not events:
+            return
+        self._handed.extend(events)
+        self._handed_high = max(self._handed_high, events[-1].id)
+        if len(self._handed) > 4 * self.page_size:  # the fan-out is behind: read instead
+            self._handed.clear()
+            self._must_read = True
+        self._wake.set()
 
     def wake(self) -> None:
-        """Something was committed (here or on another node): catch up with the log."""
+        """Something may have been committed elsewhere (another node or process): read the
+        log."""
+        self._must_read = True
         self._wake.set()
+
+    def _notified(self, payload: str | None) -> None:
+        """A NOTIFY carries its commit's last id. This node's own usually arrives before the
+        pipeline hands the rows over, so one above what was handed waits `notify_grace_s`:
+        still not handed by then, it is another node's, and the log is read."""
+        last = parse_int(payload, lo=0) if payload else None
+        if last is None:  # (re)connected: notifications may have been lost
+            self.wake()
+        elif last > self._known():
+            self._notified_high = max(self._notified_high, last)
+            asyncio.get_running_loop().call_later(self.notify_grace_s, self._check_notified)
+
+    def _check_notified(self) -> None:
+        if self._notified_high > self._known():
+            self.wake()
+
+    def _known(self) -> int:
+        return max(self._handed_high, self._last_id)
 
     @property
     def position(self) -> int:
@@ -179,6 +215,7 @@ class Hub:
             try:
                 await self._catch_up()
             except Exception as exc:  # the fan-out must outlive a database outage
+                self._must_read = True
                 if is_unavailable(exc):
                     outage.failed(exc)
                 else:
@@ -195,16 +232,17 @@ class Hub:
         if self.poll_s is None:
             await self._wake.wait()
         else:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            except TimeoutError:  # another process may have written: look
+                self._must_read = True
         self._wake.clear()
 
     async def _catch_up(self) -> None:
         while True:
             if not self._clients and await self._skip_to_end():
                 return
-            async with self.store.read() as conn:
-                rows = await read_log(conn, after=self._last_id, limit=self.page_size)
+            rows = await self._next_rows()
             # Checked again after every await: a client of another tenant may have joined.
             while missing := self._scopes.missing(rows, self._clients):
                 async with self.store.read() as conn:
@@ -214,6 +252,30 @@ class Hub:
             if len(rows) < self.page_size:
                 return
 
+    async def _next_rows(self) -> list[LogRow]:
+        """The log's rows after the last one delivered: the handed ones when they follow it
+        without a gap (ids become visible in id order, so nothing else can sit between), else
+        a page read from the log."""
+        handed, self._handed = self._handed, []
+        fresh = [e for e in handed if e.id > self._last_id]
+        if not self._must_read:
+            if not fresh:  # delivered already (read with another node's rows)
+                return []
+            if self._follows(fresh):
+                async with self.store.read() as conn:
+                    return await eventlog.log_rows(conn, fresh)
+        self._must_read = False
+        self.log_reads += 1
+        async with self.store.read() as conn:
+            rows = await read_log(conn, after=self._last_id, limit=self.page_size)
+        if len(rows) >= self.page_size:  # a full page: more may follow
+            self._must_read = True
+        return rows
+
+    def _follows(self, events: list[PublishedEvent]) -> bool:
+        first = self._last_id + 1
+        return all(e.id == first + i and e.created_at is not None for i, e in enumerate(events))
+
     async def _skip_to_end(self) -> bool:
         """Nobody is connected: jump to the end of the log without reading it."""
         async with self.store.read() as conn:
@@ -221,6 +283,7 @@ class Hub:
         if self._clients:  # someone subscribed meanwhile, at the old position
             return False
         self._last_id = max(self._last_id, high)
+        self._handed = [e for e in self._handed if e.id > self._last_id]
         self._scopes.clear()
         return True
 
