@@ -6,7 +6,8 @@ Usage: scripts/bench_all [--pg-url URL] [--only NAME,...] [--out DIR] [--no-read
 Each script runs in its own process with `--json FILE` (its figures, each with the baseline
 measured in the same run and the ratio; `scripts/benchjson.py`), one after the other so that
 they do not measure each other; its output goes to `DIR/<name>.log`. A script that fails or
-times out is reported and its rows are left out; the others still count. The table between
+times out is reported and its rows are left out; the others still count. With `--only`, the
+other scripts' figures from an earlier run in DIR stay in the table. The table between
 `<!-- bench:start -->` and `<!-- bench:end -->` in README.md is then replaced. `--from DIR`
 only renders the table again from the JSON files of an earlier run.
 
@@ -160,9 +161,10 @@ def main() -> int:
     out = args.source or args.out
     if args.source is None:
         out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.json"):
-            old.unlink()
         wanted = {n.strip() for n in args.only.split(",") if n.strip()}
+        for old in out.glob("*.json"):  # --only: the other scripts' figures stay
+            if not wanted or old.stem.removesuffix("-pg") in wanted:
+                old.unlink()
         for bench in BENCHES:
             if wanted and bench.name not in wanted:
                 continue
