@@ -1,15 +1,15 @@
 """Real-time fan-out: the event log, in id order, to each WebSocket client it concerns.
 
-The hub is a pipeline `Subscriber`, but `publish()` only wakes its fan-out task: that task
-reads the `events` rows after the last one it delivered (joined with their messages, one query
-per page, not per client), judges each row once per scope key (tenant, role, user) with
-`visible()`, serializes it once, and offers it to every client of the keys that may see it:
-written to the socket at once when it takes the bytes, else into a bounded backlog
-(`wasync.wsclient`). A client that cannot keep up is told to reconnect with `since`; ingest
-never waits.
-Reading from the log, not from `publish()`, gives one path for this node's commits, other
-nodes' commits (Postgres `LISTEN wasync_events`) and replay, without gaps or duplicates: ids
-become visible in id order (DESIGN.md, "The one flow" 4), so "after the last id" is exact.
+The hub is a pipeline `Subscriber`; its fan-out task takes the rows after the last one it
+delivered, judges each row once per scope key (tenant, role, user) with `visible()`,
+serializes it once, and offers it to every client of the keys that may see it: written to the
+socket at once when it takes the bytes, else into a bounded backlog (`wasync.wsclient`). A
+client that cannot keep up is told to reconnect with `since`; ingest never waits.
+Ids become visible in id order (DESIGN.md, "The one flow" 4), so "after the last id" is exact:
+the rows this node's pipeline hands over are used as they are when they follow the last id
+without a gap (only their messages are read); otherwise (another node's NOTIFY, another
+process's rows on SQLite, a gap, a restart) the log is read, one page per query, not per
+client. One path for this node's commits, other nodes' and replay, without gaps or duplicates.
 """
 
 from __future__ import annotations
