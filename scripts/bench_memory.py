@@ -11,8 +11,10 @@ wasync code writes nothing here), then `wasync run` polls all sessions every 5 s
 
 Figures, read from /proc of the daemon's process:
 - RSS after the first sync and `--idle-s` of idle cycles (target < 200 MB);
-- CPU per idle cycle as a share of one core: CPU seconds over `--idle-s` / wall seconds
-  (target < 10 %), beside the same figure for the idle simulator (the requests' other side);
+- CPU per idle cycle: the daemon's CPU seconds over `--idle-s`, divided by the cycles of
+  every session that really ran then (`wasync_poll_cycles_total`: a daemon behind its
+  schedule runs fewer), as a share of one core at one cycle per 5 s (target < 10 %); beside
+  it the idle simulator's share (the requests' other side);
 - the soak: `--soak-s` of steady signed webhooks (10/s, new messages), the polling, and `/ws`
   traffic (20 clients reading every frame, one more connecting and leaving every 2 s); RSS
   sampled every 10 s, the growth from the first sample to the mean of the last three (target
@@ -376,6 +378,12 @@ def _metric(text: str, name: str) -> float | None:
     return total
 
 
+async def poll_cycles(base: str) -> float:
+    """Poll cycles run so far (`/metrics`)."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        return _metric((await http.get("/metrics")).text, "wasync_poll_cycles_total") or 0.0
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     """Seed, start, measure idle, soak; print and return the figures."""
     async with (
@@ -395,7 +403,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 synced_s = await wait_synced(base, args.sessions)
                 print(f"first sync of {args.sessions} sessions: {synced_s:.0f} s", flush=True)
                 await asyncio.sleep(10)  # the cycles after it: idle
+                cycles0 = await poll_cycles(base)
                 daemon_idle, sim_idle = await cpu_share([proc.pid, sim_pid], args.idle_s)
+                cycles = (await poll_cycles(base) - cycles0) / args.sessions
                 rss_idle = rss_mb(proc.pid)
                 soaked = await soak(base, proc.pid, args.sessions, args.soak_s)
             finally:
@@ -410,8 +420,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "sessions": args.sessions,
         "messages": args.messages,
         "rss_idle_mb": rss_idle,
-        "idle_cycle_core_share": daemon_idle,
-        "idle_cycle_cpu_s": daemon_idle * 5,
+        "idle_core_share": daemon_idle,
+        # CPU of one cycle of every session, from the cycles that really ran in the window
+        # (a daemon behind its schedule runs fewer: its share of a core alone would flatter it)
+        "idle_cycle_cpu_s": daemon_idle * args.idle_s / cycles if cycles else float("nan"),
+        "idle_cycles_per_5s": cycles * 5 / args.idle_s,
+        "idle_cycle_core_share": (daemon_idle * args.idle_s / cycles / 5) if cycles else 1.0,
         "sim_core_share": sim_idle,
         "soak_s": args.soak_s,
         **{f"soak_{k}": v for k, v in soaked.items()},
@@ -435,10 +449,11 @@ def report(r: dict[str, Any]) -> None:
         f"(target < {TARGET_RSS_MB:.0f})"
     )
     print(
-        f"{verdict(r['idle_cycle_core_share'] < TARGET_IDLE)} CPU per idle cycle: "
-        f"{r['idle_cycle_cpu_s']:.2f} s of 5 s = {100 * r['idle_cycle_core_share']:.1f} % of "
-        f"one core (target < 10 %; the simulator answering: "
-        f"{100 * r['sim_core_share']:.1f} %)"
+        f"{verdict(r['idle_cycle_core_share'] < TARGET_IDLE)} CPU per idle cycle of every "
+        f"session: {r['idle_cycle_cpu_s']:.2f} s, {100 * r['idle_cycle_core_share']:.1f} % of "
+        f"one core at one cycle per 5 s (target < 10 %); the daemon ran "
+        f"{r['idle_cycles_per_5s']:.2f} cycles per 5 s using {100 * r['idle_core_share']:.1f} % "
+        f"of a core; the simulator answering: {100 * r['sim_core_share']:.1f} %"
     )
     s = r["soak_samples_mb"]
     print(
@@ -458,9 +473,7 @@ def figures(r: dict[str, Any]) -> list[Figure]:
                target=f"< {TARGET_RSS_MB:.0f}"),
         Figure(name=f"CPU per idle poll cycle (5 s), {size}",
                value=100 * r["idle_cycle_core_share"], unit="% of one core",
-               baseline=100 * r["sim_core_share"], baseline_name="the simulator answering it",
-               ratio=r["idle_cycle_core_share"] / r["sim_core_share"] if r["sim_core_share"]
-               else None, target="< 10"),
+               target="< 10"),
         Figure(name=f"RSS growth over a {r['soak_s']:.0f} s soak (webhooks, polls, /ws), "
                     f"from {s[0]:.0f} MiB", value=100 * r["soak_growth"], unit="%",
                target="< 5"),
