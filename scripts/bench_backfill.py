@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from benchjson import Figure, add_json_option, write
 from sqlalchemy.engine import make_url
 
 from wasync.backfill import BackfillReport, Options, run_backfill
@@ -47,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--pg-url", help="a Postgres server to use instead of a SQLite file")
     ap.add_argument("--chats-in-flight", type=int, default=4)
     ap.add_argument("--engine", default="WEBJS")
+    add_json_option(ap)
     args = ap.parse_args()
     args.chats = min(args.chats, 500)
     args.messages_per_chat = min(args.messages_per_chat, 500)
@@ -140,6 +142,17 @@ async def bench(args: argparse.Namespace, sims: dict[str, Any], url: str) -> Non
     ratio = stored / fetch_rate if fetch_rate else 0.0
     verdict = "ok" if ratio >= 0.5 else "BELOW TARGET"
     print(f"ratio backfill / fetch-only = {ratio:.2f} (target >= 0.50: {verdict})")
+    backend = "SQLite" if url.startswith("sqlite") else "Postgres"
+    figure = Figure(
+        name=f"backfill, {backend}",
+        value=stored,
+        unit="msg/s",
+        baseline=fetch_rate,
+        baseline_name="fetching the same pages without storing them",
+        ratio=ratio,
+        target=">= 0.5",
+    )
+    write(args.json, "bench_backfill", [figure], chats=args.chats)
 
 
 @asynccontextmanager

@@ -35,6 +35,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from benchjson import Figure, add_json_option, write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -206,7 +207,22 @@ async def main(args: argparse.Namespace) -> int:
     kept = {k: (rows, big) for k, (rows, _, big) in (await dead_letter_stats(db_url)).items()}
     if pg_name:
         await drop_pg(args.pg_url, pg_name)
-    return report(times, kept, "postgres" if args.pg_url else "sqlite")
+    backend = "Postgres" if args.pg_url else "SQLite"
+    base = statistics.median(times["before"])
+    figures = [
+        Figure(
+            name=f"signed webhook p50, {phase} the garbage, {backend}",
+            value=statistics.median(values),
+            unit="ms",
+            baseline=base,
+            baseline_name="p50 before the garbage",
+            ratio=statistics.median(values) / base,
+            target="<= 1.2" if phase != "before" else "",
+        )
+        for phase, values in times.items()
+    ]
+    write(args.json, "bench_garbage", figures, garbage=args.garbage, signed=args.signed)
+    return report(times, kept, backend.lower())
 
 
 def cli() -> argparse.Namespace:
@@ -214,6 +230,7 @@ def cli() -> argparse.Namespace:
     parser.add_argument("--garbage", type=int, default=10_000)
     parser.add_argument("--signed", type=int, default=300)
     parser.add_argument("--pg-url", default=None)
+    add_json_option(parser)
     return parser.parse_args()
 
 

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+from benchjson import Figure, add_json_option, write
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, func, insert, select
@@ -530,6 +531,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=os.environ.get("WASYNC_TEST_PG_URL"))
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=7, help="pairs per mode (median)")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if args.messages < 100 or args.repeat < 1:
         parser.error("--messages must be at least 100 and --repeat at least 1")
@@ -539,6 +541,19 @@ async def main(argv: Sequence[str] | None = None) -> int:
     for backend in backends:
         results += await bench_backend(backend, args.pg_url, args.messages, args.repeat, console)
     report(results, args.messages, args.repeat, Console())
+    figures = [
+        Figure(
+            name=f"ingest, {r.backend}, {r.label}",
+            value=r.ingest,
+            unit="msg/s",
+            baseline=r.plain,
+            baseline_name="plain insert of the same rows",
+            ratio=r.ratio,
+            target=f">= {TARGET_RATIO}" if judged(r) else "",
+        )
+        for r in results
+    ]
+    write(args.json, "bench_ingest", figures, messages=args.messages, repeat=args.repeat)
     missed = [r for r in results if judged(r) and r.ratio < TARGET_RATIO]
     return 1 if missed else 0
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from benchjson import Figure, add_json_option, write
 from sqlalchemy import text
 
 from wasync.auth import issue_token
@@ -222,7 +224,7 @@ async def prepare_big(dir_: Path) -> tuple[int, bytes]:
     return int(job["id"]), raw
 
 
-async def streaming() -> None:
+async def streaming() -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         dir_ = Path(tmp)
         message_id, raw = await prepare_big(dir_)
@@ -262,13 +264,14 @@ async def streaming() -> None:
     print(f"  daemon RSS peak growth: {grow:.1f} MiB ({grow / 50:.3f} of the file's size); "
           f"same process answering /healthz as long: {base_grow:.1f} MiB")  # fmt: skip
     print("  Range bytes=25MiB..26MiB-1: 206, exact bytes")
+    return elapsed, grow, base_grow
 
 
 def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
 
 
-async def main() -> None:
+async def main(json_path: Path | None) -> None:
     off, _ = await webhooks(media_on=False)
     on, stored_after = await webhooks(media_on=True)
     p50_on, p50_off = statistics.median(on) * 1000, statistics.median(off) * 1000
@@ -277,8 +280,20 @@ async def main() -> None:
     print(f"  media on:  p50 {p50_on:.1f} ms, p99 {pct(on, 0.99):.1f} ms "
           f"(ratio on/off {p50_on / p50_off:.2f})")  # fmt: skip
     print(f"  every file STORED {stored_after:.2f} s after the last webhook was answered")
-    await streaming()
+    elapsed, grow, base_grow = await streaming()
+    figures = [
+        Figure(name="webhook answered, image webhooks, media on (p50)", value=p50_on, unit="ms",
+               baseline=p50_off, baseline_name="media off", ratio=p50_on / p50_off),
+        Figure(name="every file STORED after the last webhook was answered",
+               value=stored_after, unit="s"),
+        Figure(name="streaming a 50 MB file", value=elapsed, unit="s"),
+        Figure(name="daemon RSS peak growth while streaming 50 MB", value=grow, unit="MiB",
+               baseline=base_grow, baseline_name="answering /healthz as long"),
+    ]  # fmt: skip
+    write(json_path, "bench_media", figures, webhooks=WEBHOOKS)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_json_option(parser)
+    asyncio.run(main(parser.parse_args().json))

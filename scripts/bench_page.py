@@ -33,6 +33,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from benchjson import Figure, add_json_option, write
 from playwright.async_api import BrowserContext, async_playwright
 from rich.console import Console
 from rich.table import Table
@@ -271,6 +272,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pg-url", default=None)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    add_json_option(parser)
     args = parser.parse_args()
     if not Path(args.chromium).exists():
         raise SystemExit(f"bench_page: no Chromium at {args.chromium} (apt-get install chromium)")
@@ -285,6 +287,20 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             figures = asyncio.run(measure(args, f"sqlite+aiosqlite:///{tmp}/bench.db"))
     report(figures, args)
+    base = statistics.median(figures["baseline: empty page"])
+    out = [
+        Figure(
+            name=f"page: {name}",
+            value=statistics.median(samples) * (1 if name.startswith("seed") else 1000),
+            unit="s" if name.startswith("seed") else "ms",
+            baseline=None if name.startswith("seed") else base * 1000,
+            baseline_name="" if name.startswith("seed") else "empty page, same HTTP stack",
+            ratio=None if name.startswith("seed") else statistics.median(samples) / base,
+        )
+        for name, samples in figures.items()
+        if not name.startswith("baseline")
+    ]
+    write(args.json, "bench_page", out, chats=args.chats, messages=args.messages)
 
 
 if __name__ == "__main__":

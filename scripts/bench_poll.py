@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchjson import Figure, add_json_option, write
 
 from wasync.config import parse
 from wasync.pipeline import Pipeline
@@ -200,6 +201,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=500)
     parser.add_argument("--chats", type=int, default=20)
     parser.add_argument("--provider", choices=["waha", "evolution", "mixed"], default="mixed")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     waha, evo, wnames, enames = build(args)
     transport = Router({"waha": waha.app, "evo": evo.app})
@@ -222,7 +224,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
                     )
                     for ref in registry
                 ]
-                await report(args, pollers, waha, evo, client, wnames, enames)
+                figures = await report(args, pollers, waha, evo, client, wnames, enames)
+    write(args.json, "bench_poll", figures, sessions=args.sessions, chats=args.chats)
     return 0
 
 
@@ -239,12 +242,12 @@ async def report(
     client: httpx.AsyncClient,
     wnames: Sequence[str],
     enames: Sequence[str],
-) -> None:
+) -> list[Figure]:
     n = len(pollers)
     print(f"{n} sessions ({len(wnames)} WAHA WEBJS, {len(enames)} Evolution) x {args.chats} chats")
-    first = await each(pollers)
+    first_sync = await each(pollers)
     stored = sum(p.last.new for p in pollers if p.last)
-    print(f"first sync: {first:.2f} s wall, {stored} messages stored")
+    print(f"first sync: {first_sync:.2f} s wall, {stored} messages stored")
     idle_req, idle_cpu, idle_wall = [], [], []
     for _ in range(3):
         r0, c0 = requests_total(waha, evo), time.process_time()
@@ -282,6 +285,36 @@ async def report(
     print(f"the cycle after it: {after:.2f} requests per session (the changed chat read once more)")
     if found != n:
         print(f"WARNING: expected {n} new messages, stored {found}", file=sys.stderr)
+    return [
+        Figure(
+            name="poll: requests per session per idle cycle", value=per_session, unit="", target="1"
+        ),
+        Figure(
+            name="poll: ack check, requests per session per hour",
+            value=per_hour,
+            unit="",
+            baseline=3600 / pollers[0].poll.interval_s,
+            baseline_name="idle-cycle requests an hour",
+            ratio=per_hour / (3600 / pollers[0].poll.interval_s),
+        ),
+        Figure(
+            name=f"poll: CPU per idle cycle, {n} sessions",
+            value=cpu,
+            unit="s",
+            baseline=base_cpu,
+            baseline_name="the same requests made bare with httpx",
+            ratio=cpu / base_cpu if base_cpu else None,
+        ),
+        Figure(
+            name="poll: one cycle finding one new message in every session",
+            value=busy,
+            unit="s",
+            baseline=idle,
+            baseline_name="an idle cycle",
+            ratio=busy / idle if idle else None,
+        ),
+        Figure(name="poll: first sync", value=first_sync, unit="s"),
+    ]
 
 
 if __name__ == "__main__":

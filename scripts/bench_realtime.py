@@ -15,6 +15,7 @@ Figures (monotonic clock, shared by both processes on Linux):
   at N clients and at 1 client (baseline);
 - fan-out: first → last client receiving one event, and POST → last client; the baseline is a
   bare `websockets` server calling `broadcast()` with the same frame to the same N clients.
+The target (issue 17): webhook → frame p99 at N clients within 1.5x of broadcast → frame p99.
 Clients offer permessage-deflate like browsers do (`--no-compression` to compare).
 """
 
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from benchjson import Figure, add_json_option, write
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
@@ -66,6 +68,7 @@ HMAC_KEY = "bench-realtime-waha-hmac-key"
 SESSION, CHAT = "bench", "5511987654321@c.us"
 CONNECT_BATCH = 100
 BODY_KEY = b'"body":"'
+TARGET = 1.5  # webhook → frame p99 / bare broadcast → frame p99 (issue 17)
 
 
 # --- the client process ----------------------------------------------------------------------
@@ -399,6 +402,35 @@ def report(one: Run, many: Run, bare: Run, backend: str, deflate: bool) -> None:
         "webhook → last client / broadcast → last client: "
         f"{statistics.median(many.to_last) / statistics.median(bare.to_last):.2f}x"
     )
+    target = pct(many.latency, 0.99) / pct(bare.latency, 0.99)
+    console.print(
+        f"{'OK  ' if target <= TARGET else 'MISS'} webhook → frame p99 at {many.clients} clients "
+        f"/ bare broadcast → frame p99: {target:.2f}x (target <= {TARGET})"
+    )
+
+
+def figures(one: Run, many: Run, bare: Run, backend: str) -> list[Figure]:
+    """The machine-readable figures (`--json`)."""
+    bare99, bare50 = pct(bare.latency, 0.99), pct(bare.latency, 0.5)
+    fan = 1000 * statistics.median(many.spread), 1000 * statistics.median(bare.spread)
+    return [
+        Figure(name=f"webhook receipt → frame p99, {many.clients} clients, {backend}",
+               value=pct(many.latency, 0.99), unit="ms", baseline=bare99,
+               baseline_name="bare websockets broadcast → frame p99, same clients",
+               ratio=pct(many.latency, 0.99) / bare99, target=f"<= {TARGET}"),
+        Figure(name=f"webhook receipt → frame p50, {many.clients} clients, {backend}",
+               value=pct(many.latency, 0.5), unit="ms", baseline=bare50,
+               baseline_name="bare broadcast → frame p50", ratio=pct(many.latency, 0.5) / bare50),
+        Figure(name=f"fan-out of one event, first → last of {many.clients} clients, {backend}",
+               value=fan[0], unit="ms", baseline=fan[1], baseline_name="bare broadcast",
+               ratio=fan[0] / fan[1] if fan[1] else None),
+        Figure(name=f"webhook receipt → frame p99, 1 client, {backend}",
+               value=pct(one.latency, 0.99), unit="ms"),
+        Figure(name=f"webhook answered (200, committed) p50, {many.clients} clients, {backend}",
+               value=pct(many.answered, 0.5), unit="ms", baseline=pct(one.answered, 0.5),
+               baseline_name="with 1 client",
+               ratio=pct(many.answered, 0.5) / pct(one.answered, 0.5)),
+    ]  # fmt: skip
 
 
 def raise_fd_limit() -> None:
@@ -438,6 +470,8 @@ async def main(args: argparse.Namespace) -> None:
         assert many.sample is not None
         bare = await measure_bare(args.clients, args.events, many.sample, deflate)
     report(one, many, bare, backend, deflate)
+    write(args.json, "bench_realtime", figures(one, many, bare, backend), clients=args.clients,
+          events=args.events, deflate=deflate)  # fmt: skip
 
 
 def cli() -> argparse.Namespace:
@@ -448,6 +482,7 @@ def cli() -> argparse.Namespace:
     ap.add_argument("--pg-url", default=os.environ.get("WASYNC_BENCH_PG_URL"))
     ap.add_argument("--no-compression", dest="compression", action="store_false")
     ap.add_argument("--budget-s", type=float, default=240)
+    add_json_option(ap)
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--token", help=argparse.SUPPRESS)
     return ap.parse_args()

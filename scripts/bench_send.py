@@ -26,6 +26,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from benchjson import Figure, add_json_option, write
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
@@ -142,7 +143,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg-url", default=os.environ.get("WASYNC_TEST_PG_URL"))
     parser.add_argument("--messages", type=int, default=500)
+    add_json_option(parser)
     args = parser.parse_args()
+    out: list[Figure] = []
     table = Table(title=f"outbox, {args.messages} messages to one session (per second)")
     for col in ("database", "queue, 1 caller", f"queue, {CALLERS} callers", "send (no limit)"):
         table.add_column(col, justify="right")
@@ -150,7 +153,13 @@ async def main() -> None:
         for label, url in dbs:
             figures = await _run(url, args.messages)
             table.add_row(label, *(f"{f:,.0f}" for f in figures))
+            names = ("queue, 1 caller", f"queue, {CALLERS} callers", "send, no rate limit")
+            out += [
+                Figure(name=f"outbox, {label}, {what}", value=v, unit="msg/s")
+                for what, v in zip(names, figures, strict=True)
+            ]
     Console().print(table)
+    write(args.json, "bench_send", out, messages=args.messages)
 
 
 if __name__ == "__main__":

@@ -80,3 +80,38 @@ async def test_a_failing_job_is_logged_and_runs_again(caplog: pytest.LogCaptureF
     failures = [r for r in caplog.records if r.getMessage() == "scheduled job failed"]
     assert len(failures) >= 2
     assert failures[0].exc_info is not None and "boom" in str(failures[0].exc_info[1])
+
+
+async def test_runs_past_max_running_wait_their_turn() -> None:
+    """With `max_running=2`, five due jobs never run more than two at once, and all run."""
+    running, peak, done = 0, 0, set()
+    release = asyncio.Event()
+
+    def make(name: str):  # type: ignore[no-untyped-def]
+        async def job() -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await release.wait()
+            running -= 1
+            done.add(name)
+
+        return job
+
+    scheduler = Scheduler(interval_s=3600, max_running=2)
+    for i in range(5):
+        scheduler.add(f"j{i}", make(f"j{i}"))
+    scheduler.start()
+    for _ in range(500):
+        if running == 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert running == 2
+    release.set()
+    for _ in range(3000):
+        if len(done) == 5:
+            break
+        await asyncio.sleep(0.01)
+    await scheduler.stop(grace_s=5)
+    assert done == {f"j{i}" for i in range(5)} and peak == 2

@@ -191,6 +191,12 @@ async def run(
     log.info("stopped", extra={"event": "daemon.stopped"})
 
 
+# Poll cycles at once: under the HTTP pool's 200 connections (`_client`). With 1,000 sessions
+# a burst of cycles used to queue its requests in httpcore's pool, which rescans every queued
+# request on each change: the daemon spent its CPU there and never caught up (bench_memory).
+POLLS_RUNNING = 100
+
+
 def _interval(settings: Settings) -> float:
     """Polling is reconciliation when webhooks are on."""
     poll = settings.poll
@@ -211,7 +217,9 @@ def _client(transport: httpx.AsyncBaseTransport | None, node_id: str) -> httpx.A
 
 def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
     settings = daemon.settings
-    scheduler = Scheduler(interval_s=_interval(settings), jitter_s=settings.poll.jitter_s)
+    scheduler = Scheduler(
+        interval_s=_interval(settings), jitter_s=settings.poll.jitter_s, max_running=POLLS_RUNNING
+    )
     jobs = []
     for ref in daemon.registry:
         if not ref.config.enabled:

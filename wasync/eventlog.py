@@ -72,6 +72,7 @@ class PublishedEvent:
     chat_id: int | None
     message_id: int | None
     data: Mapping[str, Any]
+    created_at: datetime | None = None  # as stored (the hub builds frames from it)
 
 
 # --- appending --------------------------------------------------------------------------------
@@ -202,6 +203,7 @@ def _new_message_rows(
                 chat_id=chat_id,
                 message_id=message_id,
                 data={},
+                created_at=now,
             )
             for event_id, tenant, chat_id, message_id in rows
         ]
@@ -216,6 +218,7 @@ def _published(event_id: int, row: Mapping[str, Any]) -> PublishedEvent:
         chat_id=row["chat_id"],
         message_id=row["message_id"],
         data=row["data"] or {},
+        created_at=row["created_at"],
     )
 
 

@@ -1,12 +1,15 @@
 """Real-time fan-out: the event log, in id order, to each WebSocket client it concerns.
 
-The hub is a pipeline `Subscriber`, but `publish()` only wakes its fan-out task: that task
-reads the `events` rows after the last one it delivered (joined with their messages, one query
-per page, not per client) and offers each client the frames `visible()` allows, into a bounded
-queue. A client that cannot keep up is told to reconnect with `since`; ingest never waits.
-Reading from the log, not from `publish()`, gives one path for this node's commits, other
-nodes' commits (Postgres `LISTEN wasync_events`) and replay, without gaps or duplicates: ids
-become visible in id order (DESIGN.md, "The one flow" 4), so "after the last id" is exact.
+The hub is a pipeline `Subscriber`; its fan-out task takes the rows after the last one it
+delivered, judges each row once per scope key (tenant, role, user) with `visible()`,
+serializes it once, and offers it to every client of the keys that may see it: written to the
+socket at once when it takes the bytes, else into a bounded backlog (`wasync.wsclient`). A
+client that cannot keep up is told to reconnect with `since`; ingest never waits.
+Ids become visible in id order (DESIGN.md, "The one flow" 4), so "after the last id" is exact:
+the rows this node's pipeline hands over are used as they are when they follow the last id
+without a gap (only their messages are read); otherwise (another node's NOTIFY, another
+process's rows on SQLite, a gap, a restart) the log is read, one page per query, not per
+client. One path for this node's commits, other nodes' and replay, without gaps or duplicates.
 """
 
 from __future__ import annotations
@@ -15,47 +18,33 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wasync import eventlog
-from wasync.eventlog import LogRow, PublishedEvent, frame_json, read_log
+from wasync.eventlog import (
+    MESSAGE_FIELDS,
+    NEW_MESSAGE,
+    T_MESSAGES,
+    LogRow,
+    PublishedEvent,
+    frame_json,
+    read_log,
+    to_json,
+)
 from wasync.outage import Outage
 from wasync.principal import Principal
 from wasync.scopes import Scopes, visible
 from wasync.store import Store, is_unavailable
 from wasync.store.listener import PgListener, asyncpg_dsn
+from wasync.untrusted import parse_int
+from wasync.wsclient import CLOSE_GOING_AWAY, CLOSE_LAGGING, Client, ScopeKey
 
 log = logging.getLogger(__name__)
 
-# Close codes a client acts on by reconnecting with `since` (the reason ends `since=<id>`).
-CLOSE_LAGGING = 4008  # its queue overflowed: it was too slow
-CLOSE_GOING_AWAY = 1001  # the server is stopping
-
-
-class Client:
-    """One WebSocket client: who it is, where it joined the log, a bounded queue of frames."""
-
-    def __init__(self, principal: Principal, *, start_id: int, max_frames: int) -> None:
-        self.principal = principal
-        self.start_id = start_id
-        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(max_frames)
-        self.closing = asyncio.Event()
-        self.close_code = 0
-        self.close_reason = ""
-
-    def offer(self, frame_id: int, text: str) -> None:
-        """Queue a frame without waiting; a full queue closes the client (CLOSE_LAGGING)."""
-        if self.closing.is_set():
-            return
-        try:
-            self.queue.put_nowait((frame_id, text))
-        except asyncio.QueueFull:
-            self.close(CLOSE_LAGGING, "lagging")
-
-    def close(self, code: int, reason: str) -> None:
-        """Ask the connection to close with `code`; it adds `since=<id>` to the reason."""
-        if not self.closing.is_set():
-            self.close_code, self.close_reason = code, reason
-            self.closing.set()
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_LAGGING", "Client", "Hub"]
 
 
 class Hub:
@@ -76,6 +65,7 @@ class Hub:
         max_retry_s: float = 5.0,
         listen_check_s: float = 10.0,
         poll_s: float | None = None,
+        notify_grace_s: float = 0.005,
     ) -> None:
         self.store = store
         # SQLite has no NOTIFY: rows another process wrote (wasync backfill, wasync send) are
@@ -87,16 +77,25 @@ class Hub:
         self.retry_s, self.max_retry_s = retry_s, max_retry_s
         self.listen_check_s = listen_check_s
         self.listener: PgListener | None = None
-        self._clients: dict[str, set[Client]] = {}
+        # tenant -> scope key -> clients: a row is judged once per key (`scope_key`)
+        self._clients: dict[str, dict[ScopeKey, set[Client]]] = {}
         self._scopes = Scopes()
         self._last_id = 0
+        # This node's commits, handed over by the pipeline: when they follow the last id
+        # delivered without a gap, they are the log's next rows and are not read back.
+        self._handed: list[PublishedEvent] = []
+        self._handed_high = 0
+        self._notified_high = 0
+        self.notify_grace_s = notify_grace_s
+        self._must_read = True  # rows may exist that were not handed (other nodes, processes)
+        self.log_reads = 0  # pages read from the log by the fan-out (for tests and metrics)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def client_count(self) -> int:
         """Connected clients."""
-        return sum(len(s) for s in self._clients.values())
+        return sum(len(c) for groups in self._clients.values() for c in groups.values())
 
     async def __aenter__(self) -> Hub:
         async with self.store.read() as conn:
@@ -105,7 +104,7 @@ class Hub:
         if self.listen:
             self.listener = PgListener(
                 asyncpg_dsn(self.store.url),
-                on_event=self.wake,
+                on_event=self._notified,
                 retry_s=self.retry_s,
                 max_retry_s=self.max_retry_s,
                 check_s=self.listen_check_s,
@@ -125,13 +124,39 @@ class Hub:
             self._task = None
 
     def publish(self, events: Sequence[PublishedEvent]) -> None:
-        """Pipeline subscriber: committed rows exist; read them from the log."""
-        if events:
-            self.wake()
+        """Pipeline subscriber: this node's committed rows, in id order."""
+        if not events:
+            return
+        self._handed.extend(events)
+        self._handed_high = max(self._handed_high, events[-1].id)
+        if len(self._handed) > 4 * self.page_size:  # the fan-out is behind: read instead
+            self._handed.clear()
+            self._must_read = True
+        self._wake.set()
 
     def wake(self) -> None:
-        """Something was committed (here or on another node): catch up with the log."""
+        """Something may have been committed elsewhere (another node or process): read the
+        log."""
+        self._must_read = True
         self._wake.set()
+
+    def _notified(self, payload: str | None) -> None:
+        """A NOTIFY carries its commit's last id. This node's own usually arrives before the
+        pipeline hands the rows over, so one above what was handed waits `notify_grace_s`:
+        still not handed by then, it is another node's, and the log is read."""
+        last = parse_int(payload, lo=0) if payload else None
+        if last is None:  # (re)connected: notifications may have been lost
+            self.wake()
+        elif last > self._known():
+            self._notified_high = max(self._notified_high, last)
+            asyncio.get_running_loop().call_later(self.notify_grace_s, self._check_notified)
+
+    def _check_notified(self) -> None:
+        if self._notified_high > self._known():
+            self.wake()
+
+    def _known(self) -> int:
+        return max(self._handed_high, self._last_id)
 
     @property
     def position(self) -> int:
@@ -140,21 +165,26 @@ class Hub:
 
     def clients(self) -> list[Client]:
         """The connected clients (for metrics and tests)."""
-        return [c for clients in self._clients.values() for c in clients]
+        return [c for groups in self._clients.values() for cs in groups.values() for c in cs]
 
     def subscribe(self, principal: Principal) -> Client:
         """A new client; it gets live frames for ids above `client.start_id`."""
         client = Client(principal, start_id=self._last_id, max_frames=self.queue_frames)
-        self._clients.setdefault(principal.tenant_id, set()).add(client)
+        groups = self._clients.setdefault(principal.tenant_id, {})
+        groups.setdefault(client.key, set()).add(client)
         return client
 
     def unsubscribe(self, client: Client) -> None:
         """Forget a client (idempotent)."""
-        clients = self._clients.get(client.principal.tenant_id)
+        tenant = client.principal.tenant_id
+        groups = self._clients.get(tenant, {})
+        clients = groups.get(client.key)
         if clients is not None:
             clients.discard(client)
             if not clients:
-                del self._clients[client.principal.tenant_id]
+                del groups[client.key]
+            if not groups:
+                del self._clients[tenant]
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every client (each reconnects with `since`): shutdown, or a forced rebalance."""
@@ -198,6 +228,7 @@ class Hub:
             try:
                 await self._catch_up()
             except Exception as exc:  # the fan-out must outlive a database outage
+                self._must_read = True
                 if is_unavailable(exc):
                     outage.failed(exc)
                 else:
@@ -214,16 +245,17 @@ class Hub:
         if self.poll_s is None:
             await self._wake.wait()
         else:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            except TimeoutError:  # another process may have written: look
+                self._must_read = True
         self._wake.clear()
 
     async def _catch_up(self) -> None:
         while True:
             if not self._clients and await self._skip_to_end():
                 return
-            async with self.store.read() as conn:
-                rows = await read_log(conn, after=self._last_id, limit=self.page_size)
+            rows = await self._next_rows()
             # Checked again after every await: a client of another tenant may have joined.
             while missing := self._scopes.missing(rows, self._clients):
                 async with self.store.read() as conn:
@@ -233,6 +265,30 @@ class Hub:
             if len(rows) < self.page_size:
                 return
 
+    async def _next_rows(self) -> list[LogRow]:
+        """The log's rows after the last one delivered: the handed ones when they follow it
+        without a gap (ids become visible in id order, so nothing else can sit between), else
+        a page read from the log."""
+        handed, self._handed = self._handed, []
+        fresh = [e for e in handed if e.id > self._last_id]
+        if not self._must_read:
+            if not fresh:  # delivered already (read with another node's rows)
+                return []
+            if self._follows(fresh):
+                async with self.store.read() as conn:
+                    return await _handed_rows(conn, fresh)
+        self._must_read = False
+        self.log_reads += 1
+        async with self.store.read() as conn:
+            rows = await read_log(conn, after=self._last_id, limit=self.page_size)
+        if len(rows) >= self.page_size:  # a full page: more may follow
+            self._must_read = True
+        return rows
+
+    def _follows(self, events: list[PublishedEvent]) -> bool:
+        first = self._last_id + 1
+        return all(e.id == first + i and e.created_at is not None for i, e in enumerate(events))
+
     async def _skip_to_end(self) -> bool:
         """Nobody is connected: jump to the end of the log without reading it."""
         async with self.store.read() as conn:
@@ -240,21 +296,53 @@ class Hub:
         if self._clients:  # someone subscribed meanwhile, at the old position
             return False
         self._last_id = max(self._last_id, high)
+        self._handed = [e for e in self._handed if e.id > self._last_id]
         self._scopes.clear()
         return True
 
     def _deliver(self, rows: list[LogRow]) -> None:
-        """Offer each row to the clients that may see it; synchronous, so ids stay in order."""
+        """Offer each row to the clients that may see it; synchronous, so ids stay in order.
+
+        Each row is judged once per scope key (tenant, role, user: all `visible` reads of a
+        principal) and serialized once, for every client that gets it."""
         for row in rows:
-            clients = self._clients.get(row.tenant_id)
-            if not clients:
+            groups = self._clients.get(row.tenant_id)
+            if not groups:
                 self._scopes.forget(row)
                 self._last_id = row.id
                 continue
             before, after = self._scopes.step(row)
             text: str | None = None
-            for client in clients:
-                if visible(client.principal, row, before, after):
+            for clients in groups.values():
+                judge = next(iter(clients)).principal
+                if visible(judge, row, before, after):
                     text = text or frame_json(row)
-                    client.offer(row.id, text)
+                    for client in clients:
+                        client.offer(row.id, text)
             self._last_id = row.id
+
+
+async def _handed_rows(conn: AsyncConnection, events: Sequence[PublishedEvent]) -> list[LogRow]:
+    """The rows `read_log` would return for these just-committed events, reading only their
+    messages (by primary key), not the log."""
+    ids = [e.message_id for e in events if e.type == NEW_MESSAGE and e.message_id is not None]
+    messages: dict[int, dict[str, Any]] = {}
+    if ids:
+        stmt = select(*(T_MESSAGES.c[n] for n in MESSAGE_FIELDS)).where(T_MESSAGES.c.id.in_(ids))
+        for r in await conn.execute(stmt):
+            messages[r.id] = to_json(r._mapping, MESSAGE_FIELDS)
+    return [
+        LogRow(
+            id=e.id,
+            tenant_id=e.tenant_id,
+            type=e.type,
+            chat_id=e.chat_id,
+            message_id=e.message_id,
+            data=e.data,
+            created_at=e.created_at,
+            message=messages.get(e.message_id)
+            if e.type == NEW_MESSAGE and e.message_id is not None
+            else None,
+        )
+        for e in events
+    ]

@@ -138,7 +138,7 @@ class Leases:
         await self._stack.enter_async_context(
             PgListener(
                 asyncpg_dsn(self.store.url),
-                on_event=self._wake.set,
+                on_event=lambda _payload: self._wake.set(),
                 channel=CHANNEL,
                 app_name="wasync-leases-listen",
                 label="leases: LISTEN connection",

@@ -19,9 +19,14 @@ Job = Callable[[], Awaitable[Any]]
 class Scheduler:
     """Runs each job every `interval_s` (with jitter), never two runs of one job at once."""
 
-    def __init__(self, *, interval_s: float, jitter_s: float = 0.0) -> None:
+    def __init__(
+        self, *, interval_s: float, jitter_s: float = 0.0, max_running: int | None = None
+    ) -> None:
         self.interval_s = interval_s
         self.jitter_s = jitter_s
+        # Runs past `max_running` wait their turn here (a FIFO), not as requests queued in
+        # the HTTP client's pool, whose bookkeeping is quadratic in queued requests.
+        self._slots = asyncio.Semaphore(max_running) if max_running else None
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._running: set[asyncio.Future[Any]] = set()
         self._stopping = False
@@ -69,7 +74,7 @@ class Scheduler:
         async def run() -> None:
             # Each run is a task of its own: APScheduler cancels its futures on shutdown (and
             # logs the CancelledError as a failed job); stop() drains the run instead.
-            task = asyncio.ensure_future(_guarded(job))
+            task = asyncio.ensure_future(_guarded(job, self._slots))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
             try:
@@ -110,8 +115,12 @@ class Scheduler:
             await asyncio.wait(pending, timeout=1.0)
 
 
-async def _guarded(job: Job) -> None:
+async def _guarded(job: Job, slots: asyncio.Semaphore | None) -> None:
     try:
-        await job()
+        if slots is None:
+            await job()
+            return
+        async with slots:
+            await job()
     except Exception:  # the top of a loop that must survive
         log.exception("scheduled job failed")

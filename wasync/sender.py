@@ -37,6 +37,8 @@ from wasync.registry import SessionRef
 
 log = logging.getLogger(__name__)
 
+IDLE_LANE_POLLS = 60  # an idle lane's own look, in poll intervals: a net under `_find`
+
 
 @dataclass(slots=True)
 class _Lane:
@@ -81,6 +83,7 @@ class Sender:
         for lane in self.lanes.values():
             name = f"wasync-sender-{lane.ref.label}"
             self._tasks.append(asyncio.create_task(self._run(lane), name=name))
+        self._tasks.append(asyncio.create_task(self._find(), name="wasync-sender-find"))
         if self.outbox.metrics is not None and self.only is None:
             self._tasks.append(asyncio.create_task(self._gauge(), name="wasync-outbox-gauge"))
         return self
@@ -129,8 +132,9 @@ class Sender:
         else:
             async with self.leases.hold(lane.ref.id) as held:
                 sent = held and await self._take(lane)
-        if not sent:  # nothing due, or not ours: nap outside hold(), so a drain never waits
-            await self._pause(lane, self.cfg.poll_interval_s)
+        if not sent:  # nothing due, or not ours: nap outside hold(), so a drain never waits;
+            # `_find`, a local enqueue or a change of leases wakes the lane when a row is due
+            await self._pause(lane, self.cfg.poll_interval_s * IDLE_LANE_POLLS)
 
     async def _take(self, lane: _Lane) -> bool:
         """Claim the next due row and run its attempt; False when none was due."""
@@ -153,15 +157,40 @@ class Sender:
             if lane is not None:
                 lane.wake.clear()
 
-    def _due(self, session_id: int, now: datetime) -> Any:
-        """The oldest row to take: QUEUED or UNKNOWN when due, SENDING past its lease."""
+    async def _find(self) -> None:
+        """Every `poll_interval_s`, one query for the sessions with a due row (queued by
+        another process, a retry come due, a lease run out): their lanes look. An idle lane
+        no longer queries the outbox itself: 1,000 sessions made 1,000 reads a second."""
+        o = T_OUTBOX.c
+        while not self._stopping.is_set():
+            ready = self._ready(datetime.now(UTC))
+            q = select(o.session_id).where(ready).distinct()
+            if self.only is not None:
+                q = q.where(o.id.between(*self.only))
+            try:
+                async with self.outbox.store.read() as conn:
+                    due = {int(sid) for (sid,) in await conn.execute(q)}
+            except StoreUnavailable as exc:
+                self._outage.failed(exc)
+            else:
+                for sid in due:
+                    self.wake(sid)
+            await self._pause(None, self.cfg.poll_interval_s)
+
+    def _ready(self, now: datetime) -> Any:
+        """A row to take: QUEUED or UNKNOWN when due, SENDING past its lease."""
         o = T_OUTBOX.c
         due = or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
         lease = now - timedelta(seconds=self.cfg.lease_s)
-        ready = or_(
+        return or_(
             and_(o.status.in_((QUEUED, UNKNOWN)), due),
             and_(o.status == SENDING, o.updated_at < lease),
         )
+
+    def _due(self, session_id: int, now: datetime) -> Any:
+        """The oldest row to take: QUEUED or UNKNOWN when due, SENDING past its lease."""
+        o = T_OUTBOX.c
+        ready = self._ready(now)
         q = select(o.id, o.status, o.updated_at).where(o.session_id == session_id, ready)
         if self.only is not None:
             q = q.where(o.id.between(*self.only))

@@ -32,6 +32,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -52,19 +53,29 @@ CLOSE_TIMEOUT_S = 60.0  # a peer that reads nothing is dropped sooner, by the pi
 def ws_routes(hub: Hub, secret: str | None, metrics: Metrics | None = None) -> list[BaseRoute]:
     """The `/ws` route; `secret` None (not configured) refuses every connection."""
 
-    gauges = metrics or Metrics()
-
-    async def endpoint(ws: WebSocket) -> None:
-        await _handle(ws, hub, secret, gauges)
-
     op = Op(summary="Live events (WebSocket; ?token=, ?since=)", tag="realtime", status=101,
             params=(Param(name="since", description="last event id seen", type="integer"),
                     Param(name="token", description="the JWT (browsers cannot set headers)")),
             errors=(401,))  # fmt: skip
+    endpoint = _Endpoint(hub, secret, metrics or Metrics())
     return [documented(WebSocketRoute("/ws", endpoint), op)]
 
 
-async def _handle(ws: WebSocket, hub: Hub, secret: str | None, metrics: Metrics) -> None:
+class _Endpoint:
+    """`/ws` as a plain ASGI app (Starlette wraps a function in its own session): live frames
+    go through the server's `send` itself, written by the hub (`wasync.wsclient`)."""
+
+    def __init__(self, hub: Hub, secret: str | None, metrics: Metrics) -> None:
+        self.hub, self.secret, self.metrics = hub, secret, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
+        await _handle(ws, send, self.hub, self.secret, self.metrics)
+
+
+async def _handle(
+    ws: WebSocket, send: Send, hub: Hub, secret: str | None, metrics: Metrics
+) -> None:
     try:
         who = principal(ws, secret)
     except Problem:
@@ -77,7 +88,7 @@ async def _handle(ws: WebSocket, hub: Hub, secret: str | None, metrics: Metrics)
     metrics.ws_clients.inc()
     try:
         await ws.accept()
-        await _Connection(ws, hub, client).run(since)
+        await _Connection(ws, send, hub, client).run(since)
     except WebSocketDisconnect:
         pass
     finally:
@@ -96,9 +107,8 @@ async def _deny(ws: WebSocket, status: int, error: str) -> None:
 class _Connection:
     """One accepted client: replay, then live frames; closes when its hub client must."""
 
-    def __init__(self, ws: WebSocket, hub: Hub, client: Client) -> None:
-        self.ws, self.hub, self.client = ws, hub, client
-        self.last_sent = client.start_id  # the resume point: `since` for a reconnect
+    def __init__(self, ws: WebSocket, send: Send, hub: Hub, client: Client) -> None:
+        self.ws, self.send, self.hub, self.client = ws, send, hub, client
 
     async def run(self, since: int | None) -> None:
         """Until the peer leaves, or the hub closes the client, or the store fails mid-replay."""
@@ -130,33 +140,30 @@ class _Connection:
     async def _send(self, since: int | None) -> None:
         if since is not None:
             await self._replay(since)
-        queue = self.client.queue
-        while True:
-            frame_id, text = await queue.get()
-            if frame_id > self.last_sent:  # the seam: never twice
-                await self.ws.send_text(text)
-                self.last_sent = frame_id
+        await self.client.go_live(self.send)
 
     async def _replay(self, since: int) -> None:
-        """Frames in `(since, start_id]` from the log; live ones above it wait in the queue."""
-        start, principal = self.client.start_id, self.client.principal
+        """Frames in `(since, start_id]` from the log; live ones above it wait in the backlog."""
+        client = self.client
+        start, principal = client.start_id, client.principal
         if not await self.hub.retained(since):
             await self.ws.send_text(_resync(start, principal))
             return
-        self.last_sent = since
+        client.last_sent = since
         async for page in self.hub.history(principal, after=since, until=start):
             for frame_id, text in page:
                 await self.ws.send_text(text)
-                self.last_sent = frame_id
-        self.last_sent = max(self.last_sent, start)
+                client.last_sent = frame_id
+        client.last_sent = max(client.last_sent, start)
 
     async def _close(self, code: int, reason: str) -> None:
         """Close with `since=<resume point>` in the reason. The close is written even when
         the peer's socket is backed up (`wasync.api.server._WebSocketProtocol`); a peer that
         never reads again is left to uvicorn's close timeout."""
+        await self.client.closed()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await self.ws.close(code, f"{reason}; since={self.last_sent}")
+                await self.ws.close(code, f"{reason}; since={self.client.last_sent}")
 
 
 async def _until_disconnect(ws: WebSocket) -> None:

@@ -30,15 +30,16 @@ def asyncpg_dsn(url: URL) -> str:
 class PgListener:
     """A dedicated asyncpg connection LISTENing on `wasync_events`, reconnecting with backoff.
 
-    `on_event` runs for every notification and after every (re)connect, since notifications
-    sent while disconnected are lost; a `SELECT 1` every `check_s` finds silent drops.
+    `on_event` runs for every notification, with its payload (the commit's last event id),
+    and after every (re)connect with None, since notifications sent while disconnected are
+    lost; a `SELECT 1` every `check_s` finds silent drops.
     """
 
     def __init__(
         self,
         dsn: str,
         *,
-        on_event: Callable[[], None],
+        on_event: Callable[[str | None], None],
         retry_s: float = 0.5,
         max_retry_s: float = 5.0,
         check_s: float = 10.0,
@@ -86,10 +87,10 @@ class PgListener:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
-            await conn.add_listener(self.channel, lambda *_args: self.on_event())
+            await conn.add_listener(self.channel, lambda *args: self.on_event(args[-1]))
             self.connects += 1
             self._outage.ok()
-            self.on_event()
+            self.on_event(None)
             while True:
                 try:
                     await asyncio.wait_for(lost.wait(), self.check_s)
