@@ -39,7 +39,7 @@ from benchjson import Figure, add_json_option, write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.daemon import dead_letter_stats, drop_pg, fresh_pg, start_daemon
+from tests.daemon import dead_letter_stats, drop_pg, fresh_pg, signed_waha_config, start_daemon
 
 HMAC_KEY = "bench-garbage-hmac-key-at-least-32-bytes"
 SAMPLE_ROWS, SAMPLE_BYTES = 100, 4096  # the defaults, written out to check against
@@ -49,27 +49,8 @@ EVERY = 25  # garbage posts between two signed ones in "during"
 
 def config_text(db_url: str) -> str:
     """The daemon's config: one signed WAHA session, webhooks on, polling out of the way."""
-    return f"""
-log_level = "INFO"
-[database]
-url = "{db_url}"
-[poll]
-reconcile_interval_s = 3600
-[http]
-port = 0
-[webhook]
-enabled = true
-[auth]
-jwt_secret = "bench-garbage-jwt-secret-0123456789abc"
-[[tenants]]
-id = "acme"
-admins = ["u1"]
-[[tenants.sessions]]
-name = "default"
-provider = "waha"
-base_url = "http://127.0.0.1:9"
-webhook_secret = "{HMAC_KEY}"
-"""
+    jwt_secret = "bench-garbage-jwt-secret-0123456789abc"
+    return signed_waha_config(db_url, jwt_secret=jwt_secret, hmac_key=HMAC_KEY)
 
 
 def signed_post(i: int) -> tuple[bytes, dict[str, str]]:

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_webhook_run import Server, run_load, start_server
 
-from tests.daemon import drop_pg, fresh_pg, start_daemon
+from tests.daemon import drop_pg, fresh_pg, signed_waha_config, start_daemon
 
 HERE = Path(__file__).resolve().parent
 HMAC_KEY = "bench-webhook-hmac-key-at-least-32-bytes"
@@ -58,32 +58,16 @@ TARGETS = {"empty": 0.5, "plan": 5.0, "workers": 1.5, "p99_half_ms": 50.0}
 
 def config_text(db_url: str, batch_max_wait_ms: float = 0.0) -> str:
     """`wasync run`'s config: one signed WAHA session, webhooks on, limits out of the way."""
-    return f"""
-log_level = "INFO"
-[database]
-url = "{db_url}"
-batch_max_wait_ms = {batch_max_wait_ms}
-[poll]
-reconcile_interval_s = 3600
-[http]
-port = 0
-[webhook]
-enabled = true
-rate_per_s = 1000000
-burst = 1000000
-source_rate_per_s = 1000000
-source_burst = 1000000
-[auth]
-jwt_secret = "bench-webhook-jwt-secret-0123456789abcdef"
-[[tenants]]
-id = "acme"
-admins = ["u1"]
-[[tenants.sessions]]
-name = "default"
-provider = "waha"
-base_url = "http://127.0.0.1:9"
-webhook_secret = "{HMAC_KEY}"
-"""
+    limits = "\n".join(
+        f"{key} = 1000000" for key in ("rate_per_s", "burst", "source_rate_per_s", "source_burst")
+    )
+    return signed_waha_config(
+        db_url,
+        jwt_secret="bench-webhook-jwt-secret-0123456789abcdef",
+        hmac_key=HMAC_KEY,
+        database=f"batch_max_wait_ms = {batch_max_wait_ms}",
+        webhook=limits,
+    )
 
 
 def write_bodies(path: Path, tag: str, n: int) -> Path:

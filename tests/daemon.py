@@ -45,6 +45,38 @@ async def start_daemon(
     raise RuntimeError("wasync run did not start within a minute")
 
 
+def signed_waha_config(
+    db_url: str, *, jwt_secret: str, hmac_key: str, database: str = "", webhook: str = ""
+) -> str:
+    """A `wasync run` config for webhook runs: one signed WAHA session (`default`, tenant
+    `acme`, admin `u1`) whose provider is not there (polling fails, out of the way at one
+    reconciliation an hour), webhooks on; `database` and `webhook` are extra TOML lines of
+    those sections (limits, `batch_max_wait_ms`)."""
+    return f"""
+log_level = "INFO"
+[database]
+url = "{db_url}"
+{database}
+[poll]
+reconcile_interval_s = 3600
+[http]
+port = 0
+[webhook]
+enabled = true
+{webhook}
+[auth]
+jwt_secret = "{jwt_secret}"
+[[tenants]]
+id = "acme"
+admins = ["u1"]
+[[tenants.sessions]]
+name = "default"
+provider = "waha"
+base_url = "http://127.0.0.1:9"
+webhook_secret = "{hmac_key}"
+"""
+
+
 async def _admin(base_url: str) -> asyncpg.Connection:
     url = make_url(base_url).set(drivername="postgresql")
     return await asyncpg.connect(url.render_as_string(hide_password=False))

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from tests.daemon import start_daemon
+from tests.daemon import signed_waha_config, start_daemon
 from tests.strategies import waha_signature
 
 HMAC_KEY = "workers-test-hmac-key-at-least-32-bytes"
@@ -21,29 +21,8 @@ HMAC_KEY = "workers-test-hmac-key-at-least-32-bytes"
 
 def write_config(path: Path, db_url: str) -> Path:
     """Webhooks on, one signed WAHA session whose provider is not there (polling fails)."""
-    path.write_text(
-        f"""
-log_level = "INFO"
-[database]
-url = "{db_url}"
-[poll]
-reconcile_interval_s = 3600
-[http]
-port = 0
-[webhook]
-enabled = true
-[auth]
-jwt_secret = "workers-test-jwt-secret-0123456789abcdef"
-[[tenants]]
-id = "acme"
-admins = ["u1"]
-[[tenants.sessions]]
-name = "default"
-provider = "waha"
-base_url = "http://127.0.0.1:9"
-webhook_secret = "{HMAC_KEY}"
-"""
-    )
+    jwt_secret = "workers-test-jwt-secret-0123456789abcdef"
+    path.write_text(signed_waha_config(db_url, jwt_secret=jwt_secret, hmac_key=HMAC_KEY))
     return path
 
 
