@@ -209,7 +209,10 @@ async def test_muted_webhooks_turn_the_session_stalled_within_two_cycles(
 
         async with httpx.AsyncClient() as client:
             ready_ = (await client.get(f"{d.base_url}/readyz")).json()
-        assert ready_["checks"] == {"database": "ok", "migrations": "ok", "scheduler": "ok"}
+        expected = {"database": "ok", "migrations": "ok", "scheduler": "ok"}
+        if not d.store.is_sqlite:
+            expected["leases"] = "ok"  # a Postgres node also holds its share of the sessions
+        assert ready_["checks"] == expected
         await deliver("pelo webhook")
         await wait_messages(d, 2)
         await cycles(d)  # polling sees what the webhooks delivered: OK, and how much later
