@@ -279,7 +279,17 @@ async def test_three_nodes_share_sessions_survive_a_kill_and_keep_the_send_rate(
             stop_traffic.set()
             await feeder
             expected = dict(traffic.sent)
-            await _until(lambda: _stored(db, expected), timeout_s=120, step_s=0.5)
+            try:
+                await _until(lambda: _stored(db, expected), timeout_s=120, step_s=0.5)
+            except AssertionError:
+                got = await db.fetch(
+                    "SELECT s.name, count(*) AS n, max(m.sent_at) AS newest FROM messages m"
+                    " JOIN sessions s ON s.id = m.session_id WHERE NOT m.from_me GROUP BY s.name"
+                )
+                leases = await _lease_nodes(db)
+                raise AssertionError(
+                    f"stored {[tuple(r) for r in got]} of {expected}; {leases}"
+                ) from None
         finally:
             codes = {}
             for node, proc in procs.items():
