@@ -67,8 +67,15 @@ async def test_a_refused_send_shows_the_error_and_its_retry_sends_once(
             return sent or None
 
         assert await wait_for(delivered) == ["Tem sim!"]  # sent once: never twice
-        rows = await s.rows("SELECT status FROM outbox ORDER BY id")
-        assert [r.status for r in rows] == ["SENT"]
+
+        async def outbox() -> list[str] | None:
+            # The simulator records the send as it answers; the row turns SENT when the
+            # sender has read that answer and committed, a moment later.
+            statuses = [r.status for r in await s.rows("SELECT status FROM outbox ORDER BY id")]
+            return statuses if statuses and "SENDING" not in statuses else None
+
+        assert await wait_for(outbox) == ["SENT"]
+        assert [r.body["text"] for r in s.evo.sends if r.status == 201] == ["Tem sim!"]
         await screenshot(page, shot_name(request))
 
 
