@@ -1,6 +1,7 @@
 """A message in the same second as the chat's previous one, in a chat that then stays quiet,
 is stored within two cycles by the chat-list strategy (WAHA WEBJS overview, Evolution
-findChats), SQLite and Postgres.
+findChats) and by the one-stream strategy (WAHA GOWS and NOWEB, `chats/all/messages`),
+SQLite and Postgres.
 
 Both simulators show, among the rows of a chat's newest second, the first one stored
 (Evolution: `DISTINCT ON` without a tie-breaker, evolution.md 5.3; the WAHA simulator with
@@ -35,15 +36,17 @@ async def chat_list_poller(
 ) -> AsyncIterator[tuple[Any, str, Poller]]:
     """A WEBJS session or an Evolution instance polled into a fresh store, on our clock."""
     clock = lambda: now[0]  # noqa: E731
-    if provider == "waha":
+    if provider.startswith("waha"):
+        engine = provider.partition("-")[2] or "WEBJS"
         sim: Any = WahaSim(api_key=KEY, clock=clock, head_ties="first")
-        sim.add_session("default", engine="WEBJS")
+        sim.add_session("default", engine=engine)
         session = "default"
     else:
         sim = EvolutionSim(api_key=KEY, clock=clock)
         sim.add_instance("vendas")
         session = "vendas"
-    cfg = {"name": session, "provider": provider, "base_url": "http://sim", "api_key": KEY}
+    kind = provider.partition("-")[0]
+    cfg = {"name": session, "provider": kind, "base_url": "http://sim", "api_key": KEY}
     poll = {"interval_s": 5, "log_idle_cycles": False, "status_interval_s": 3600}
     settings = parse(
         {"database": {"url": db_url}, "poll": poll, "tenants": [{"id": "t", "sessions": [cfg]}]}
@@ -63,7 +66,7 @@ async def stored(store: Store, body: str) -> bool:
         return int((await conn.execute(sql, {"b": body})).scalar_one()) == 1
 
 
-@pytest.mark.parametrize("provider", ["waha", "evolution"])
+@pytest.mark.parametrize("provider", ["waha", "evolution", "waha-GOWS", "waha-NOWEB"])
 @pytest.mark.parametrize("author", ["customer", "phone"])
 async def test_a_same_second_message_is_stored_within_two_cycles(
     db_url: str, provider: str, author: str

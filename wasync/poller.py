@@ -4,8 +4,9 @@ Chat lists (WAHA `chats/overview`, Evolution `findChats`) say which chats have a
 message than we hold; only those are read, from their cursor minus an overlap window so late
 or same-second messages are not skipped (`wasync.heads`: a head is a hint, never proof).
 Engines that list every chat's messages at once (WAHA GOWS/NOWEB, `chatId=all`) are read as
-one stream: first only what is newer than the newest second we hold, then, when that showed
-something, the overlap window behind it. An idle cycle is one request either way. Messages
+one stream: first the newest second we hold and what follows it (a row can land in that same
+second after we read it: WAHA's timestamps are whole seconds), then, when that showed a row we
+had not seen, the overlap window behind it. An idle cycle is one request either way. Messages
 that are not new (acks, edits, revokes, reactions) are read again on a slower cadence by the
 ack check (`wasync.recheck`), counted apart. Cursors advance in the transaction that stores
 what they cover; duplicates are harmless.
@@ -255,27 +256,33 @@ class Poller:
     # --- one-stream strategy (chatId=all) ---------------------------------------------------
 
     async def _poll_stream(self, stats: CycleStats) -> None:
-        """What is newer than the newest second we hold (an empty page when idle), then, if
-        that showed anything, the overlap window behind it (late and same-second rows)."""
+        """The newest second we hold and what follows it (when idle, that second's rows, all
+        known), then, if that showed a row we had not seen, the overlap window behind it
+        (late rows). A row that landed in our newest second after we read it is such a row:
+        reading from the next second on would miss it for as long as the session stays quiet."""
         cursor = self._session_cursor()
-        newer = math.floor(cursor) + 1
-        if await self._walk_stream(newer, None, stats):
-            await self._walk_stream(cursor - self.poll.overlap_s, newer - 0.001, stats)
+        second = math.floor(cursor)
+        if await self._walk_stream(second, None, stats, probe=True):
+            await self._walk_stream(cursor - self.poll.overlap_s, second - 0.001, stats)
 
-    async def _walk_stream(self, since: float, until: float | None, stats: CycleStats) -> bool:
+    async def _walk_stream(
+        self, since: float, until: float | None, stats: CycleStats, *, probe: bool = False
+    ) -> bool:
         """Page `[since, until]` of every chat oldest first, moving the session cursor with
-        each page; True when it held any row. Only an empty page ends it where pages may come
-        back short (GOWS/NOWEB drop rows after `limit`); a page of rows we hold moves the
-        window to its newest second, and ends the walk when that does not advance."""
+        each page; True when it held a row this poller had not seen. Only an empty page ends
+        it where pages may come back short (GOWS/NOWEB drop rows after `limit`), except that a
+        `probe` ends at a short page of known rows (the idle cycle's one request); a page of
+        rows we hold moves the window to its newest second, and ends the walk when that does
+        not advance."""
         seen: set[str] = set()
-        page_no, rows = 1, 0
+        page_no, novel = 1, False
         for _ in range(MAX_PAGES):
             page = await self.provider.messages(
                 None, since=since, until=until, limit=self.poll.page_size, page=page_no
             )
             if page.size == 0:
                 break
-            rows += page.size
+            novel = novel or not all(self._seen.known(ev) for ev in page.events)
             fresh = [i for i in page.ids if i not in seen]
             seen.update(page.ids)
             stats.fetched += page.size
@@ -286,7 +293,9 @@ class Poller:
             ):
                 cursor = CursorUpdate(session_id=self.session_id, ts=top)
             await self._ingest(page.events, stats, cursor)
-            if page.size < self.poll.page_size and not self.provider.short_pages:
+            if page.size < self.poll.page_size and (
+                (probe and not novel) or not self.provider.short_pages
+            ):
                 break
             if fresh:
                 page_no += 1
@@ -294,7 +303,7 @@ class Poller:
                 since, page_no = page.max_ts, 1
             else:
                 break
-        return rows > 0
+        return novel
 
     # --- state --------------------------------------------------------------------------------
 
