@@ -22,6 +22,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from wasync.api.server import serve as serve_app
+from wasync.sim.content import Content, media
+from wasync.sim.content import text as text_content
 from wasync.sim.directory import Directory, digits_of
 from wasync.sim.faults import FaultMiddleware, Faults, RequestRecord
 
@@ -195,6 +197,57 @@ class Simulator:
         # Sessions (instances) whose webhooks stopped firing while the session stays WORKING
         # and messages keep landing in its store (WAHA #1717/#2151, Evolution #2647/#2665).
         self.muted: set[str] = set()
+
+    def add_message(
+        self,
+        target: str,
+        chat: str,
+        content: Content,
+        *,
+        from_me: bool = False,
+        ts: int | None = None,
+        sender: str | None = None,
+        push_name: str | None = None,
+        ack: int | None = None,
+        message_id: str | None = None,
+        device: str | None = None,
+    ) -> str:
+        """Store a message in `chat` of session (instance) `target`; returns its id as the
+        provider shows it. Each simulator stores it in its provider's shape."""
+        raise NotImplementedError
+
+    def add_incoming(
+        self,
+        target: str,
+        chat: str,
+        *,
+        text: str,
+        ts: int | None = None,
+        sender: str | None = None,
+        push_name: str | None = None,
+    ) -> str:
+        """Append a text message someone sent us; returns its id (WAHA's `id`, Evolution's
+        `key.id`)."""
+        return self.add_message(
+            target, chat, text_content(text), ts=ts, sender=sender, push_name=push_name
+        )
+
+    def add_incoming_media(
+        self,
+        target: str,
+        chat: str,
+        *,
+        kind: str = "image",
+        caption: str | None = None,
+        filename: str | None = None,
+        mimetype: str | None = None,
+        ts: int | None = None,
+        sender: str | None = None,
+    ) -> str:
+        """Append a media message someone sent us (image, video, audio, voice, document,
+        sticker); returns its id."""
+        content = media(kind, caption=caption, filename=filename, mimetype=mimetype)
+        return self.add_message(target, chat, content, ts=ts, sender=sender)
 
     def mute_webhooks(self, session: str, muted: bool = True) -> None:
         """Stop (or, `muted=False`, resume) firing the webhooks of `session`: `deliver()`

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from wasync.sim.base import Delivery, Json
-from wasync.sim.content import Content, cuid, media, raw_message_id
+from wasync.sim.content import Content, cuid, raw_message_id
 from wasync.sim.content import reaction as reaction_content
 from wasync.sim.content import text as text_content
 from wasync.sim.directory import digits_of
@@ -195,37 +195,6 @@ class EvolutionSim(EvolutionState):
             for name in _STATUS_CHAIN[1:ack]:
                 _record_status(row, name)
         return raw
-
-    def add_incoming(
-        self,
-        instance: str,
-        chat: str,
-        *,
-        text: str,
-        ts: int | None = None,
-        sender: str | None = None,
-        push_name: str | None = None,
-    ) -> str:
-        """Append a text message someone sent us; returns its `key.id`."""
-        return self.add_message(
-            instance, chat, text_content(text), ts=ts, sender=sender, push_name=push_name
-        )
-
-    def add_incoming_media(
-        self,
-        instance: str,
-        chat: str,
-        *,
-        kind: str = "image",
-        caption: str | None = None,
-        filename: str | None = None,
-        mimetype: str | None = None,
-        ts: int | None = None,
-        sender: str | None = None,
-    ) -> str:
-        """Append a media message someone sent us; returns its `key.id`."""
-        content = media(kind, caption=caption, filename=filename, mimetype=mimetype)
-        return self.add_message(instance, chat, content, ts=ts, sender=sender)
 
     def add_outgoing(self, instance: str, chat: str, *, text: str, ts: int | None = None) -> str:
         """Append a message we typed on the phone (`fromMe`, `SERVER_ACK`)."""

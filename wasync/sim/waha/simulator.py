@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from wasync.sim.base import Delivery, Json
-from wasync.sim.content import Content, media, raw_message_id
+from wasync.sim.content import Content, raw_message_id
 from wasync.sim.content import text as text_content
 from wasync.sim.directory import digits_of
 from wasync.sim.faults import Faults
@@ -181,38 +181,6 @@ class WahaSim(PhoneActions):
             source="app",
         )
         return str(msg["id"])
-
-    def add_incoming(
-        self,
-        session: str,
-        chat: str,
-        *,
-        text: str,
-        ts: int | None = None,
-        sender: str | None = None,
-        push_name: str | None = None,
-    ) -> str:
-        """Append a text message someone sent us; returns the WAHA message id."""
-        return self.add_message(
-            session, chat, text_content(text), ts=ts, sender=sender, push_name=push_name
-        )
-
-    def add_incoming_media(
-        self,
-        session: str,
-        chat: str,
-        *,
-        kind: str = "image",
-        caption: str | None = None,
-        filename: str | None = None,
-        mimetype: str | None = None,
-        ts: int | None = None,
-        sender: str | None = None,
-    ) -> str:
-        """Append a media message someone sent us (image, video, audio, voice, document,
-        sticker); returns the WAHA message id."""
-        content = media(kind, caption=caption, filename=filename, mimetype=mimetype)
-        return self.add_message(session, chat, content, ts=ts, sender=sender)
 
     def add_outgoing(self, session: str, chat: str, *, text: str, ts: int | None = None) -> str:
         """Append a message we typed on the phone (fromMe, source `app`)."""
