@@ -34,6 +34,9 @@ import httpx
 from benchjson import Figure, add_json_option, write
 from sqlalchemy import text
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.daemon import webhook_run_config, webhook_session
 from wasync.auth import issue_token
 from wasync.config import parse
 from wasync.events import Address, Media, MediaClaim, MediaStored, Message, MessageType
@@ -55,35 +58,18 @@ PENDING = text("SELECT count(*) FROM messages WHERE media_status = 'PENDING'")
 def config(dir_: Path, waha_url: str, *, media_on: bool, enabled_session: bool = True) -> Path:
     """A `wasync run` config: SQLite in `dir_`, webhooks on, polling off in practice."""
     path = dir_ / "wasync.toml"
+    session = webhook_session(
+        HMAC, base_url=waha_url, api_key="waha-sim-key", enabled=enabled_session
+    )
     path.write_text(
-        f"""
-log_level = "WARNING"
-[database]
-url = "sqlite+aiosqlite:///{dir_ / "wasync.db"}"
-[poll]
-reconcile_interval_s = 3600
-[http]
-port = 0
-[webhook]
-enabled = true
-rate_per_s = 100000
-burst = 100000
-[auth]
-jwt_secret = "{JWT}"
-[media]
-enabled = {str(media_on).lower()}
-dir = "{dir_ / "media"}"
-[[tenants]]
-id = "acme"
-admins = ["u1"]
-[[tenants.sessions]]
-name = "default"
-provider = "waha"
-base_url = "{waha_url}"
-api_key = "waha-sim-key"
-webhook_secret = "{HMAC}"
-enabled = {str(enabled_session).lower()}
-"""
+        webhook_run_config(
+            f"sqlite+aiosqlite:///{dir_ / 'wasync.db'}",
+            jwt_secret=JWT,
+            sessions=[session],
+            log_level="WARNING",
+            webhook={"rate_per_s": 100000, "burst": 100000},
+            media={"enabled": media_on, "dir": str(dir_ / "media")},
+        )
     )
     return path
 

@@ -58,14 +58,12 @@ TARGETS = {"empty": 0.5, "plan": 5.0, "workers": 1.5, "p99_half_ms": 50.0}
 
 def config_text(db_url: str, batch_max_wait_ms: float = 0.0) -> str:
     """`wasync run`'s config: one signed WAHA session, webhooks on, limits out of the way."""
-    limits = "\n".join(
-        f"{key} = 1000000" for key in ("rate_per_s", "burst", "source_rate_per_s", "source_burst")
-    )
+    limits = dict.fromkeys(("rate_per_s", "burst", "source_rate_per_s", "source_burst"), 1000000)
     return signed_waha_config(
         db_url,
         jwt_secret="bench-webhook-jwt-secret-0123456789abcdef",
         hmac_key=HMAC_KEY,
-        database=f"batch_max_wait_ms = {batch_max_wait_ms}",
+        database={"batch_max_wait_ms": batch_max_wait_ms},
         webhook=limits,
     )
 

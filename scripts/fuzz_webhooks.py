@@ -41,7 +41,14 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.daemon import dead_letter_stats, drop_pg, fresh_pg, start_daemon
+from tests.daemon import (
+    dead_letter_stats,
+    drop_pg,
+    fresh_pg,
+    start_daemon,
+    webhook_run_config,
+    webhook_session,
+)
 from tests.strategies import (
     EVOLUTION_BODIES,
     WAHA_BODIES,
@@ -66,32 +73,23 @@ def config_text(db_url: str) -> str:
     evo = sorted(
         {str(b["instance"]) for b in EVOLUTION_BODIES if isinstance(b.get("instance"), str)}
     )
-    sessions = "".join(
-        f'[[tenants.sessions]]\nname = "{name}"\nprovider = "{provider}"\n'
-        f'base_url = "http://127.0.0.1:9"\nwebhook_secret = "{key}"\nenabled = true\n'
+    sessions = [
+        webhook_session(key, name=name, provider=provider, enabled=True)
         for provider, names, key in (("waha", waha, WAHA_KEY), ("evolution", evo, EVO_KEY))
         for name in names
+    ]
+    webhook = {
+        "rate_per_s": 100000,
+        "burst": 100000,
+        "unauthenticated_sample_rows": SAMPLE_ROWS,
+        "unauthenticated_sample_bytes": SAMPLE_BYTES,
+    }
+    return webhook_run_config(
+        db_url,
+        jwt_secret="fuzz-jwt-secret-0123456789abcdef0123",
+        sessions=sessions,
+        webhook=webhook,
     )
-    return f"""
-log_level = "INFO"
-[database]
-url = "{db_url}"
-[poll]
-reconcile_interval_s = 3600
-[http]
-port = 0
-[webhook]
-enabled = true
-rate_per_s = 100000
-burst = 100000
-unauthenticated_sample_rows = {SAMPLE_ROWS}
-unauthenticated_sample_bytes = {SAMPLE_BYTES}
-[auth]
-jwt_secret = "fuzz-jwt-secret-0123456789abcdef0123"
-[[tenants]]
-id = "acme"
-admins = ["u1"]
-{sessions}"""
 
 
 def evo_jwt() -> dict[str, str]:

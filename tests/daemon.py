@@ -1,19 +1,23 @@
-"""A real `wasync run` in a subprocess, and throwaway Postgres databases: for the tests that
-need the whole daemon (`tests/test_logs.py`) and the scripts that load it
-(`scripts/fuzz_webhooks.py`, `scripts/bench_garbage.py`)."""
+"""A real `wasync run` in a subprocess, its config written from data, and throwaway Postgres
+databases: for the tests that need the whole daemon (`tests/test_logs.py`,
+`tests/test_two_daemons.py`, ...) and the scripts that load it (`scripts/fuzz_webhooks.py`,
+`scripts/bench_webhook.py`, ...)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import signal
 import sqlite3
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import tomli_w
 from sqlalchemy.engine import make_url
 
 
@@ -45,36 +49,60 @@ async def start_daemon(
     raise RuntimeError("wasync run did not start within a minute")
 
 
-def signed_waha_config(
-    db_url: str, *, jwt_secret: str, hmac_key: str, database: str = "", webhook: str = ""
+def webhook_run_config(
+    db_url: str,
+    *,
+    jwt_secret: str,
+    sessions: Sequence[Mapping[str, Any]],
+    log_level: str = "INFO",
+    **sections: Mapping[str, Any],
 ) -> str:
-    """A `wasync run` config for webhook runs: one signed WAHA session (`default`, tenant
-    `acme`, admin `u1`) whose provider is not there (polling fails, out of the way at one
-    reconciliation an hour), webhooks on; `database` and `webhook` are extra TOML lines of
-    those sections (limits, `batch_max_wait_ms`)."""
-    return f"""
-log_level = "INFO"
-[database]
-url = "{db_url}"
-{database}
-[poll]
-reconcile_interval_s = 3600
-[http]
-port = 0
-[webhook]
-enabled = true
-{webhook}
-[auth]
-jwt_secret = "{jwt_secret}"
-[[tenants]]
-id = "acme"
-admins = ["u1"]
-[[tenants.sessions]]
-name = "default"
-provider = "waha"
-base_url = "http://127.0.0.1:9"
-webhook_secret = "{hmac_key}"
-"""
+    """A `wasync run` config for webhook runs, as TOML: tenant `acme` (admin `u1`) holding
+    `sessions`, webhooks on, polling out of the way (one reconciliation an hour), HTTP on a
+    free port; `sections` add keys to a section or override them (`media={...}`)."""
+    doc: dict[str, Any] = {
+        "log_level": log_level,
+        "database": {"url": db_url},
+        "poll": {"reconcile_interval_s": 3600},
+        "http": {"port": 0},
+        "webhook": {"enabled": True},
+        "auth": {"jwt_secret": jwt_secret},
+    }
+    for name, keys in sections.items():
+        doc.setdefault(name, {}).update(keys)
+    doc["tenants"] = [{"id": "acme", "admins": ["u1"], "sessions": list(sessions)}]
+    return tomli_w.dumps(doc)
+
+
+def webhook_session(
+    hmac_key: str,
+    *,
+    name: str = "default",
+    provider: str = "waha",
+    base_url: str = "http://127.0.0.1:9",
+    **keys: Any,
+) -> dict[str, Any]:
+    """One session of `webhook_run_config`, signed with `hmac_key`; by default its provider is
+    not there (polling fails, which the hourly reconciliation keeps out of the way)."""
+    session = {"name": name, "provider": provider, "base_url": base_url}
+    return session | {"webhook_secret": hmac_key} | keys
+
+
+def signed_waha_config(
+    db_url: str, *, jwt_secret: str, hmac_key: str, **sections: Any
+) -> str:
+    """`webhook_run_config` with one signed WAHA session (`default`) and no provider behind
+    it; `sections` as there (limits, `batch_max_wait_ms`)."""
+    return webhook_run_config(
+        db_url, jwt_secret=jwt_secret, sessions=[webhook_session(hmac_key)], **sections
+    )
+
+
+async def stop_daemon(proc: asyncio.subprocess.Process, timeout_s: float = 60) -> int:
+    """SIGTERM a `start_daemon` process; its exit code."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(proc.wait(), timeout_s)
 
 
 async def _admin(base_url: str) -> asyncpg.Connection:

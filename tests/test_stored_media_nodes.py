@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 from websockets.asyncio.client import connect
 
+from tests.daemon import start_daemon, stop_daemon, webhook_run_config, webhook_session
 from tests.media_support import S3_KEY, S3_SECRET, make_bucket, moto_server
-from tests.test_two_daemons import start, stop
 from wasync.auth import issue_token
 from wasync.sim import WahaSim, media, serve, sign_body
 from wasync.store import Store
@@ -24,37 +24,18 @@ HMAC = "hmac-secret-of-at-least-32-bytes-long"
 
 def write_config(path: Path, db_url: str, waha_url: str, s3: tuple[str, str]) -> Path:
     """Webhooks on, polling slow, media in the shared bucket (credentials from the env)."""
-    path.write_text(
-        f"""
-[database]
-url = "{db_url}"
-[poll]
-reconcile_interval_s = 3600
-[http]
-port = 0
-[webhook]
-enabled = true
-[auth]
-jwt_secret = "{SECRET}"
-[media]
-backend = "s3"
-dir = "{path.with_suffix("")}-media"
-s3_endpoint_url = "{s3[0]}"
-s3_bucket = "{s3[1]}"
-s3_access_key_id_env = "MEDIA_TEST_S3_KEY"
-s3_secret_access_key_env = "MEDIA_TEST_S3_SECRET"
-poll_interval_s = 0.2
-[[tenants]]
-id = "acme"
-admins = ["u1"]
-[[tenants.sessions]]
-name = "default"
-provider = "waha"
-base_url = "{waha_url}"
-api_key = "waha-sim-key"
-webhook_secret = "{HMAC}"
-"""
-    )
+    media_keys = {
+        "backend": "s3",
+        "dir": f"{path.with_suffix('')}-media",
+        "s3_endpoint_url": s3[0],
+        "s3_bucket": s3[1],
+        "s3_access_key_id_env": "MEDIA_TEST_S3_KEY",
+        "s3_secret_access_key_env": "MEDIA_TEST_S3_SECRET",
+        "poll_interval_s": 0.2,
+    }
+    session = webhook_session(HMAC, base_url=waha_url, api_key="waha-sim-key")
+    text = webhook_run_config(db_url, jwt_secret=SECRET, sessions=[session], media=media_keys)
+    path.write_text(text)
     return path
 
 
@@ -102,8 +83,12 @@ async def test_each_node_serves_what_the_other_fetched(
     with moto_server() as endpoint:
         s3 = (endpoint, await make_bucket(endpoint))
         async with serve(sim.app) as waha_url:
-            a, url_a = await start(write_config(tmp_path / "a.toml", pg_url, waha_url, s3))
-            b, url_b = await start(write_config(tmp_path / "b.toml", pg_url, waha_url, s3))
+            a, url_a = await start_daemon(
+                write_config(tmp_path / "a.toml", pg_url, waha_url, s3), tmp_path / "a.log"
+            )
+            b, url_b = await start_daemon(
+                write_config(tmp_path / "b.toml", pg_url, waha_url, s3), tmp_path / "b.log"
+            )
             try:
                 token = issue_token(SECRET, tenant_id="acme", user_id="u1", role="ADMIN", ttl_s=120)
                 ws_url = url_b.replace("http://", "ws://") + f"/ws?token={token}"
@@ -125,5 +110,5 @@ async def test_each_node_serves_what_the_other_fetched(
                 assert back.status_code == 200
                 assert back.content == sim.media_bytes("default", doc)
             finally:
-                codes = [await stop(a), await stop(b)]
+                codes = [await stop_daemon(a), await stop_daemon(b)]
     assert codes == [0, 0]
