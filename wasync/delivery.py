@@ -64,6 +64,7 @@ class Claim:
     previous: str
     touched_at: datetime  # when the row last changed before this claim
     slot_at: float | None = None  # `time.monotonic()` of the send slot reserved with the claim
+    claimed_at: float = 0.0  # `time.monotonic()` when the row was claimed
 
     @property
     def ref(self) -> ClaimRef:
@@ -127,9 +128,12 @@ class Attempt:
         # The session's next slot, shared with every process and node (`send_slots`): taken
         # with the claim of a QUEUED row, here after a reconcile found nothing.
         if c.slot_at is not None:
-            await asyncio.sleep(max(0.0, c.slot_at - time.monotonic()))
+            slot_at = c.slot_at
         else:
-            await asyncio.sleep(await self.slots.reserve(c.session_id))
+            slot_at = time.monotonic() + await self.slots.reserve(c.session_id)
+        if not await self._wait_keeping_claim(slot_at):
+            log.info("outbox %s: taken over by another sender while waiting; not sent", c.id)
+            return
         try:
             receipt = await self.provider.send(c.outgoing())
         except SendOutcomeUnknown as exc:
@@ -143,6 +147,36 @@ class Attempt:
             await _record_failed(self.outbox, c, str(exc))
         else:
             await _record_sent(self.outbox, c, receipt)
+
+    async def _wait_keeping_claim(self, until: float) -> bool:
+        """Sleep until `until` (the send slot), renewing the claim whenever it is older than
+        half the margin between `[send] lease_s` and `timeout_s`: a slow rate (or a long
+        reconcile) can make the wait outlast the lease, after which another sender takes a
+        SENDING row as abandoned and sends it too. The request then starts on a claim young
+        enough to outlive it. False when the row was taken over all the same."""
+        step = (self.cfg.lease_s - self.cfg.timeout_s) / 2
+        renewed = self.claim.claimed_at
+        while True:
+            now = time.monotonic()
+            if now - renewed >= step:
+                if not await self._refresh():
+                    return False
+                renewed = now
+            if now >= until:
+                return True
+            await asyncio.sleep(min(until - now, step - (now - renewed)))
+
+    async def _refresh(self) -> bool:
+        """Renew the claim (`updated_at`), fenced on its `attempts`; False when the row is no
+        longer ours."""
+        c, o = self.claim, T_OUTBOX.c
+        async with self.outbox.store.write() as conn:
+            result = await conn.execute(
+                update(T_OUTBOX)
+                .where(o.id == c.id, o.status == SENDING, o.attempts == c.attempts)
+                .values(updated_at=datetime.now(UTC))
+            )
+        return bool(result.rowcount)
 
     def _backoff(self) -> float:
         base = self.cfg.backoff_s * 2.0 ** max(0, self.claim.attempts - 1)

@@ -202,7 +202,7 @@ class Sender:
         A read first: an idle sender must not take SQLite's write lock at every poll.
         """
         o = T_OUTBOX.c
-        now = datetime.now(UTC)
+        now, claimed_at = datetime.now(UTC), time.monotonic()
         q = self._due(session_id, now)
         async with self.outbox.store.read() as conn:
             if (await conn.execute(q)).first() is None:
@@ -237,6 +237,7 @@ class Sender:
             previous=row.status,
             touched_at=row.updated_at,
             slot_at=slot_at,
+            claimed_at=claimed_at,
         )
 
     async def _gauge(self) -> None:
