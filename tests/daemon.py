@@ -88,9 +88,7 @@ def webhook_session(
     return session | {"webhook_secret": hmac_key} | keys
 
 
-def signed_waha_config(
-    db_url: str, *, jwt_secret: str, hmac_key: str, **sections: Any
-) -> str:
+def signed_waha_config(db_url: str, *, jwt_secret: str, hmac_key: str, **sections: Any) -> str:
     """`webhook_run_config` with one signed WAHA session (`default`) and no provider behind
     it; `sections` as there (limits, `batch_max_wait_ms`)."""
     return webhook_run_config(
