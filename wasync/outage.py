@@ -9,21 +9,36 @@ not an outage are bugs and keep their traceback, logged once while they repeat.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+
+# A failure this soon after the store came back is the same outage going on (connections
+# being cut one by one, a server restarting): no second WARNING, and no second INFO for it.
+SETTLE_S = 2.0
 
 
 class Outage:
     """The up/down state of the store as seen by one component (`what` names it)."""
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
-        self.logger, self.what = logger, what
+    def __init__(
+        self, logger: logging.Logger, what: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger, self.what, self.clock = logger, what, clock
         self.down = False
         self._failing: str | None = None
+        self._back_at = float("-inf")  # when `ok()` last said the store is back
+        self._quiet = False  # down again within SETTLE_S of coming back: said already
 
     def failed(self, exc: BaseException) -> None:
-        """The store did not answer: a WARNING the first time, then nothing until `ok()`."""
-        if not self.down:
-            self.logger.warning("%s: store unavailable (%s); retrying quietly", self.what, exc)
-            self.down = True
+        """The store did not answer: a WARNING the first time, then nothing until `ok()` (nor
+        when it fails again within `SETTLE_S` of coming back: the outage was not over)."""
+        if self.down:
+            return
+        self.down = True
+        if self.clock() - self._back_at < SETTLE_S:
+            self._quiet = True
+            return
+        self.logger.warning("%s: store unavailable (%s); retrying quietly", self.what, exc)
 
     def broken(self, exc: BaseException) -> None:
         """Something else went wrong: its traceback once, while the same error repeats."""
@@ -35,6 +50,10 @@ class Outage:
     def ok(self) -> None:
         """It worked: an INFO if the store was down, and the next error is news again."""
         if self.down:
-            self.logger.info("%s: store is back", self.what)
             self.down = False
+            if self._quiet:
+                self._quiet = False
+            else:
+                self.logger.info("%s: store is back", self.what)
+                self._back_at = self.clock()
         self._failing = None
