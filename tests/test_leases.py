@@ -4,14 +4,17 @@ and the send slots every process shares (SQLite and Postgres)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import settings_for
 from tests.daemon import start_daemon
 from wasync.config import ClusterConfig, Settings
-from wasync.leases import Leases, holders
+from wasync.leases import Leases, NodeIdInUse, holders
 from wasync.nodelock import node_lock
 from wasync.ratelimit import SendSlots
 from wasync.registry import sync
@@ -203,3 +206,71 @@ async def test_wasync_sessions_names_the_node_holding_each(db_url: str):
     col = idle[0].split().index("NODE")  # after the health column (existing columns first)
     assert [line.split()[col] for line in idle[1:]] == ["-", "-"]
     assert [line.split()[col] for line in held[1:]] == ["node-a", "node-a"]
+
+
+async def test_a_node_restarted_under_its_old_id_serves_or_frees_every_session(pg_url: str):
+    """`kill -9` and a restart with the same node id within the TTL: the new process waits for
+    the old `nodes` row to expire, then drops the old lease rows instead of renewing them, so
+    every session ends up held by a live process (none renewed and never served)."""
+    async with Store(pg_url) as store:
+        await store.upgrade()
+        ids = await _sessions(store, pg_url, 4)
+        killed = _leases(store, ids, "a", ttl_s=1.5)
+        await killed.round()
+        assert killed.held == frozenset(ids)
+        restarted, other = _leases(store, ids, "a", ttl_s=1.5), _leases(store, ids, "b", 1.5)
+        async with asyncio.timeout(30):
+            while True:
+                for node in (restarted, other):
+                    with contextlib.suppress(NodeIdInUse):
+                        await node.round()
+                served = restarted.held | other.held
+                if served == frozenset(ids) and not restarted.held & other.held:
+                    break
+                await asyncio.sleep(0.1)
+        rows = await holders(store)
+        assert {sid: h.node_id for sid, h in rows.items()} == {
+            **dict.fromkeys(restarted.held, "a"),
+            **dict.fromkeys(other.held, "b"),
+        }
+
+
+async def test_a_second_process_with_the_same_node_id_holds_nothing_and_frees_nothing(
+    pg_url: str,
+):
+    """A copied config: the second process with the first's node id holds no session while
+    the first lives, and its stop does not give back the first one's leases."""
+    async with Store(pg_url) as store:
+        await store.upgrade()
+        ids = await _sessions(store, pg_url, 2)
+        first, other = _leases(store, ids, "same"), _leases(store, ids, "other")
+        await first.round()
+        async with _leases(store, ids, "same") as copy:
+            with pytest.raises(NodeIdInUse):
+                await copy.round()
+            assert not copy.held
+        rows = await holders(store)  # the copy's stop gave nothing of the first's back
+        assert {sid: h.node_id for sid, h in rows.items()} == dict.fromkeys(ids, "same")
+        await other.round()
+        assert first.held == frozenset(ids) and not other.held  # nothing free to take
+
+
+async def test_leave_gives_idle_sessions_back_at_once_and_busy_ones_when_done(pg_url: str):
+    """A stopping node (`leave()`) starts no work, claims nothing, gives an idle session back
+    at its next round and a busy one once the work in flight ends; another node takes them."""
+    async with Store(pg_url) as store:
+        await store.upgrade()
+        ids = await _sessions(store, pg_url, 2)
+        leaving, other = _leases(store, ids, "leaving"), _leases(store, ids, "other")
+        await leaving.round()
+        busy, idle = ids
+        async with leaving.hold(busy) as ok:
+            assert ok
+            leaving.leave()
+            assert not leaving.holds(idle) and not leaving.holds(busy)
+            await leaving.round()
+            await other.round()
+            assert other.held == {idle}  # the idle one moved at once
+        await leaving.round()  # the work ended: given back
+        await other.round()
+        assert other.held == frozenset(ids) and not leaving.held

@@ -187,6 +187,8 @@ async def run(
             on_ready(daemon)
         await stop.wait()
         notifier.stopping()
+        if leases is not None:
+            leases.leave()  # idle sessions to the other nodes now, busy ones as they finish
         log.info("stopping: finishing work in flight", extra={"event": "daemon.stopping"})
     log.info("stopped", extra={"event": "daemon.stopped"})
 

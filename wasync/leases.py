@@ -11,7 +11,14 @@ conditional `INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at < now() RETUR
 node over its share drains the extra (no new work starts; the lease is given back once the
 work in flight has finished). A node that dies loses its leases when they expire; one that
 stops gives them back at once and NOTIFYs the others (`wasync_leases`), which take over without
-waiting for their next round. Times are the database's (`now()`), so node clocks may differ.
+waiting for their next round; `leave()` starts that as soon as the node begins to stop. Times
+are the database's (`now()`), so node clocks may differ.
+
+A `nodes` row belongs to one process: the `started_at` its first round wrote. A second live
+process with the same node id holds nothing (one WARNING) and never gives back the first
+one's leases; a node restarted under its old id (after `kill -9`) takes the row once the old
+one expired, and lease rows under its id that it does not track (its predecessor's, a claim
+whose commit answer was lost) are deleted, not renewed.
 
 SQLite has one node: it holds every session, and an OS lock (`wasync.nodelock`: `flock` on
 `<database>.lock`, held for the daemon's life) refuses a second `wasync run` on the file.
@@ -29,12 +36,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import case, delete, false, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wasync.config.cluster import ClusterConfig
-from wasync.nodelock import file_lock_holder
+from wasync.lease_holders import Holder, holders
 from wasync.outage import Outage
 from wasync.store import Store
 from wasync.store import models as m
@@ -47,13 +54,8 @@ T_LEASES = m.SessionLease.__table__  # type: ignore[attr-defined]
 CHANNEL = "wasync_leases"  # NOTIFY when leases are given back or a node joins
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Holder:
-    """Who holds a session's lease, and until when (None: the SQLite node, no expiry)."""
-
-    session_id: int
-    node_id: str
-    expires_at: datetime | None
+class NodeIdInUse(RuntimeError):
+    """Another live process holds this node id's `nodes` row."""
 
 
 @dataclass(slots=True)
@@ -85,6 +87,9 @@ class Leases:
         self.ttl_s, self.renew_s = cfg.lease_ttl_s, cfg.resolved_renew_s()
         self.listeners: list[Callable[[frozenset[int]], None]] = []
         self._tenures: dict[int, _Tenure] = {}
+        self._instance: datetime | None = None  # our `nodes.started_at`: this process's mark
+        self._leaving = False  # stopping: claim nothing more, give everything back
+        self._id_in_use = False  # another live process holds our node id (said once)
         self._valid_until = math.inf
         self._wake = asyncio.Event()
         self._next_s = self.renew_s  # until the next round
@@ -127,6 +132,15 @@ class Leases:
             tenure.busy -= 1
             if not tenure.active and tenure.busy == 0:
                 self._wake.set()  # give it back now, not at the next round
+
+    def leave(self) -> None:
+        """The node is stopping: start no new work, claim nothing more, and give each lease
+        back as soon as its work in flight has ended (not when the whole daemon has shut
+        down: the other nodes take idle sessions over at once)."""
+        self._leaving = True
+        for tenure in self._tenures.values():
+            tenure.active = False
+        self._wake.set()
 
     # -- lifecycle --
 
@@ -180,13 +194,21 @@ class Leases:
                 live = await self._heartbeat(conn)
                 given = await self._give_back(conn)
                 kept = await self._renew(conn)
-                share = math.ceil(len(self.session_ids) / max(1, live))
+                share = 0 if self._leaving else math.ceil(len(self.session_ids) / max(1, live))
                 claimed = await self._claim(conn, share - len(kept), kept)
                 self._next_s = await self._next_round(conn)
+        except NodeIdInUse as exc:
+            if not self._id_in_use:  # once, not every round
+                log.warning("leases: %s", exc)
+                self._id_in_use = True
+            raise
         except Exception as exc:
             self._outage.failed(exc)
             raise
         self._outage.ok()
+        if self._id_in_use:
+            log.info("leases: node id %r is this process's now", self.node_id)
+            self._id_in_use = False
         self.rounds += 1
         self._valid_until = started + self.ttl_s * 0.9  # before the database's expiry
         before = self.held
@@ -208,13 +230,33 @@ class Leases:
         return func.now() + timedelta(seconds=self.ttl_s)
 
     async def _heartbeat(self, conn: AsyncConnection) -> int:
-        stmt = pg_insert(T_NODES).values(
-            id=self.node_id, started_at=func.now(), expires_at=self._expiry()
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["id"], set_={"expires_at": stmt.excluded.expires_at}
-        )
-        await conn.execute(stmt)
+        """Move our `nodes` row ahead; the number of live nodes. The row is ours while its
+        `started_at` is the one our first round wrote: a second live process with the same
+        node id (a copied config) waits instead of sharing its leases, and a node restarted
+        under its old id takes the row (and drops the old leases) once the old one expired."""
+        n = T_NODES.c
+        # A leaving node no longer counts as live: the others' fair share grows at once.
+        until = func.now() if self._leaving else self._expiry()
+        stmt = pg_insert(T_NODES).values(id=self.node_id, started_at=func.now(), expires_at=until)
+        ours = n.started_at == self._instance if self._instance is not None else false()
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                "expires_at": stmt.excluded.expires_at,
+                "started_at": case((ours, n.started_at), else_=stmt.excluded.started_at),
+            },
+            where=or_(ours, n.expires_at < func.now()),
+        ).returning(n.started_at)
+        instance = await conn.scalar(upsert)
+        if instance is None:
+            raise NodeIdInUse(
+                f"node id {self.node_id!r} is held by another live process (a second node with"
+                " this [cluster] node_id, or this one's predecessor within lease_ttl_s):"
+                " holding no session until its row expires"
+            )
+        if instance != self._instance:  # a new tenure of the row: no lease of the old one
+            self._tenures.clear()
+            self._instance = instance
         gone = func.now() - timedelta(seconds=self.ttl_s * 20)
         await conn.execute(delete(T_NODES).where(T_NODES.c.expires_at < gone))
         live = select(func.count()).where(T_NODES.c.expires_at > func.now())
@@ -238,13 +280,16 @@ class Leases:
             c = T_LEASES.c
             await conn.execute(
                 delete(T_LEASES).where(c.node_id == self.node_id, c.session_id.in_(done))
-            )
-            for sid in done:
-                del self._tenures[sid]
+            )  # the tenures go after the commit (`_apply`): a failed round gives back again
         return done
 
     async def _renew(self, conn: AsyncConnection) -> set[int]:
+        """Renew our leases; rows under our node id that this process does not track (its
+        predecessor's, or a claim whose commit answer was lost) are deleted, not renewed:
+        renewed and never served, nobody else could take them."""
         c = T_LEASES.c
+        mine = c.node_id == self.node_id
+        await conn.execute(delete(T_LEASES).where(mine, c.session_id.not_in(list(self._tenures))))
         stmt = (
             update(T_LEASES)
             .where(c.node_id == self.node_id)
@@ -305,11 +350,18 @@ class Leases:
                 self._wake.set()
 
     async def _give_back_all(self) -> None:
-        async with self.store.write() as conn:
-            await conn.execute(delete(T_LEASES).where(T_LEASES.c.node_id == self.node_id))
-            await conn.execute(delete(T_NODES).where(T_NODES.c.id == self.node_id))
-            await conn.execute(text("SELECT pg_notify(:c, :n)"), {"c": CHANNEL, "n": self.node_id})
+        """Delete our leases and our `nodes` row, when the row is still ours (a duplicate of
+        our node id must not give back another process's leases)."""
         self._tenures.clear()
+        if self._instance is None:
+            return
+        n = T_NODES.c
+        async with self.store.write() as conn:
+            ours = delete(T_NODES).where(n.id == self.node_id, n.started_at == self._instance)
+            if (await conn.execute(ours)).rowcount == 0:
+                return
+            await conn.execute(delete(T_LEASES).where(T_LEASES.c.node_id == self.node_id))
+            await conn.execute(text("SELECT pg_notify(:c, :n)"), {"c": CHANNEL, "n": self.node_id})
         log.info("leases: node %s gave its leases back", self.node_id)
 
     async def _notify(self) -> None:
@@ -319,26 +371,4 @@ class Leases:
                 await conn.execute(stmt, {"c": CHANNEL, "n": self.node_id})
 
 
-# --- who holds what (`wasync sessions`, `/readyz`) ------------------------------------------------
-
-
-async def holders(store: Store) -> dict[int, Holder]:
-    """The live lease of each session: Postgres rows not expired; on SQLite the running
-    daemon's node for every session (none when no `wasync run` holds the file)."""
-    if store.is_sqlite:
-        node = file_lock_holder(store)
-        if node is None:
-            return {}
-        async with store.read() as conn:
-            ids = await conn.scalars(select(m.Session.__table__.c.id))  # type: ignore[attr-defined]
-            return {int(s): Holder(session_id=int(s), node_id=node, expires_at=None) for s in ids}
-    c = T_LEASES.c
-    q = select(c.session_id, c.node_id, c.expires_at).where(c.expires_at > func.now())
-    async with store.read() as conn:
-        rows = await conn.execute(q)
-        return {
-            int(r.session_id): Holder(
-                session_id=int(r.session_id), node_id=r.node_id, expires_at=r.expires_at
-            )
-            for r in rows
-        }
+__all__ = ["Holder", "Leases", "NodeIdInUse", "holders"]

@@ -2,7 +2,7 @@
 each configured session, the messages it holds and what it could not store.
 
 Read-only: the sessions table (state as the provider last reported it), the node holding its
-lease (`wasync.leases.holders`; on SQLite the one running daemon), message counts, each
+lease (`wasync.lease_holders.holders`; on SQLite the one running daemon), message counts, each
 session's health from message flow (`session_health`, `wasync.health`: last successful poll,
 newest inbound message, webhook-vs-poll lag, messages reconciliation recovered in the last
 hour, `OK` / `STALLED` / `DOWN`), and `dead_letters` not yet replayed, by kind
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wasync import deadletters
 from wasync.config import Settings
 from wasync.health import MISSED_WEBHOOKS, SILENCE, SessionHealth, from_row
-from wasync.leases import holders
+from wasync.lease_holders import holders
 from wasync.registry import configured_refs
 from wasync.store import Store
 from wasync.store import models as m
