@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -39,16 +38,20 @@ from wasync.healthwatch import HealthWatch
 from wasync.metrics import Metrics
 from wasync.paging import MAX_PAGES, window_pages
 from wasync.pipeline import CursorUpdate, Pipeline
-from wasync.providers.base import ChatHead, Provider
+from wasync.providers.base import ChatHead, Page, Provider
 from wasync.recheck import Recheck
 from wasync.seen import Seen
 from wasync.store import Store
 from wasync.store import models as m
+from wasync.stream import Stream
 
 log = logging.getLogger(__name__)
 
 SESSION_SCOPE = "*"
-MAX_AHEAD_S = 86_400.0
+# A cursor never runs further ahead of our clock than this (nor than half the overlap window):
+# a row dated in the future (a broken phone clock, a hostile provider) hides, at most, what
+# the overlap window reads again once real time has passed the cursor.
+MAX_AHEAD_S = 60.0
 
 
 class Poller:
@@ -85,19 +88,20 @@ class Poller:
         self._cursors: dict[str, float] | None = None
         self._heads: dict[str, HeadSig] = {}
         self._confirm: set[str] = set()  # chats to read once more: their newest second is young
-        self._seen = Seen()
+        self.seen = Seen()
         self._state_checked_at = float("-inf")
         self._stats = CycleStats()  # the cycle in progress (the ack check ingests into it)
         self.recheck = Recheck(
             provider,
             store,
             poll,
-            ingest=lambda events: self._ingest(events, self._stats),
-            seen=self._seen,
+            ingest=lambda events: self.ingest(events, self._stats),
+            seen=self.seen,
             chat_ids=lambda: [s for s in self._cursors or {} if s != SESSION_SCOPE],
-            session_cursor=self._session_cursor,
+            session_cursor=self.session_cursor,
             clock=clock,
         )
+        self.stream = Stream(self)  # the one-stream strategy (chatId=all)
         self._failing: str | None = None  # the unexpected error last logged with its traceback
         self.last: CycleStats | None = None
 
@@ -144,10 +148,23 @@ class Poller:
             )
         return stats
 
-    def _capped(self, ts: float) -> float:
-        """A cursor never moves more than `MAX_AHEAD_S` past our clock: one message dated in
-        the year 9999 (a broken phone clock, a hostile provider) must not hide every later one."""
-        return min(ts, self.clock() + MAX_AHEAD_S)
+    def capped(self, ts: float) -> float:
+        """A cursor never moves more than `MAX_AHEAD_S` (or half the overlap window) past our
+        clock: one message dated in the year 9999 must not hide every later one."""
+        return min(ts, self._ahead_limit())
+
+    def cursor_top(self, page: Page) -> float | None:
+        """The newest time of a page the stream's cursor may move to: rows dated beyond the
+        cap are stored but left out, or a future-dated row would carry the cursor along just
+        ahead of our clock, above every real row, until its date had passed."""
+        limit = self._ahead_limit()
+        if page.max_ts is None or page.max_ts <= limit:
+            return page.max_ts
+        times = [t.timestamp() for ev in page.events if (t := getattr(ev, "timestamp", None))]
+        return max((t for t in times if t <= limit), default=None)
+
+    def _ahead_limit(self) -> float:
+        return self.clock() + min(MAX_AHEAD_S, self.poll.overlap_s / 2)
 
     async def _cycle(self, stats: CycleStats) -> None:
         if self._cursors is None:
@@ -163,14 +180,17 @@ class Poller:
                 self._block(state.blocker)
                 return
             self._unblock()
-        if await self.provider.supports_all_chats():
-            await self._poll_stream(stats)
+        stream = await self.provider.supports_all_chats()
+        if stream:
+            await self.stream.poll(stats)
         else:
             await self._poll_heads(stats)
+        requests0 = self.provider.requests
+        if stream and self.stream.late_due():
+            await self.stream.late(stats)
         if self.recheck.due():
-            requests0 = self.provider.requests
             stats.rechecked += await self.recheck.run()
-            stats.check_requests = self.provider.requests - requests0
+        stats.check_requests = self.provider.requests - requests0
 
     def _block(self, reason: str) -> None:
         """The session is up but cannot be polled: one WARNING saying how to fix it (not an
@@ -187,7 +207,7 @@ class Poller:
     # --- chat-list strategy -----------------------------------------------------------------
 
     async def _poll_heads(self, stats: CycleStats) -> None:
-        floor = self._session_cursor() - self.poll.overlap_s
+        floor = self.session_cursor() - self.poll.overlap_s
         newest = None
         offset = 0
         for _ in range(MAX_PAGES):
@@ -198,36 +218,39 @@ class Poller:
                 if head.last_ts < floor:
                     break
                 newest = max(newest or head.last_ts, head.last_ts)
-                await self._sync_chat(head, stats)
+                await self._sync_chat(head, stats, newest)
             else:
                 if len(heads) >= self.poll.page_size:
                     offset += self.poll.page_size
                     continue
             break
-        if newest is not None and (top := self._capped(newest)) > self._session_cursor():
-            await self._ingest([], stats, CursorUpdate(session_id=self.session_id, ts=top))
+        if newest is not None and (top := self.capped(newest)) > self.session_cursor():
+            await self.ingest([], stats, CursorUpdate(session_id=self.session_id, ts=top))
 
-    async def _sync_chat(self, head: ChatHead, stats: CycleStats) -> None:
+    async def _sync_chat(self, head: ChatHead, stats: CycleStats, newest: float) -> None:
+        """Read a chat whose head moved (or that is owed a second read); `newest` is the
+        newest head of the listing: the provider's "now", against which a chat's newest
+        second is judged young (our clock may run ahead of the provider's)."""
         before, sig = self._heads.get(head.chat_id), HeadSig.of(head)
         confirm = head.chat_id in self._confirm
-        if not confirm and unchanged(before, sig, self._seen):
+        if not confirm and unchanged(before, sig, self.seen):
             self._heads[head.chat_id] = sig
             return
         stats.chats += 1
         assert self._cursors is not None
         cursor = self._cursors.get(head.chat_id)
         self._confirm.discard(head.chat_id)
-        if not confirm and head_is_enough(before, sig, head, cursor, self._seen):
-            await self._ingest(self.provider.head_events(head), stats)
+        if not confirm and head_is_enough(before, sig, head, cursor, self.seen):
+            await self.ingest(self.provider.head_events(head), stats)
         else:
-            since = (cursor if cursor is not None else self._session_cursor()) - self.poll.overlap_s
+            since = (cursor if cursor is not None else self.session_cursor()) - self.poll.overlap_s
             top = await self.fetch_window(head.chat_id, since, stats)
-            ts = self._capped(max(t for t in (top, head.last_ts, cursor) if t is not None))
-            await self._ingest(
+            ts = self.capped(max(t for t in (top, head.last_ts, cursor) if t is not None))
+            await self.ingest(
                 [], stats, CursorUpdate(session_id=self.session_id, scope=head.chat_id, ts=ts)
             )
             self._cursors[head.chat_id] = ts
-            if not confirm and self.clock() - ts < self.poll.overlap_s:
+            if not confirm and min(self.clock(), newest) - ts < self.poll.overlap_s:
                 self._confirm.add(head.chat_id)  # its newest second may still fill: once more
         self._heads[head.chat_id] = sig
 
@@ -248,72 +271,21 @@ class Poller:
         )
         async for page in pages:
             stats.fetched += page.size
-            await self._ingest(page.events, stats)
+            await self.ingest(page.events, stats)
             if page.max_ts is not None:
                 newest = max(newest or page.max_ts, page.max_ts)
         return newest
 
-    # --- one-stream strategy (chatId=all) ---------------------------------------------------
-
-    async def _poll_stream(self, stats: CycleStats) -> None:
-        """The newest second we hold and what follows it (when idle, that second's rows, all
-        known), then, if that showed a row we had not seen, the overlap window behind it
-        (late rows). A row that landed in our newest second after we read it is such a row:
-        reading from the next second on would miss it for as long as the session stays quiet."""
-        cursor = self._session_cursor()
-        second = math.floor(cursor)
-        if await self._walk_stream(second, None, stats, probe=True):
-            await self._walk_stream(cursor - self.poll.overlap_s, second - 0.001, stats)
-
-    async def _walk_stream(
-        self, since: float, until: float | None, stats: CycleStats, *, probe: bool = False
-    ) -> bool:
-        """Page `[since, until]` of every chat oldest first, moving the session cursor with
-        each page; True when it held a row this poller had not seen. Only an empty page ends
-        it where pages may come back short (GOWS/NOWEB drop rows after `limit`), except that a
-        `probe` ends at a short page of known rows (the idle cycle's one request); a page of
-        rows we hold moves the window to its newest second, and ends the walk when that does
-        not advance."""
-        seen: set[str] = set()
-        page_no, novel = 1, False
-        for _ in range(MAX_PAGES):
-            page = await self.provider.messages(
-                None, since=since, until=until, limit=self.poll.page_size, page=page_no
-            )
-            if page.size == 0:
-                break
-            novel = novel or not all(self._seen.known(ev) for ev in page.events)
-            fresh = [i for i in page.ids if i not in seen]
-            seen.update(page.ids)
-            stats.fetched += page.size
-            cursor = None
-            if (
-                page.max_ts is not None
-                and (top := self._capped(page.max_ts)) > self._session_cursor()
-            ):
-                cursor = CursorUpdate(session_id=self.session_id, ts=top)
-            await self._ingest(page.events, stats, cursor)
-            if page.size < self.poll.page_size and (
-                (probe and not novel) or not self.provider.short_pages
-            ):
-                break
-            if fresh:
-                page_no += 1
-            elif page.max_ts is not None and page.max_ts > since:
-                since, page_no = page.max_ts, 1
-            else:
-                break
-        return novel
-
     # --- state --------------------------------------------------------------------------------
 
-    async def _ingest(
+    async def ingest(
         self, events: Sequence[Event], stats: CycleStats, cursor: CursorUpdate | None = None
     ) -> None:
+        """Hand what this poller has not seen yet (and the cursor) to the pipeline; count it."""
         fresh: list[Event] = []
         for ev in events:
-            if self._seen.known(ev):
-                self._seen.remember(ev)  # its time may have moved (an Evolution edit)
+            if self.seen.known(ev):
+                self.seen.remember(ev)  # its time may have moved (an Evolution edit)
             else:
                 fresh.append(ev)
         if not fresh and cursor is None:
@@ -331,7 +303,7 @@ class Poller:
             if self.reconciling:
                 self.metrics.reconciled.inc(result.new)
         for ev in fresh:
-            self._seen.remember(ev)
+            self.seen.remember(ev)
         if cursor is not None and cursor.scope == SESSION_SCOPE:
             assert self._cursors is not None
             self._cursors[SESSION_SCOPE] = max(cursor.ts, self._cursors.get(SESSION_SCOPE, 0.0))
@@ -360,7 +332,8 @@ class Poller:
             self._engine = engine or self._engine
         self._working = working
 
-    def _session_cursor(self) -> float:
+    def session_cursor(self) -> float:
+        """The newest time read from the session's stream (or the initial look-back)."""
         assert self._cursors is not None
         start = self.clock() - self.poll.initial_lookback_h * 3600
         return self._cursors.get(SESSION_SCOPE, start)

@@ -38,6 +38,8 @@ from wasync.providers.http import Http
 from wasync.providers.parsing import maybe_timestamp
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 
+END_OF_TIME = 253_402_300_799.0  # 9999-12-31T23:59:59Z: findMessages needs an upper bound
+
 
 class EvolutionProvider:
     """One Evolution API instance over HTTP (`apikey` header), for the poller, backfill and
@@ -88,7 +90,9 @@ class EvolutionProvider:
         is ignored unless both are present), `page` 1-based, `offset` = page size."""
         if chat_id is None:
             raise ValueError("Evolution needs a chat to list messages")
-        hi = until if until is not None else time.time() + 86_400
+        # No upper bound is "the end of time": a row dated ahead by a broken phone clock is
+        # still listed (the poller keeps it out of its cursors).
+        hi = until if until is not None else END_OF_TIME
         where = {
             # Rows of LID-addressed chats keep the raw @lid remoteJid; ask for both forms.
             "key": {"remoteJid": chat_id, "remoteJidAlt": chat_id},
