@@ -15,7 +15,15 @@ from wasync.ingest.normalize import normalize, usable_cursors
 from wasync.providers import evolution, waha
 from wasync.providers.http import MAX_RETRY_AFTER_S, retry_after
 from wasync.providers.parsing import as_int, as_number, maybe_timestamp, parse_timestamp
-from wasync.untrusted import clean_json, clean_text, loads, parse_int, parse_number, text_problem
+from wasync.untrusted import (
+    clean_json,
+    clean_text,
+    json_problem,
+    loads,
+    parse_int,
+    parse_number,
+    text_problem,
+)
 
 HOSTILE_NUMBERS = ["²", "٣", "1" * 5000, "1e999", "-1e999", "nan", "inf", " ", "", "0x10", "1_000"]
 
@@ -136,3 +144,14 @@ def test_retry_after_is_finite_and_at_most_a_day(value: str) -> None:
     resp = httpx.Response(429, headers={"retry-after": value})
     wait = retry_after(resp)
     assert 0 <= wait <= MAX_RETRY_AFTER_S
+
+
+def test_json_problem_reads_a_flat_portuguese_payload_as_clean() -> None:
+    """The flat-object fast path takes non-ASCII text (the usual message) and still finds a
+    NUL or a lone surrogate in it, in a value or a key, flat or nested."""
+    assert not json_problem({"body": "olá, tudo bem? ção", "ack": 1, "fromMe": False})
+    assert json_problem({"body": "olá\x00"})
+    assert json_problem({"body": "olá\ud800"})
+    assert json_problem({"olá\ud800": 1})
+    assert json_problem({"_data": {"body": "ção\ud800"}})
+    assert not json_problem({"_data": {"body": "ção"}, "list": ["é", 1]})

@@ -169,7 +169,9 @@ def json_problem(value: Any, *, depth: int = MAX_DEPTH) -> bool:
 
 
 def _plain(value: Any) -> bool:
-    """An ASCII string without NUL, an int, a bool or None: nothing to clean."""
+    """A string without NUL or lone surrogates, an int, a bool or None: nothing to clean.
+    (Portuguese text is not ASCII: the regex, in C, decides for it, so the flat-object fast
+    path of `json_problem` serves the usual message payload.)"""
     if type(value) is str:
-        return value.isascii() and "\x00" not in value
+        return "\x00" not in value and (value.isascii() or _BAD_TEXT.search(value) is None)
     return value is None or type(value) in (int, bool)
