@@ -5,7 +5,6 @@ restarted on the same port)."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser import SECRET, chromium, screenshot, shot_name
+from tests.daemon import start_daemon, stop_daemon
 from tests.test_page_live import MARIA, bubbles, chats
-from tests.test_two_daemons import start
 from wasync.auth import issue_token
 from wasync.sim import WahaSim, serve
 
@@ -58,31 +57,24 @@ api_key = "{WAHA_KEY}"
 
 
 class Daemon:
-    """A `wasync run` subprocess whose log is read (and dropped) so it never blocks."""
+    """A `wasync run` subprocess, its log in a file (`tests.daemon.start_daemon`), restartable."""
 
     def __init__(self, config: Path) -> None:
         self.config = config
         self.proc: asyncio.subprocess.Process | None = None
-        self.drain: asyncio.Task[None] | None = None
+        self.starts = 0
 
     async def start(self) -> str:
         """Start it; its base URL."""
-        self.proc, url = await start(self.config)
-        self.drain = asyncio.create_task(self._drain())
+        self.starts += 1
+        log = self.config.with_name(f"{self.config.stem}-{self.starts}.log")
+        self.proc, url = await start_daemon(self.config, log)
         return url
-
-    async def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        while await self.proc.stderr.readline():
-            pass
 
     async def stop(self) -> int:
         """SIGTERM; its exit code."""
-        assert self.proc is not None and self.drain is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.proc.wait(), 20)
-        await asyncio.wait_for(self.drain, 5)
-        return code
+        assert self.proc is not None
+        return await stop_daemon(self.proc, 20)
 
 
 async def test_the_page_shows_what_arrived_while_the_daemon_restarted(
