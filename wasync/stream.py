@@ -12,14 +12,37 @@ the ack check's).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from wasync.config import PollConfig
 from wasync.cycle import CycleStats
+from wasync.events import Event
 from wasync.paging import MAX_PAGES
 from wasync.pipeline import CursorUpdate
+from wasync.providers.base import Page, Provider
+from wasync.seen import Seen
 
-if TYPE_CHECKING:
-    from wasync.poller import Poller
+
+class Poller(Protocol):
+    """What the stream needs of `wasync.poller.Poller` (a protocol: no import cycle)."""
+
+    provider: Provider
+    poll: PollConfig
+    seen: Seen
+    clock: Callable[[], float]
+
+    @property
+    def session_id(self) -> int: ...
+
+    def session_cursor(self) -> float: ...
+
+    def cursor_top(self, page: Page) -> float | None: ...
+
+    async def ingest(
+        self, events: Sequence[Event], stats: CycleStats, cursor: CursorUpdate | None = None
+    ) -> None: ...
+
 
 # A late walk passes over this many empty pages in a row where pages may come back short: GOWS
 # fills `limit` before it drops reactions and protocol rows, so a page can be empty mid-stream.
