@@ -167,14 +167,18 @@ class Attempt:
             await asyncio.sleep(min(until - now, step - (now - renewed)))
 
     async def _refresh(self) -> bool:
-        """Renew the claim (`updated_at`), fenced on its `attempts`; False when the row is no
-        longer ours."""
+        """Renew the claim (`updated_at`); False when the row is no longer ours."""
+        return await self._fenced(updated_at=datetime.now(UTC))
+
+    async def _fenced(self, **values: Any) -> bool:
+        """Update the claimed row while it is still this claim's (SENDING, same `attempts`);
+        False when another sender has taken it since."""
         c, o = self.claim, T_OUTBOX.c
         async with self.outbox.store.write() as conn:
             result = await conn.execute(
                 update(T_OUTBOX)
                 .where(o.id == c.id, o.status == SENDING, o.attempts == c.attempts)
-                .values(updated_at=datetime.now(UTC))
+                .values(**values)
             )
         return bool(result.rowcount)
 
@@ -191,19 +195,13 @@ class Attempt:
         await self._later(QUEUED, error, delay_s)
 
     async def _later(self, status: str, error: str, delay_s: float) -> None:
-        c, o = self.claim, T_OUTBOX.c
         now = datetime.now(UTC)
-        async with self.outbox.store.write() as conn:
-            await conn.execute(
-                update(T_OUTBOX)
-                .where(o.id == c.id, o.status == SENDING, o.attempts == c.attempts)
-                .values(
-                    status=status,
-                    last_error=error[:2000],
-                    next_attempt_at=now + timedelta(seconds=delay_s),
-                    updated_at=now,
-                )
-            )
+        await self._fenced(
+            status=status,
+            last_error=error[:2000],
+            next_attempt_at=now + timedelta(seconds=delay_s),
+            updated_at=now,
+        )
 
     async def _reconcile(self) -> SendReceipt | None:
         """Our fromMe message in the chat, if the provider has it and no other row owns it."""

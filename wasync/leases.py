@@ -89,7 +89,10 @@ class Leases:
         self._tenures: dict[int, _Tenure] = {}
         self._instance: datetime | None = None  # our `nodes.started_at`: this process's mark
         self._leaving = False  # stopping: claim nothing more, give everything back
-        self._id_in_use = False  # another live process holds our node id (said once)
+        # Another live process holding our node id: one WARNING, one INFO when it is ours.
+        self._id_in_use = Outage(
+            log, "leases", down="%s", back=f"node id {self.node_id!r} is this process's now"
+        )
         self._valid_until = math.inf
         self._wake = asyncio.Event()
         self._next_s = self.renew_s  # until the next round
@@ -198,17 +201,13 @@ class Leases:
                 claimed = await self._claim(conn, share - len(kept), kept)
                 self._next_s = await self._next_round(conn)
         except NodeIdInUse as exc:
-            if not self._id_in_use:  # once, not every round
-                log.warning("leases: %s", exc)
-                self._id_in_use = True
+            self._id_in_use.failed(exc)
             raise
         except Exception as exc:
             self._outage.failed(exc)
             raise
         self._outage.ok()
-        if self._id_in_use:
-            log.info("leases: node id %r is this process's now", self.node_id)
-            self._id_in_use = False
+        self._id_in_use.ok()
         self.rounds += 1
         self._valid_until = started + self.ttl_s * 0.9  # before the database's expiry
         before = self.held

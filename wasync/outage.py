@@ -21,9 +21,18 @@ class Outage:
     """The up/down state of the store as seen by one component (`what` names it)."""
 
     def __init__(
-        self, logger: logging.Logger, what: str, *, clock: Callable[[], float] = time.monotonic
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        down: str = "store unavailable (%s); retrying quietly",
+        back: str = "store is back",
     ) -> None:
+        """`down` (with the error for `%s`) and `back` are the two lines, after `what: `;
+        the store's outage by default, any other condition that comes and goes otherwise."""
         self.logger, self.what, self.clock = logger, what, clock
+        self.down_line, self.back_line = down, back
         self.down = False
         self._failing: str | None = None
         self._back_at = float("-inf")  # when `ok()` last said the store is back
@@ -38,7 +47,7 @@ class Outage:
         if self.clock() - self._back_at < SETTLE_S:
             self._quiet = True
             return
-        self.logger.warning("%s: store unavailable (%s); retrying quietly", self.what, exc)
+        self.logger.warning("%s: %s", self.what, self.down_line % (exc,))
 
     def broken(self, exc: BaseException) -> None:
         """Something else went wrong: its traceback once, while the same error repeats."""
@@ -54,6 +63,6 @@ class Outage:
             if self._quiet:
                 self._quiet = False
             else:
-                self.logger.info("%s: store is back", self.what)
+                self.logger.info("%s: %s", self.what, self.back_line)
                 self._back_at = self.clock()
         self._failing = None
