@@ -3,14 +3,21 @@ normalizer built on them. Pure functions, no I/O."""
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.factories import msg
 from wasync.errors import PayloadError
-from wasync.events import Address, CursorUpdate, Reaction
+from wasync.events import Address, CursorUpdate, Message, Reaction
+from wasync.ingest import normalize as normalize_module
 from wasync.ingest.normalize import normalize, usable_cursors
 from wasync.providers import evolution, waha
 from wasync.providers.http import MAX_RETRY_AFTER_S, retry_after
@@ -22,6 +29,7 @@ from wasync.untrusted import (
     loads,
     parse_int,
     parse_number,
+    storable,
     text_problem,
 )
 
@@ -155,3 +163,131 @@ def test_json_problem_reads_a_flat_portuguese_payload_as_clean() -> None:
     assert json_problem({"olá\ud800": 1})
     assert json_problem({"_data": {"body": "ção\ud800"}})
     assert not json_problem({"_data": {"body": "ção"}, "list": ["é", 1]})
+
+
+# Clean text with Portuguese and emoji; a key may also be exactly as long as its column.
+_TEXT = st.text(alphabet="a1@ção😀 ", max_size=8)
+_KEY_LIMITS = {
+    "pmid": normalize_module.PMID,
+    "reply_to": normalize_module.PMID,
+    "chat.jid": normalize_module.JID,
+    "chat.phone": normalize_module.PHONE,
+    "chat.lid": normalize_module.LID,
+    "sender.jid": normalize_module.JID,
+    "sender.phone": normalize_module.PHONE,
+    "sender.lid": normalize_module.LID,
+}
+_FIELDS = [*_KEY_LIMITS, "body", "push_name", "extra", "raw", "raw.nested", "raw.key"]
+_POISONS = ["\x00", "\ud800", "\udfff", "too long", float("nan")]
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@st.composite
+def _messages(draw: st.DrawFn) -> Message:
+    """A clean message, with at most one field poisoned: NUL, a lone surrogate, one
+    character more than its column holds, or NaN in its JSON."""
+    fields: dict[str, Any] = {}
+    for name, limit in _KEY_LIMITS.items():
+        optional = name not in ("pmid", "chat.jid", "sender.jid")
+        choice = st.none() if optional else st.nothing()
+        fields[name] = draw(choice | _TEXT | st.just("9" * limit))
+    for name in ("body", "push_name"):
+        fields[name] = draw(st.none() | _TEXT)
+    fields["extra"] = draw(st.dictionaries(_TEXT, _JSON, max_size=3))
+    fields["raw"] = draw(st.none() | st.dictionaries(_TEXT, _JSON, max_size=4))
+    target, poison = draw(st.sampled_from([None, *_FIELDS])), draw(st.sampled_from(_POISONS))
+    if target in _KEY_LIMITS and poison == "too long":
+        fields[target] = "9" * (_KEY_LIMITS[target] + 1)
+    elif target in _KEY_LIMITS or target in ("body", "push_name"):
+        if isinstance(poison, str) and poison != "too long":
+            fields[target] = (fields[target] or "") + poison
+    elif target is not None:
+        bad = poison if poison != "too long" else "x" * 10_000  # free text: no limit
+        json_field = "extra" if target == "extra" else "raw"
+        doc = dict(fields[json_field] or {})
+        if target == "raw.key" and isinstance(bad, str):
+            doc[f"k{bad}"] = 1
+        elif target == "raw.nested":
+            doc["_data"] = {"list": [1, bad]}
+        else:
+            doc["v"] = bad
+        fields[json_field] = doc
+    sender = (
+        Address(jid=fields["sender.jid"], phone=fields["sender.phone"], lid=fields["sender.lid"])
+        if draw(st.booleans())
+        else None
+    )
+    return replace(
+        msg(1, "x", "5531988887777@s.whatsapp.net"),
+        provider_message_id=fields["pmid"],
+        chat=Address(jid=fields["chat.jid"], phone=fields["chat.phone"], lid=fields["chat.lid"]),
+        sender=sender,
+        reply_to=fields["reply_to"],
+        body=fields["body"],
+        push_name=fields["push_name"],
+        extra=fields["extra"],
+        raw=fields["raw"],
+    )
+
+
+@settings(max_examples=2000)
+@given(ev=_messages(), mode=st.sampled_from(["clean", "quarantine"]))
+def test_the_one_look_fast_path_agrees_with_the_field_by_field_check(
+    ev: Message, mode: Literal["clean", "quarantine"]
+) -> None:
+    """A message the joined-text look (`_untouched`) lets through is one the field-by-field
+    check keeps as it is; every other message gets exactly what that check gives it."""
+    try:
+        expected: Message | str = normalize_module._checked(ev, mode)
+    except normalize_module._Refused as exc:
+        expected = str(exc)
+    if normalize_module._untouched(ev):
+        assert expected is ev
+    kept, refused = normalize([ev], invalid_text=mode)
+    got = kept[0] if kept else refused[0].reason
+    assert got == expected
+    assert (got is ev) == (expected is ev)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from("aç😀\x00\ud800\udbff\udc00\udfff\ud7ff\ue000")))
+def test_storable_is_exactly_no_nul_and_no_lone_surrogate(text: str) -> None:
+    """The encoder-based check says what the regex of the two bad characters says."""
+    assert storable(text) == (re.search("[\x00\ud800-\udfff]", text) is None)
+
+
+def _needs_cleaning(value: Any, depth: int) -> bool:
+    """`json_problem`'s meaning, spelled out the slow way (the oracle)."""
+    if isinstance(value, str):
+        return re.search("[\x00\ud800-\udfff]", value) is not None
+    if isinstance(value, dict | list) and depth <= 0:
+        return True
+    if isinstance(value, dict):
+        return any(
+            _needs_cleaning(str(k), depth) or _needs_cleaning(v, depth - 1)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_needs_cleaning(v, depth - 1) for v in value)
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+_EDGY_TEXT = st.text(alphabet=st.sampled_from("aç😀\x00\ud800"), max_size=4)
+_EDGY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _EDGY_TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(_EDGY_TEXT | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=1000)
+@given(doc=_EDGY_JSON, depth=st.integers(1, 4))
+def test_json_problem_means_what_it_says_flat_or_nested(doc: Any, depth: int) -> None:
+    """The flat-object fast path and the walk both answer as the spelled-out oracle does."""
+    assert json_problem(doc, depth=depth) == _needs_cleaning(doc, depth)

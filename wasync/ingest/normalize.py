@@ -15,7 +15,7 @@ Numbers come from `wasync.untrusted.parse_int`, which already refuses what a 64-
 cannot hold; one that gets here anyway (a caller building events by hand) is refused by the
 store, and the pipeline quarantines it then.
 
-The common event passes with a handful of `len()` and `isascii()` calls and is not copied.
+The common message passes with one look at its joined text (`_untouched`) and is not copied.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from wasync.events import (
     SessionStatus,
 )
 from wasync.store import models as m
-from wasync.untrusted import clean_json, clean_text, json_problem, text_problem
+from wasync.untrusted import clean_json, clean_text, json_problem, storable, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,49 @@ def _event(ev: Event, mode: InvalidText) -> Event:
 
 
 def _message(ev: Message, mode: InvalidText) -> Message:
+    if _untouched(ev):
+        return ev  # the common case: one look at all its text, no copy
+    return _checked(ev, mode)
+
+
+def _untouched(ev: Message) -> bool:
+    """True when `_checked` would keep `ev` as it is: no media, every key within its column,
+    and its keys, texts and JSON free of NUL and lone surrogates. The text is looked at once,
+    joined (a bad character cannot hide in a join, nor can two good strings make one). False
+    sends the event through `_checked`, which finds what, and says why."""
+    chat, sender, reply_to = ev.chat, ev.sender, ev.reply_to
+    if (
+        ev.media is not None
+        or len(ev.provider_message_id) > PMID
+        or not _fits(chat)
+        or (sender is not None and not _fits(sender))
+        or (reply_to is not None and len(reply_to) > PMID)
+    ):
+        return False
+    parts = [ev.provider_message_id, chat.jid, chat.phone, chat.lid, reply_to, ev.body]
+    parts.append(ev.push_name)
+    if sender is not None:
+        parts += (sender.jid, sender.phone, sender.lid)
+    try:
+        text = "".join([p for p in parts if p is not None])
+    except TypeError:  # a value that is not text: `_checked` decides
+        return False
+    if not storable(text):
+        return False
+    extra, raw = ev.extra, ev.raw
+    return (not extra or not json_problem(extra)) and (not raw or not json_problem(raw))
+
+
+def _fits(addr: Address) -> bool:
+    return (
+        len(addr.jid) <= JID
+        and (addr.phone is None or len(addr.phone) <= PHONE)
+        and (addr.lid is None or len(addr.lid) <= LID)
+    )
+
+
+def _checked(ev: Message, mode: InvalidText) -> Message:
+    """`ev` checked field by field: refused with the reason, cleaned, or itself."""
     _keys(ev, ev.chat, ev.sender)
     if ev.reply_to is not None:
         _key("reply_to", ev.reply_to, PMID)
@@ -162,20 +205,15 @@ def _address(name: str, addr: Address) -> None:
 def _key(name: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise _Refused(f"{name} is {len(value)} characters long (the column holds {limit})")
-    if not value.isascii() or "\x00" in value:
-        problem = text_problem(value)
-        if problem is not None:
-            raise _Refused(f"{name} {problem}")
+    if not storable(value):
+        raise _Refused(f"{name} {text_problem(value)}")
 
 
 def _text(name: str, value: Any, mode: InvalidText) -> Any:
-    if not isinstance(value, str) or (value.isascii() and "\x00" not in value):
-        return value
-    problem = text_problem(value)
-    if problem is None:
+    if not isinstance(value, str) or storable(value):
         return value
     if mode == "quarantine":
-        raise _Refused(f"{name} {problem}")
+        raise _Refused(f"{name} {text_problem(value)}")
     return clean_text(value)
 
 

@@ -34,6 +34,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         """Aware values in UTC (naive ones are UTC); anything else passes through."""
+        if value.__class__ is datetime and value.tzinfo is UTC:
+            return value  # the common case (every time wasync makes), without a call
         return as_utc(value) if isinstance(value, datetime) else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
