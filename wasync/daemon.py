@@ -11,6 +11,7 @@ close.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -172,6 +173,7 @@ async def run(
             )
             stack.callback(ready.cancel)
         _on_signals(stop)
+        _freeze_startup(stack)
         log.info(
             "%s: %d session(s), polling every %ss, node %s, database %s, http %s%s",
             "wasync running" if duties else "wasync http worker serving",
@@ -197,6 +199,17 @@ async def run(
 # a burst of cycles used to queue its requests in httpcore's pool, which rescans every queued
 # request on each change: the daemon spent its CPU there and never caught up (bench_memory).
 POLLS_RUNNING = 100
+
+
+def _freeze_startup(stack: AsyncExitStack) -> None:
+    """Move what start-up built (modules, metadata, compiled statements, the app: it lives
+    as long as the process) out of the collector's sight, so that a full collection no longer
+    walks it in the middle of a request (bench_webhook, SQLite: p99 at half rate 52-68 ms ->
+    13-27 ms). Garbage is collected first, so only live objects are frozen; they are handed
+    back at stop (a daemon run inside a longer process, such as a test, leaks nothing)."""
+    gc.collect()
+    gc.freeze()
+    stack.callback(gc.unfreeze)
 
 
 def _interval(settings: Settings) -> float:
