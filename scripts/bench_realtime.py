@@ -56,6 +56,7 @@ from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.auth import issue_token
 from wasync.config import Settings, parse
+from wasync.daemon import freeze_startup
 from wasync.hub import Hub
 from wasync.pipeline import Pipeline
 from wasync.registry import sync
@@ -296,6 +297,7 @@ async def wasync_server(db_url: str) -> AsyncIterator[Server]:
             f"{base}/api/webhooks/whatsapp", events=["message"], hmac_key=HMAC_KEY
         )
         sim.add_session(SESSION, webhooks=[hook])
+        freeze_startup(stack)  # as `wasync run` does once it has started
         yield Server(base, sim, http)
 
 

@@ -173,7 +173,7 @@ async def run(
             )
             stack.callback(ready.cancel)
         _on_signals(stop)
-        _freeze_startup(stack)
+        freeze_startup(stack)
         log.info(
             "%s: %d session(s), polling every %ss, node %s, database %s, http %s%s",
             "wasync running" if duties else "wasync http worker serving",
@@ -201,7 +201,7 @@ async def run(
 POLLS_RUNNING = 100
 
 
-def _freeze_startup(stack: AsyncExitStack) -> None:
+def freeze_startup(stack: AsyncExitStack) -> None:
     """Move what start-up built (modules, metadata, compiled statements, the app: it lives
     as long as the process) out of the collector's sight, so that a full collection no longer
     walks it in the middle of a request (bench_webhook, SQLite: p99 at half rate 52-68 ms ->
