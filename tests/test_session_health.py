@@ -183,7 +183,8 @@ async def test_idle_cycles_of_a_healthy_session_are_written_once_per_interval(
 ):
     """HealthWatch skips the write of an idle cycle of an OK session within `heartbeat_s`;
     a cycle that recovered messages, one while a suspicion is pending, and the first after
-    the interval are written."""
+    the interval are written. A session STALLED for silence is skipped the same way until a
+    cycle stores a message."""
     s = sid(registry)
     now = [1_000_000.0]
     watch = HealthWatch(
@@ -220,6 +221,12 @@ async def test_idle_cycles_of_a_healthy_session_are_written_once_per_interval(
     assert await record() == interval  # the silence deadline is far: idle
     watch.last = replace(quiet, last_inbound_at=datetime.fromtimestamp(now[0] - 20, UTC))
     assert await record() > interval  # ... within one interval: written
+    watch.reconciling = False  # polling alone: a stored message is `new`, not `recovered`
+    now[0] += 30
+    written = await record()
+    watch.last = replace(quiet, state=STALLED, reason=SILENCE)
+    assert await record() == written  # STALLED for silence and still silent: idle too
+    assert await record(new=1) > written  # this cycle stored a message: written at once
 
 
 async def test_the_migration_creates_the_model_table_and_goes_back(store: Store):

@@ -3,9 +3,12 @@ run by the pipeline like every change) and the answer shown as its Prometheus ga
 
 An idle cycle of a healthy session can change nothing but the time of the last poll: it is
 written at most every `heartbeat_s` (30 s), so a session polled every 5 s without webhooks
-costs a transaction every 30 s, not every cycle. Any cycle that could change the state (it
-recovered messages, a suspicion or a stall is pending, the provider's state moved, the silence
-deadline is near) is written at once."""
+costs a transaction every 30 s, not every cycle. The same holds for a session `STALLED` for
+silence (nothing inbound for `silence_s`: most sessions at night), which only a message ends: a
+cycle that stored one is written at once, and one that came by webhook is seen within
+`heartbeat_s`. Any cycle that could change the state (it stored messages, a suspicion or a
+missed-webhooks stall is pending, the provider's state moved, the silence deadline is near) is
+written at once."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from datetime import UTC, datetime
 
 from wasync.cycle import CycleStats
 from wasync.errors import StoreRefused, StoreUnavailable
-from wasync.health import DOWN, OK, ObserveHealth, SessionHealth
+from wasync.health import DOWN, OK, SILENCE, STALLED, ObserveHealth, SessionHealth
 from wasync.metrics import SessionMetrics
 from wasync.pipeline import Pipeline
 
@@ -67,7 +70,7 @@ class HealthWatch:
             recovered=stats.new if self.reconciling else 0,
             silence_s=self.silence_s,
         )
-        if self._idle(command):
+        if self._idle(command, stats.new):
             if self.metrics is not None:
                 self.metrics.last_poll.labels(self.label).set(self.clock())
             return self.last
@@ -83,13 +86,17 @@ class HealthWatch:
         self.last = health
         return health  # type: ignore[no-any-return]
 
-    def _idle(self, command: ObserveHealth) -> bool:
+    def _idle(self, command: ObserveHealth, new: int) -> bool:
         """Nothing this cycle saw can change the recorded state, and the last write is
         recent: skip it (see the module docstring)."""
         last, now = self.last, self.clock()
-        if last is None or last.state != OK or last.suspect_at is not None:
+        if last is None or last.suspect_at is not None:
             return False
-        if not command.working or command.recovered or now - self._written_at >= self.heartbeat_s:
+        if not command.working or new or now - self._written_at >= self.heartbeat_s:
+            return False
+        if last.state == STALLED and last.reason == SILENCE:
+            return True  # still silent: only a message ends it (this cycle stored none)
+        if last.state != OK:
             return False
         if self.silence_s > 0:
             since = last.last_inbound_at or last.created_at
