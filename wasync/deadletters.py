@@ -115,6 +115,12 @@ def counts_by_session() -> Any:
     )
 
 
+def raw_body(doc: Any) -> bytes:
+    """A provider's JSON document (a listed row) as kept: ASCII JSON, NUL and lone surrogates
+    as escapes, anything not JSON as text."""
+    return json.dumps(doc, default=_plain, ensure_ascii=True).encode()
+
+
 def event_body(event: Event) -> bytes:
     """An event as JSON (ASCII, so NUL and lone surrogates are kept as escapes): what a
     quarantined row holds for a person to read, with the event's class as `event`."""

@@ -206,7 +206,17 @@ class SessionStatus:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-Event = Message | Ack | Revoke | Edit | Reaction | PollVote | SessionStatus
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unparsed:
+    """A listed row its parser refused: kept whole in `dead_letters` (`unparsed`), not lost."""
+
+    session_id: int
+    provider_message_id: str  # the row's own id when it shows one, else ""
+    reason: str
+    raw: Mapping[str, Any]
+
+
+Event = Message | Ack | Revoke | Edit | Reaction | PollVote | SessionStatus | Unparsed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -381,13 +391,5 @@ class MediaRequeue:
 
 MediaCommand = MediaClaim | MediaStored | MediaFailed | MediaExpired | MediaRequeue
 
-Command = (
-    SendQueued
-    | SendAccepted
-    | SendFailed
-    | ChangeChat
-    | ReadNotification
-    | UpdateLead
-    | MediaCommand
-    | ObserveHealth
-)
+AgentAction = ChangeChat | ReadNotification | UpdateLead  # what REST's agents do (`actions`)
+Command = SendQueued | SendAccepted | SendFailed | AgentAction | MediaCommand | ObserveHealth

@@ -120,7 +120,13 @@ async def replay_dead_letters(
         rows = (await conn.execute(unreplayed.order_by(d.id))).all()
     for row in rows:
         try:
-            events = parse_document(loads(row.body), registry, tenant=tenant or row.tenant_id)
+            doc, owner = loads(row.body), tenant or row.tenant_id
+            session = None
+            bare = isinstance(doc, Mapping) and providers.detect_kind(doc) is None
+            if bare and row.session_name:
+                # a row polling listed (a bare message): it belongs to the session that read it
+                session = resolve_session(registry, row.session_name, row.provider, owner)
+            events = parse_document(doc, registry, session=session, tenant=owner)
         except (ValueError, WasyncError) as exc:
             report.rejected += 1
             report.errors.append(f"dead letter {row.id}: {exc}")

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-from wasync.events import Ack, Edit, Event, Message, PollVote, Reaction, Revoke
+from wasync.events import Ack, Edit, Event, Message, PollVote, Reaction, Revoke, Unparsed
 
 SEEN_CAPACITY = 20_000
 
@@ -71,6 +71,8 @@ def _update_key(ev: Event) -> Hashable | None:
         return ("revoke", ev.provider_message_id)
     if isinstance(ev, PollVote):
         return ("vote", ev.provider_message_id, ev.voter)
+    if isinstance(ev, Unparsed):  # kept once: read again, it is nothing new
+        return ("unparsed", ev.provider_message_id, ev.reason)
     return None
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 from wasync.backfill.batch import Batch
 from wasync.backfill.checkpoints import Window, gaps, utc
 from wasync.backfill.options import Options
-from wasync.events import Event, Message, Reaction
+from wasync.events import Event, Message, Reaction, Unparsed
 from wasync.paging import MAX_PAGES, window_pages
 from wasync.providers.base import ChatHead, Page, Provider
 from wasync.registry import SessionRef
@@ -65,7 +65,7 @@ class _Read:
     def add(self, page: Page) -> None:
         """Count one page (an empty one only ends a walk: it is not counted)."""
         self.pages += 1 if page.size else 0
-        self.skipped += page.size - len(page.events)
+        self.skipped += skipped(page)
         self.total = page.total if page.total is not None else self.total
 
     def halves(self, left: _Read, right: _Read | None) -> _Read:
@@ -219,12 +219,18 @@ class ChatWalk:
                     continue
             fresh.append(ev)
         new = sum(1 for ev in fresh if isinstance(ev, Message | Reaction))
-        skipped = page.size - len(page.events)
-        self.stats.seen += new + skipped
-        self.stats.rejected += skipped
-        self.run.count(new + skipped)
+        rejected = skipped(page)
+        self.stats.seen += new + rejected
+        self.stats.rejected += rejected
+        self.run.count(new + rejected)
         await self.batch.add(fresh)
         return new
+
+
+def skipped(page: Page) -> int:
+    """The page's rows that are no message: not even an object, or kept unparsed."""
+    unparsed = sum(1 for ev in page.events if isinstance(ev, Unparsed))
+    return page.size - len(page.events) + unparsed
 
 
 async def list_chats(provider: Provider, page_size: int) -> list[ChatHead]:

@@ -38,6 +38,7 @@ from wasync.events import (
     Reaction,
     Revoke,
     SessionStatus,
+    Unparsed,
 )
 from wasync.store import models as m
 from wasync.untrusted import clean_json, clean_text, json_problem, storable, text_problem
@@ -116,6 +117,8 @@ def _event(ev: Event, mode: InvalidText) -> Event:
     if isinstance(ev, Edit):
         _key("provider_message_id", ev.provider_message_id, PMID)
         return _replace(ev, body=_text("body", ev.body, mode))
+    if isinstance(ev, Unparsed):  # a listed row its parser refused: kept, not stored
+        raise _Refused(ev.reason)
     if isinstance(ev, SessionStatus):
         status = _text("status", ev.status, mode)
         return _replace(ev, status=status, detail=_json("detail", ev.detail, mode))

@@ -3,7 +3,9 @@
 An event is refused before the store by `wasync.ingest.normalize` (a key longer than its
 column, text no column takes), or by the store itself, found by the pipeline retrying the
 job in halves. Either way the job's last transaction writes one `quarantined` row per refused
-event (its session, provider id, reason, and the event as JSON), in the transaction that
+event (its session, provider id, reason, and the event as JSON), or, for a row the provider
+listed that its parser refused (`Unparsed`), one `unparsed` row holding that row as the
+provider sent it (`wasync replay` parses it again once the parser can), in the transaction that
 moves the job's cursor past it: polling goes on after it, and a webhook is answered 2xx once
 it is kept. The same event refused again (a poll overlap, a provider retry) is kept once.
 """
@@ -15,6 +17,7 @@ import logging
 from sqlalchemy import select
 
 from wasync import deadletters
+from wasync.events import Unparsed
 from wasync.ingest.base import TxState
 from wasync.ingest.normalize import Refusal
 from wasync.ingest.statements import T_SESSIONS
@@ -32,11 +35,15 @@ def keep(tx: TxState) -> None:
         job.result.quarantined += 1
         sid = _session_id(refusal)
         tenant, name, provider = sessions.get(sid, (None, None, None))
-        pmid = getattr(refusal.event, "provider_message_id", None)
+        pmid = getattr(refusal.event, "provider_message_id", None) or None
+        ev = refusal.event
+        unparsed = isinstance(ev, Unparsed)  # the provider's own row: `wasync replay` reads it
         row = deadletters.row(
-            kind=deadletters.QUARANTINED,
+            kind=deadletters.UNPARSED if unparsed else deadletters.QUARANTINED,
             source=job.source,
-            body=deadletters.event_body(refusal.event),
+            body=deadletters.raw_body(ev.raw)
+            if isinstance(ev, Unparsed)
+            else deadletters.event_body(ev),
             error=refusal.reason,
             now=tx.now,
             provider=provider,
@@ -51,7 +58,7 @@ def keep(tx: TxState) -> None:
                 "session %s/%s: %s %s quarantined in dead_letters: %s",
                 tenant,
                 name,
-                type(refusal.event).__name__.lower(),
+                "unparsed row" if unparsed else type(ev).__name__.lower(),
                 (pmid or "")[:80],
                 row["error"],
             )

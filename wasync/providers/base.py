@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from wasync.errors import PayloadError
-from wasync.events import Edit, Event, Message, PollVote, Reaction, Revoke
+from wasync.events import Edit, Event, Message, PollVote, Reaction, Revoke, Unparsed
 from wasync.providers.http import Http
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt
 
@@ -230,18 +230,31 @@ def _row_id(ev: Event) -> str:
 
 
 def safe_parse(parse: Callable[..., Event], row: Any, session_id: int) -> Event | None:
-    """`parse(row)`, or None (logged) for a row that cannot be parsed: one bad message never
-    stops a page."""
+    """`parse(row)`; for a row that cannot be parsed, an `Unparsed` event that ingest keeps in
+    `dead_letters` (one bad message never stops a page, and is not lost); None for a row
+    that is not even an object."""
     if not isinstance(row, Mapping):
         return None
     try:
         return parse(row, session_id=session_id)
     except PayloadError as exc:
-        log.warning("provider message skipped: %s", exc)
-        return None
-    except Exception:  # a parser bug must cost one row, not the session's polling
-        log.exception("provider message skipped: the parser failed on it")
-        return None
+        reason = f"the provider's message could not be read: {exc}"
+    except Exception as exc:  # a parser bug must cost one row, not the session's polling
+        log.exception("provider message kept unparsed: the parser failed on it")
+        reason = f"the parser failed on the provider's message: {type(exc).__name__}: {exc}"
+    return Unparsed(
+        session_id=session_id, provider_message_id=_listed_id(row), reason=reason, raw=row
+    )
+
+
+def _listed_id(row: Mapping[str, Any]) -> str:
+    """The id a listed row shows (Evolution `key.id`: its row's own `id` is a database id;
+    WAHA `id`, `id._serialized`), or ""."""
+    key = row.get("key")
+    found = key.get("id") if isinstance(key, Mapping) else row.get("id")
+    if isinstance(found, Mapping):
+        found = found.get("_serialized")
+    return found if isinstance(found, str) else ""
 
 
 # --- the description of a provider ----------------------------------------------------------
