@@ -1,7 +1,7 @@
 """Benchmark wasync's webhook endpoint against the HTTP stack's limit and the CRM plan's handler.
 
 Usage: .venv/bin/python scripts/bench_webhook.py [--pg-url URL] [--no-sqlite] [--rounds 3]
-       [--duration-s 4] [--connections 32] [--workers 2] [--quick] [--json] [--loader auto]
+       [--duration-s 4] [--connections 32] [--workers 2] [--quick] [--json [FILE]] [--loader auto]
 
 Load generator: `wrk` (install it with `apt-get install -y wrk`); without it (or with
 `--loader python`) `scripts/bench_webhook_load.py`, an asyncio raw-socket client, runs in its own
@@ -22,7 +22,8 @@ each wasync and plan turn the stored rows are counted: at least every 2xx must b
 ("committed before 2xx"), else the script exits 1. Then wasync runs once more, open-loop at half
 its median maximum rate (the asyncio client), for the latency at that load. Prints medians and
 ranges of rate, p50, p99, the ratios wasync / empty and wasync / plan (medians of the rounds'
-ratios), and with `--json` a last line `{"bench": "webhook", ...}` for `scripts/bench_all`.
+ratios); `--json FILE` writes the figures for `scripts/bench_all`, `--json` alone prints a last
+line `{"bench": "webhook", ...}`.
 127.0.0.1 only; everything stops by itself.
 """
 
@@ -46,6 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_webhook_run import Server, run_load, start_server
+from benchjson import Figure, write
 
 from tests.daemon import drop_pg, fresh_pg, signed_waha_config, start_daemon
 
@@ -242,9 +244,65 @@ async def main(args: argparse.Namespace) -> int:
     for backend, res in results.items():
         assert isinstance(res, dict)
         report(backend, res)
-    if args.json:
+    if args.json == "-":
         print(json.dumps({"bench": "webhook", "loader": args.loader, "results": results}))
+    elif args.json is not None:
+        write(Path(args.json), "bench_webhook", figures(results), loader=args.loader)
     return 0
+
+
+def figures(results: dict[str, object]) -> list[Figure]:
+    """The README table's rows: each backend's rate against its two baselines, the p99 at
+    half rate, and `--workers N` against one process."""
+    out: list[Figure] = []
+    for backend, res in results.items():
+        assert isinstance(res, dict)
+        rate, empty, plan = (res[k]["rate"] for k in ("wasync", "empty", "plan"))
+        out.append(
+            Figure(
+                name=f"webhook endpoint (committed before 2xx), {backend}",
+                value=rate,
+                unit="msg/s",
+                baseline=empty,
+                baseline_name="empty handler, same HTTP stack",
+                ratio=res["ratio_empty"],
+                target=f">= {TARGETS['empty']}",
+            )
+        )
+        out.append(
+            Figure(
+                name=f"webhook endpoint vs the plan's per-request handler, {backend}",
+                value=rate,
+                unit="msg/s",
+                baseline=plan,
+                baseline_name="the plan's handler",
+                ratio=res["ratio_plan"],
+                target=f">= {TARGETS['plan']}",
+            )
+        )
+        half = res["half_rate"]
+        out.append(
+            Figure(
+                name=f"webhook p99 at half of wasync's rate ({half['rate']:.0f}/s), {backend}",
+                value=half["p99_ms"],
+                unit="ms",
+                target=f"< {TARGETS['p99_half_ms']:.0f}",
+            )
+        )
+        multi = next((k for k in res if k.startswith("wasync x")), None)
+        if multi and "ratio_workers" in res:
+            out.append(
+                Figure(
+                    name=f"webhook endpoint, `--workers {multi[8:]}`, {backend}",
+                    value=res[multi]["rate"],
+                    unit="msg/s",
+                    baseline=rate,
+                    baseline_name="one process",
+                    ratio=res["ratio_workers"],
+                    target=f">= {TARGETS['workers']}",
+                )
+            )
+    return out
 
 
 def cli() -> argparse.Namespace:
@@ -259,7 +317,13 @@ def cli() -> argparse.Namespace:
     parser.add_argument("--batch-max-wait-ms", type=float, default=0.0, help="wasync's config")
     parser.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s (scripts/bench_all)")
-    parser.add_argument("--json", action="store_true", help="a last machine-readable line")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        help="write the figures to FILE (scripts/bench_all); alone: a last machine-readable line",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration_s = 1, 2.0
