@@ -43,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -191,6 +192,21 @@ async def bench_backend(args: argparse.Namespace, backend: str) -> dict[str, obj
     return out
 
 
+def _rate_figure(
+    backend: str, res: dict[str, Any], name: str, value: float, baseline: float, of: str, key: str
+) -> Figure:
+    """A msg/s figure of `backend` beside its baseline, with the ratio and target of `key`."""
+    return Figure(
+        name=f"{name}, {backend}",
+        value=value,
+        unit="msg/s",
+        baseline=baseline,
+        baseline_name=of,
+        ratio=res[f"ratio_{key}"],
+        target=f">= {TARGETS[key]}",
+    )
+
+
 def fmt(load: dict[str, float]) -> str:
     stored = f" stored {load['stored']:.0f}" if "stored" in load else ""
     return (
@@ -259,25 +275,25 @@ def figures(results: dict[str, object]) -> list[Figure]:
         assert isinstance(res, dict)
         rate, empty, plan = (res[k]["rate"] for k in ("wasync", "empty", "plan"))
         out.append(
-            Figure(
-                name=f"webhook endpoint (committed before 2xx), {backend}",
-                value=rate,
-                unit="msg/s",
-                baseline=empty,
-                baseline_name="empty handler, same HTTP stack",
-                ratio=res["ratio_empty"],
-                target=f">= {TARGETS['empty']}",
+            _rate_figure(
+                backend,
+                res,
+                "webhook endpoint (committed before 2xx)",
+                rate,
+                empty,
+                "empty handler, same HTTP stack",
+                "empty",
             )
         )
         out.append(
-            Figure(
-                name=f"webhook endpoint vs the plan's per-request handler, {backend}",
-                value=rate,
-                unit="msg/s",
-                baseline=plan,
-                baseline_name="the plan's handler",
-                ratio=res["ratio_plan"],
-                target=f">= {TARGETS['plan']}",
+            _rate_figure(
+                backend,
+                res,
+                "webhook endpoint vs the plan's per-request handler",
+                rate,
+                plan,
+                "the plan's handler",
+                "plan",
             )
         )
         half = res["half_rate"]
@@ -291,16 +307,9 @@ def figures(results: dict[str, object]) -> list[Figure]:
         )
         multi = next((k for k in res if k.startswith("wasync x")), None)
         if multi and "ratio_workers" in res:
+            name = f"webhook endpoint, `--workers {multi[8:]}`"
             out.append(
-                Figure(
-                    name=f"webhook endpoint, `--workers {multi[8:]}`, {backend}",
-                    value=res[multi]["rate"],
-                    unit="msg/s",
-                    baseline=rate,
-                    baseline_name="one process",
-                    ratio=res["ratio_workers"],
-                    target=f">= {TARGETS['workers']}",
-                )
+                _rate_figure(backend, res, name, res[multi]["rate"], rate, "one process", "workers")
             )
     return out
 

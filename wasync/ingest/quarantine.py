@@ -35,15 +35,18 @@ def keep(tx: TxState) -> None:
         job.result.quarantined += 1
         sid = _session_id(refusal)
         tenant, name, provider = sessions.get(sid, (None, None, None))
-        pmid = getattr(refusal.event, "provider_message_id", None) or None
         ev = refusal.event
-        unparsed = isinstance(ev, Unparsed)  # the provider's own row: `wasync replay` reads it
+        pmid = getattr(ev, "provider_message_id", None) or None
+        # The provider's own row, as it sent it (`wasync replay` reads it), or the event.
+        unparsed, body = (
+            (True, deadletters.raw_body(ev.raw))
+            if isinstance(ev, Unparsed)
+            else (False, deadletters.event_body(ev))
+        )
         row = deadletters.row(
             kind=deadletters.UNPARSED if unparsed else deadletters.QUARANTINED,
             source=job.source,
-            body=deadletters.raw_body(ev.raw)
-            if isinstance(ev, Unparsed)
-            else deadletters.event_body(ev),
+            body=body,
             error=refusal.reason,
             now=tx.now,
             provider=provider,
