@@ -271,3 +271,42 @@ async def test_muted_webhooks_turn_the_session_stalled_within_two_cycles(
                 feed.task.cancel()
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_history_older_than_the_daemon_is_not_a_missed_webhook(
+    db_url: str, sims: Any, tmp_path: Path
+):
+    """Messages the providers hold from before the daemon started (an hour-old history, one
+    from a minute ago while it was down) are stored by its first cycles with webhooks on, yet
+    no webhook of this daemon could have delivered them: the sessions stay OK over three
+    reconciliation cycles and `wasync_reconciled_messages_total` stays 0. A message after the
+    start whose webhook never comes still stalls the session within two cycles."""
+    waha, evo, waha_url, evo_url = sims
+    now = int(time.time())
+    for ts in (now - 3600, now - 3599, now - 60):
+        waha.add_incoming("default", "5531988887777", text=f"antiga {ts}", ts=ts)
+        evo.add_incoming("vendas", "553188886666", text=f"antiga {ts}", ts=ts)
+    config = write_config(tmp_path / "wasync.toml", db_url, waha_url, evo_url)
+    settings = load(config, env={})
+    ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
+    d = await asyncio.wait_for(ready, 120)
+    try:
+        await run_all(settings, public_url=d.base_url)
+        await cycles(d, 3)
+        assert await message_count(d) == 6
+        assert states(d) == ["OK", "OK"]
+        assert await stalled_gauges(d.base_url) == {s: 0.0 for s in SESSIONS}
+        assert e2e.reconciled(d) == 0
+        waha.mute_webhooks("default")
+        evo.mute_webhooks("vendas")
+        waha.add_incoming("default", "5531988887777", text="este webhook nunca veio")
+        evo.add_incoming("vendas", "553188886666", text="este webhook nunca veio")
+        await cycles(d, 2)
+        assert await message_count(d) == 8
+        assert states(d) == ["STALLED", "STALLED"]
+        assert e2e.reconciled(d) == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

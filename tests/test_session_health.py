@@ -198,7 +198,7 @@ async def test_idle_cycles_of_a_healthy_session_are_written_once_per_interval(
 
     async def record(new: int = 0) -> Any:
         now[0] += 5
-        stats = CycleStats(new=new)
+        stats = CycleStats(new=new, recovered=new)  # the poller's: new and dated after its start
         await watch.record(s, stats, started=now[0], working=True, status="WORKING")
         return (await health_row(store, s))["last_poll_at"]
 

@@ -17,6 +17,7 @@ class CycleStats:
     chats: int = 0
     fetched: int = 0
     new: int = 0
+    recovered: int = 0  # of `new`, those a webhook should have delivered (see the poller)
     duplicate: int = 0
     quarantined: int = 0
     status: str | None = None

@@ -3,7 +3,9 @@ turn what the database knows of a session into `OK`, `STALLED` or `DOWN` (pure: 
 
 WAHA #1717/#2151 and Evolution #2647/#2665: a session can answer WORKING and still stop
 firing webhooks. When webhooks are on, polling is reconciliation, so a message polling stores
-first is one a webhook has not delivered. One such cycle proves little (the webhook may be in
+first is one a webhook has not delivered, if it is dated after the daemon started polling the
+session (older history, and what came while the daemon was down, proves nothing about the
+provider's webhooks). One such cycle proves little (the webhook may be in
 flight); when no webhook has delivered any message of the session by the end of the next
 cycle, the session is `STALLED` (`missed_webhooks`): at most two reconciliation cycles after
 the first message they missed. It is `OK` again once a webhook delivers a message and a cycle

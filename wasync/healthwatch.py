@@ -67,7 +67,7 @@ class HealthWatch:
             working=working,
             status=status,
             reconciling=self.reconciling,
-            recovered=stats.new if self.reconciling else 0,
+            recovered=stats.recovered if self.reconciling else 0,
             silence_s=self.silence_s,
         )
         if self._idle(command, stats.new):

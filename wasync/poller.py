@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -80,6 +81,11 @@ class Poller:
         self.clock = clock
         self.metrics = metrics
         self.reconciling = reconciling  # webhooks are on: what polling stores first was missed
+        # ... if it is dated from the time this poller started: an older message (the history
+        # the first sync stores, what came while the daemon was down) no webhook of this
+        # daemon could have delivered, so it says nothing about the provider's webhooks. The
+        # provider dates messages in whole seconds.
+        self.live_since = datetime.fromtimestamp(int(clock()), UTC)
         self.health = health  # told of each cycle that ended without an error
         self.status: str | None = None
         self.blocked: str | None = None  # why the session cannot be polled (its fix)
@@ -295,13 +301,16 @@ class Poller:
         except Quarantined as exc:  # kept in dead_letters; the rest and the cursor committed
             result = exc.result
         stats.add(result)
+        recovered = 0
+        if self.reconciling:
+            recovered = sum(1 for t in result.new_times if t >= self.live_since)
+            stats.recovered += recovered
         if self.metrics is not None:
             self.metrics.ingested.labels(self.source).inc(result.new)
             self.metrics.duplicates.labels(self.source).inc(result.duplicate)
             self.metrics.quarantined.labels(self.source).inc(result.quarantined)
             self.metrics.count_unparsed(self.provider.name, fresh)
-            if self.reconciling:
-                self.metrics.reconciled.inc(result.new)
+            self.metrics.reconciled.inc(recovered)
         for ev in fresh:
             self.seen.remember(ev)
         if cursor is not None and cursor.scope == SESSION_SCOPE:

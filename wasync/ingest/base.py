@@ -7,6 +7,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -38,10 +39,14 @@ class IngestResult:
     ignored: int = 0
     rejected: int = 0
     quarantined: int = 0  # kept in dead_letters (`wasync.ingest.quarantine`)
+    # The provider's time of each new message or reaction (what reconciliation needs to tell a
+    # lost webhook from history older than the daemon: `wasync.poller.Poller.live_since`).
+    new_times: list[datetime] = field(default_factory=list)
 
     def add(self, other: IngestResult) -> None:
         """Fold in the counts of a part of the same call (a half of a bisected job)."""
         self.new += other.new
+        self.new_times += other.new_times
         self.duplicate += other.duplicate
         self.ignored += other.ignored
         self.rejected += other.rejected

@@ -73,6 +73,7 @@ class Messages:
         dupes += [it for k, it in by_key.items() if k not in inserted]
         for it in new.values():
             it.job.result.new += 1
+            it.job.result.new_times.append(it.event.timestamp)
         if new:
             self._announce(new)
         for it in dupes:
