@@ -21,7 +21,7 @@ from functools import partial
 
 import httpx
 
-from wasync import logs, systemd
+from wasync import httpclient, logs, systemd
 from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.config import Settings, checks
@@ -219,15 +219,10 @@ def _interval(settings: Settings) -> float:
 
 
 def _client(transport: httpx.AsyncBaseTransport | None, node_id: str) -> httpx.AsyncClient:
-    """The one client to the providers; `X-Wasync-Node` says which node asked (in the
-    providers' access logs, and the simulators' request logs)."""
+    """The one client to the providers (`wasync.httpclient`); `X-Wasync-Node` says which
+    node asked (in the providers' access logs, and the simulators' request logs)."""
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-    return httpx.AsyncClient(
-        transport=transport,
-        limits=limits,
-        follow_redirects=False,
-        headers={"X-Wasync-Node": node_id},
-    )
+    return httpclient.client(transport, limits=limits, headers={"X-Wasync-Node": node_id})
 
 
 def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:

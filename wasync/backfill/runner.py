@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from wasync import phones
+from wasync import httpclient, phones
 from wasync.backfill.batch import Batch, DryRunSink, Sink, StoreSink
 from wasync.backfill.checkpoints import Window, has_table, load_checkpoints
 from wasync.backfill.options import Options, selected
@@ -245,7 +245,7 @@ async def run_backfill(
             registry = await sync(store, settings)
             sink = StoreSink(await _pipeline(stack, store, settings), store, notify=options.notify)
         client = await stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, limits=httpx.Limits(max_connections=100))
+            httpclient.client(transport, limits=httpx.Limits(max_connections=100))
         )
         run = Backfill(
             settings,

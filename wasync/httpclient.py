@@ -1,0 +1,160 @@
+"""The HTTP client of the long-running paths (the daemon's polls, sends and media, `wasync
+backfill`): `httpx.AsyncClient`'s API over an aiohttp connection pool (`AiohttpTransport`).
+
+httpx's own pool (httpcore 1.0) walks every pooled connection twice per request, asking each
+socket whether it is readable, and imports `sniffio` on every request: with the hundred
+keep-alive connections a thousand polled sessions keep open, a GET cost 2-3 ms of CPU
+(`scripts/bench_http_client.py`); over aiohttp's pool the same GET costs a fifth of that. The
+rest of wasync keeps speaking httpx (requests, responses, errors), and tests still hand the
+daemon an `httpx` transport of their own (a simulator's ASGI app, a mock).
+
+`httpx-aiohttp` does the same, but maps aiohttp's errors in a way a send cannot live with: a
+read timeout or a connection dropped after the request went out becomes `ConnectTimeout`,
+which says "never sent" (`wasync.providers.sending`), so the message would be sent twice. Here
+only what fails before a byte is written is a connect error; everything after it is a read,
+protocol or timeout error, whose outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import aiohttp
+import httpx
+
+# Bodies up to this size (by Content-Length) are read with the answer; larger or unsized ones
+# are streamed (media downloads).
+READ_AT_ONCE = 1 << 20
+CHUNK = 256 * 1024
+
+# Most specific first: the first class that matches names the httpx error.
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # connecting, or waiting for the pool
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS: nothing was sent
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.InvalidUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),  # a body cut short
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # an answer that is not HTTP
+    (aiohttp.ClientConnectionError, httpx.ReadError),  # reset or broken after connecting
+    (aiohttp.ClientError, httpx.TransportError),
+    (TimeoutError, httpx.ReadTimeout),
+)
+
+
+@contextmanager
+def _mapped(request: httpx.Request) -> Iterator[None]:
+    """aiohttp's errors as the httpx errors they mean (see the module docstring)."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        for cause, error in _ERRORS:
+            if isinstance(exc, cause):
+                raise error(f"{type(exc).__name__}: {exc}", request=request) from exc
+        raise  # pragma: no cover  (ClientError is the last class but one)
+
+
+class _Body(httpx.AsyncByteStream):
+    """A streamed answer's body; closing it returns the connection to the pool."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped(self._request):
+            async for chunk in self._response.content.iter_chunked(CHUNK):
+                yield chunk
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over one `aiohttp.ClientSession` (made on first use, on the running
+    loop): no redirects, no decompression (httpx decodes), httpx's timeouts and limits."""
+
+    def __init__(self, limits: httpx.Limits | None = None) -> None:
+        self.limits = limits or httpx.Limits()
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext = httpx.create_ssl_context()  # httpx's trust store (certifi)
+
+    def _open(self) -> aiohttp.ClientSession:
+        limits = self.limits
+        connector = aiohttp.TCPConnector(
+            limit=limits.max_connections or 0,
+            keepalive_timeout=limits.keepalive_expiry or 0,
+            ssl=self._ssl,
+        )
+        return aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session
+        if session is None:
+            session = self._session = self._open()
+        timeout = request.extensions.get("timeout", {})
+        try:
+            data: bytes | httpx.AsyncByteStream | None = request.content or None
+        except httpx.RequestNotRead:  # a streamed upload; aiohttp frames it itself
+            data = request.stream  # type: ignore[assignment]
+            request.headers.pop("transfer-encoding", None)
+        with _mapped(request):
+            response = await session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=data,
+                allow_redirects=False,
+                compress=None,
+                timeout=aiohttp.ClientTimeout(
+                    connect=timeout.get("pool"),
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                ),
+            )
+            size = response.content_length
+            if size is not None and size <= READ_AT_ONCE:
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()
+                return httpx.Response(
+                    response.status,
+                    headers=response.raw_headers,
+                    content=body,
+                    extensions={"http_version": b"HTTP/1.1"},
+                )
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_Body(response, request),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def client(
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    limits: httpx.Limits,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` over `transport`, or over aiohttp's pool when none is given; it
+    follows no redirects (a provider that redirects is misconfigured, and an API key must not
+    follow a redirect to another host)."""
+    return httpx.AsyncClient(
+        transport=transport or AiohttpTransport(limits),
+        limits=limits,
+        follow_redirects=False,
+        headers=headers,
+    )
