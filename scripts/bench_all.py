@@ -47,6 +47,7 @@ BENCHES = (
     Bench("bench_ingest", ("--messages", "400", "--repeat", "1"), pg="both"),
     Bench("bench_webhook", (), pg="both"),  # `--quick` added by `run_one`; both backends in one run
     Bench("bench_poll", ("--sessions", "100", "--chats", "5")),
+    Bench("bench_http_client", ("--requests", "2000")),
     Bench("bench_realtime", ("--clients", "2000", "--events", "10"), pg="instead"),
     Bench("bench_send", ("--messages", "100"), pg="both"),
     Bench("bench_backfill", ("--chats", "20", "--messages-per-chat", "50"), pg="instead"),

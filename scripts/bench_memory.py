@@ -228,6 +228,18 @@ def rss_mb(pid: int) -> float:
         return int(f.read().split()[1]) * PAGE / 2**20
 
 
+def rss_parts_mb(pid: int) -> dict[str, float]:
+    """RSS split as the kernel counts it: `anon` (the heap), `file` (mapped files: libraries,
+    SQLite's pages if mapped), `shmem` (shared memory: SQLite's WAL index), in MiB."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("RssAnon", "RssFile", "RssShmem"):
+                parts[name[3:].lower()] = int(rest.split()[0]) / 1024
+    return parts
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds so far."""
     with open(f"/proc/{pid}/stat") as f:
@@ -323,7 +335,11 @@ async def soak(base: str, pid: int, sessions: int, seconds: float) -> dict[str, 
     t0 = time.monotonic()
     while True:
         samples.append(rss_mb(pid))
-        print(f"  soak {time.monotonic() - t0:5.0f} s: RSS {samples[-1]:.1f} MiB", flush=True)
+        parts = " ".join(f"{k} {v:.1f}" for k, v in rss_parts_mb(pid).items())
+        print(
+            f"  soak {time.monotonic() - t0:5.0f} s: RSS {samples[-1]:.1f} MiB ({parts})",
+            flush=True,
+        )
         if time.monotonic() - t0 >= seconds:
             break
         await asyncio.sleep(min(10, max(0.0, seconds - (time.monotonic() - t0))))
