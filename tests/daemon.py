@@ -1,24 +1,44 @@
-"""A real `wasync run` in a subprocess, its config written from data, and throwaway Postgres
-databases: for the tests that need the whole daemon (`tests/test_logs.py`,
-`tests/test_two_daemons.py`, ...) and the scripts that load it (`scripts/fuzz_webhooks.py`,
-`scripts/bench_webhook.py`, ...)."""
+"""A real `wasync run` in a subprocess (or `running`: in this process), its config written
+from data, and throwaway Postgres databases: for the tests that need the whole daemon
+(`tests/test_logs.py`, `tests/test_two_daemons.py`, ...) and the scripts that load it
+(`scripts/fuzz_webhooks.py`, `scripts/bench_webhook.py`, ...)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import sqlite3
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import tomli_w
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from wasync.config import Settings
+    from wasync.daemon import Daemon
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Daemon]:
+    """`wasync run` in this process (`wasync.daemon.run`) until the block ends."""
+    from wasync.daemon import run  # not for the scripts that only start subprocesses
+
+    ready: asyncio.Future[Daemon] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, stop=stop, on_ready=ready.set_result))
+    try:
+        yield await asyncio.wait_for(ready, 120)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 async def start_daemon(

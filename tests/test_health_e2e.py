@@ -19,6 +19,7 @@ from sqlalchemy import text
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests import test_webhook_e2e as e2e
+from tests.daemon import running
 from wasync import daemon
 from wasync.auth import issue_token
 from wasync.config import load
@@ -182,95 +183,87 @@ async def test_muted_webhooks_turn_the_session_stalled_within_two_cycles(
     waha, evo, waha_url, evo_url = sims
     config = write_config(tmp_path / "wasync.toml", db_url, waha_url, evo_url)
     settings = load(config, env={})
-    ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
-    d = await asyncio.wait_for(ready, 120)
-    admin = user = None
-    try:
-        for _ in range(2400):  # the first session's first cycle, started at once (2 min)
-            if d.pollers[0].last is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert d.pollers[0].last is not None, "the first poll cycle did not run"
-        await run_all(settings, public_url=d.base_url)
-        admin = await open_feed(d.base_url, "u1", "ADMIN")
-        user = await open_feed(d.base_url, "u9", "USER")
+    async with running(settings) as d:
+        admin = user = None
+        try:
+            await e2e.first_cycle(d)
+            await run_all(settings, public_url=d.base_url)
+            admin = await open_feed(d.base_url, "u1", "ADMIN")
+            user = await open_feed(d.base_url, "u9", "USER")
 
-        async def deliver(text_: str) -> None:
-            w = waha.add_incoming("default", "5531988887777", text=text_)
-            e = evo.add_incoming("vendas", "553188886666", text=text_)
-            hooks = await waha.deliver_message("default", w, event="message.any")
-            sent = await evo.deliver_message("vendas", e)
-            if waha.muted:
-                assert hooks == [] and sent is None  # nothing fired
-            else:
-                assert [h.status for h in hooks] == [200] and sent and sent.status == 200
+            async def deliver(text_: str) -> None:
+                w = waha.add_incoming("default", "5531988887777", text=text_)
+                e = evo.add_incoming("vendas", "553188886666", text=text_)
+                hooks = await waha.deliver_message("default", w, event="message.any")
+                sent = await evo.deliver_message("vendas", e)
+                if waha.muted:
+                    assert hooks == [] and sent is None  # nothing fired
+                else:
+                    assert [h.status for h in hooks] == [200] and sent and sent.status == 200
 
-        async with httpx.AsyncClient() as client:
-            ready_ = (await client.get(f"{d.base_url}/readyz")).json()
-        expected = {"database": "ok", "migrations": "ok", "scheduler": "ok"}
-        if not d.store.is_sqlite:
-            expected["leases"] = "ok"  # a Postgres node also holds its share of the sessions
-        assert ready_["checks"] == expected
-        await deliver("pelo webhook")
-        await wait_messages(d, 2)
-        await cycles(d)  # polling sees what the webhooks delivered: OK, and how much later
-        assert states(d) == ["OK", "OK"]
-        assert await stalled_gauges(d.base_url) == {s: 0.0 for s in SESSIONS}
-        for poller in d.pollers:
-            assert poller.health and poller.health.last
-            lag = poller.health.last.webhook_lag_s
-            assert lag is not None and 0 < lag < 120, lag
+            async with httpx.AsyncClient() as client:
+                ready_ = (await client.get(f"{d.base_url}/readyz")).json()
+            expected = {"database": "ok", "migrations": "ok", "scheduler": "ok"}
+            if not d.store.is_sqlite:
+                expected["leases"] = "ok"  # a Postgres node also holds its share of the sessions
+            assert ready_["checks"] == expected
+            await deliver("pelo webhook")
+            await wait_messages(d, 2)
+            await cycles(d)  # polling sees what the webhooks delivered: OK, and how much later
+            assert states(d) == ["OK", "OK"]
+            assert await stalled_gauges(d.base_url) == {s: 0.0 for s in SESSIONS}
+            for poller in d.pollers:
+                assert poller.health and poller.health.last
+                lag = poller.health.last.webhook_lag_s
+                assert lag is not None and 0 < lag < 120, lag
 
-        waha.mute_webhooks("default")
-        evo.mute_webhooks("vendas")
-        await deliver("este webhook nunca veio")
-        await cycles(d)  # the first cycle recovers them: a suspicion, not yet a verdict
-        assert await message_count(d) == 4 and states(d) == ["OK", "OK"]
-        await cycles(d)  # no webhook since: STALLED
-        assert states(d) == ["STALLED", "STALLED"]
-        assert await stalled_gauges(d.base_url) == {s: 1.0 for s in SESSIONS}
-        await admin.until(lambda _f: sorted(admin.health()) == [(s, "STALLED") for s in SESSIONS])
-        lines = await sessions_table(config)
-        for label in SESSIONS:
-            row = row_of(lines, label)
-            assert "STALLED" in row and row[-1] == "1", lines  # recovered in the last hour
-            assert any(x.startswith(f"{label}: STALLED since") for x in lines), lines
+            waha.mute_webhooks("default")
+            evo.mute_webhooks("vendas")
+            await deliver("este webhook nunca veio")
+            await cycles(d)  # the first cycle recovers them: a suspicion, not yet a verdict
+            assert await message_count(d) == 4 and states(d) == ["OK", "OK"]
+            await cycles(d)  # no webhook since: STALLED
+            assert states(d) == ["STALLED", "STALLED"]
+            assert await stalled_gauges(d.base_url) == {s: 1.0 for s in SESSIONS}
+            stalled = [(s, "STALLED") for s in SESSIONS]
+            await admin.until(lambda _f: sorted(admin.health()) == stalled)
+            lines = await sessions_table(config)
+            for label in SESSIONS:
+                row = row_of(lines, label)
+                assert "STALLED" in row and row[-1] == "1", lines  # recovered in the last hour
+                assert any(x.startswith(f"{label}: STALLED since") for x in lines), lines
 
-        waha.mute_webhooks("default", False)
-        evo.mute_webhooks("vendas", False)
-        await deliver("voltou")
-        await wait_messages(d, 6)
-        await cycles(d)
-        assert states(d) == ["OK", "OK"]
-        assert await stalled_gauges(d.base_url) == {s: 0.0 for s in SESSIONS}
-        await admin.until(lambda _f: len(admin.health()) == 4)
-        assert sorted(admin.health()[2:]) == [(s, "OK") for s in SESSIONS]
-        lines = await sessions_table(config)
-        assert all("OK" in row_of(lines, label) for label in SESSIONS), lines
+            waha.mute_webhooks("default", False)
+            evo.mute_webhooks("vendas", False)
+            await deliver("voltou")
+            await wait_messages(d, 6)
+            await cycles(d)
+            assert states(d) == ["OK", "OK"]
+            assert await stalled_gauges(d.base_url) == {s: 0.0 for s in SESSIONS}
+            await admin.until(lambda _f: len(admin.health()) == 4)
+            assert sorted(admin.health()[2:]) == [(s, "OK") for s in SESSIONS]
+            lines = await sessions_table(config)
+            assert all("OK" in row_of(lines, label) for label in SESSIONS), lines
 
-        # The USER: a chat assigned to it is its sentinel; frames arrive in log order, so
-        # by then every session:health row was judged (and withheld).
-        async with httpx.AsyncClient(base_url=d.base_url) as client:
-            async with d.store.read() as conn:
-                chat_id = (await conn.execute(text("SELECT min(id) FROM chats"))).scalar_one()
-            tok = issue_token(SECRET, tenant_id="acme", user_id="u1", role="ADMIN", ttl_s=60)
-            r = await client.post(
-                f"/api/chats/{chat_id}/assign",
-                json={"userId": "u9"},
-                headers={"Authorization": f"Bearer {tok}"},
-            )
-            assert r.status_code == 200, r.text
-        await user.until(lambda f: any(x["type"] == "chat:updated" for x in f))
-        assert user.health() == [] and admin.health()
-    finally:
-        for feed in (admin, user):
-            if feed is not None:
-                await feed.conn.close()
-                feed.task.cancel()
-        stop.set()
-        await asyncio.wait_for(task, 30)
+            # The USER: a chat assigned to it is its sentinel; frames arrive in log order, so
+            # by then every session:health row was judged (and withheld).
+            async with httpx.AsyncClient(base_url=d.base_url) as client:
+                async with d.store.read() as conn:
+                    chat_id = (await conn.execute(text("SELECT min(id) FROM chats"))).scalar_one()
+                tok = issue_token(SECRET, tenant_id="acme", user_id="u1", role="ADMIN", ttl_s=60)
+                r = await client.post(
+                    f"/api/chats/{chat_id}/assign",
+                    json={"userId": "u9"},
+                    headers={"Authorization": f"Bearer {tok}"},
+                )
+                assert r.status_code == 200, r.text
+            await user.until(lambda f: any(x["type"] == "chat:updated" for x in f))
+            assert user.health() == [] and admin.health()
+        finally:
+            for feed in (admin, user):
+                if feed is not None:
+                    await feed.conn.close()
+                    feed.task.cancel()
 
 
 async def test_history_older_than_the_daemon_is_not_a_missed_webhook(
@@ -288,11 +281,7 @@ async def test_history_older_than_the_daemon_is_not_a_missed_webhook(
         evo.add_incoming("vendas", "553188886666", text=f"antiga {ts}", ts=ts)
     config = write_config(tmp_path / "wasync.toml", db_url, waha_url, evo_url)
     settings = load(config, env={})
-    ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
-    d = await asyncio.wait_for(ready, 120)
-    try:
+    async with running(settings) as d:
         await run_all(settings, public_url=d.base_url)
         await cycles(d, 3)
         assert await message_count(d) == 6
@@ -307,6 +296,3 @@ async def test_history_older_than_the_daemon_is_not_a_missed_webhook(
         assert await message_count(d) == 8
         assert states(d) == ["STALLED", "STALLED"]
         assert e2e.reconciled(d) == 2
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)

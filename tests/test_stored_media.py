@@ -8,10 +8,7 @@ lost it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.daemon import running
 from tests.media_support import S3_KEY, S3_SECRET, media_section, s3_bucket, wait_settled
-from wasync import daemon
 from wasync.auth import issue_token
 from wasync.config import Settings, parse
 from wasync.sim import EvolutionSim, Faults, WahaSim, media, serve
@@ -110,19 +107,6 @@ async def arrive(waha: WahaSim, evo: EvolutionSim, *, webhooks: bool) -> None:
             assert [d.status for d in deliveries] == [200]
             delivery = await evo.deliver_message("vendas", evo_key, delay_s=0)
             assert delivery is not None and delivery.status == 200
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[daemon.Daemon]:
-    """`wasync run` in this process until the block ends."""
-    ready: asyncio.Future[daemon.Daemon] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
-    try:
-        yield await asyncio.wait_for(ready, 30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def stored_media(store: Store) -> list[Any]:

@@ -158,6 +158,15 @@ async def wait_for(store: Store, sql: str, expected: int, timeout_s: float = 60)
     return value
 
 
+async def first_cycle(d: daemon.Daemon) -> None:
+    """Until the first session's first poll cycle (started at once) has run: 2 min at most."""
+    for _ in range(2400):
+        if d.pollers[0].last is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the first poll cycle did not run")
+
+
 async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str, sims: Any):
     """Signed deliveries are stored once; a message whose webhook was lost is stored by the
     reconciling poll and counted in wasync_reconciled_messages_total.
@@ -174,11 +183,7 @@ async def test_deliveries_land_and_polling_reconciles_what_was_lost(db_url: str,
     task = asyncio.create_task(daemon.run(settings, stop=stop, on_ready=ready.set_result))
     d = await asyncio.wait_for(ready, 120)
     try:
-        for _ in range(2400):  # the first session's first cycle, started at once (2 min)
-            if d.pollers[0].last is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert d.pollers[0].last is not None, "the first poll cycle did not run"
+        await first_cycle(d)
         await run_all(settings, public_url=d.base_url)
         sent = waha.add_incoming("default", "5531988887777", text="pelo webhook")
         deliveries = await waha.deliver_message("default", sent, event="message.any")

@@ -17,7 +17,6 @@ protocol or timeout error, whose outcome is unknown.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
@@ -81,14 +80,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits | None = None) -> None:
         self.limits = limits or httpx.Limits()
         self._session: aiohttp.ClientSession | None = None
-        self._ssl: ssl.SSLContext = httpx.create_ssl_context()  # httpx's trust store (certifi)
 
     def _open(self) -> aiohttp.ClientSession:
         limits = self.limits
         connector = aiohttp.TCPConnector(
             limit=limits.max_connections or 0,
             keepalive_timeout=limits.keepalive_expiry or 0,
-            ssl=self._ssl,
+            ssl=httpx.create_ssl_context(),  # httpx's trust store (certifi), on first use
         )
         return aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -119,21 +117,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ),
             )
             size = response.content_length
+            stream: httpx.AsyncByteStream
             if size is not None and size <= READ_AT_ONCE:
                 try:
-                    body = await response.read()
+                    stream = httpx.ByteStream(await response.read())
                 finally:
                     response.release()
-                return httpx.Response(
-                    response.status,
-                    headers=response.raw_headers,
-                    content=body,
-                    extensions={"http_version": b"HTTP/1.1"},
-                )
+            else:
+                stream = _Body(response, request)
         return httpx.Response(
             response.status,
             headers=response.raw_headers,
-            stream=_Body(response, request),
+            stream=stream,
             extensions={"http_version": b"HTTP/1.1"},
         )
 

@@ -34,18 +34,21 @@ Key = tuple[int, str]  # (session id, provider message id)
 class IngestResult:
     """What one `ingest()` call changed."""
 
-    new: int = 0
+    # The provider's time of each new message or reaction (what reconciliation needs to tell a
+    # lost webhook from history older than the daemon: `wasync.poller.Poller.live_since`).
+    new_times: list[datetime] = field(default_factory=list)
     duplicate: int = 0
     ignored: int = 0
     rejected: int = 0
     quarantined: int = 0  # kept in dead_letters (`wasync.ingest.quarantine`)
-    # The provider's time of each new message or reaction (what reconciliation needs to tell a
-    # lost webhook from history older than the daemon: `wasync.poller.Poller.live_since`).
-    new_times: list[datetime] = field(default_factory=list)
+
+    @property
+    def new(self) -> int:
+        """Messages and reactions stored for the first time."""
+        return len(self.new_times)
 
     def add(self, other: IngestResult) -> None:
         """Fold in the counts of a part of the same call (a half of a bisected job)."""
-        self.new += other.new
         self.new_times += other.new_times
         self.duplicate += other.duplicate
         self.ignored += other.ignored

@@ -72,7 +72,6 @@ class Messages:
         new = {k: it for k, it in ordered if k in inserted}
         dupes += [it for k, it in by_key.items() if k not in inserted]
         for it in new.values():
-            it.job.result.new += 1
             it.job.result.new_times.append(it.event.timestamp)
         if new:
             self._announce(new)
