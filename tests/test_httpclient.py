@@ -9,7 +9,7 @@ import asyncio
 import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import pytest
@@ -89,6 +89,91 @@ async def test_requests_and_answers_pass_through_and_the_connection_is_reused():
     assert json.loads(doc["body"]) == {"text": "olá"}
     assert second.json()["line"] == "GET /api/chats?limit=2 HTTP/1.1"
     assert len(connections) == 1  # kept alive
+
+
+async def test_http_calls_over_aiohttp_send_what_httpx_sends():
+    """`Http`'s JSON calls go straight over aiohttp (`Client.fetch`): the same request line,
+    query, headers and body as through httpx's own transport, the gzipped answer decoded."""
+    params = {"chatId": "5531988887777@c.us", "limit": 2, "downloadMedia": False, "q": "dá é"}
+    body = {"text": "olá", "n": [1, 2.5], "none": None}
+    seen: dict[str, list[dict[str, object]]] = {}
+    async with server(echo) as (url, _):
+        for kind, transport in (("aiohttp", None), ("httpx", httpx.AsyncHTTPTransport())):
+            async with client(transport, limits=LIMITS, headers={"X-Wasync-Node": "n1"}) as c:
+                http = Http(c, url, headers={"X-Api-Key": "k"})
+                seen[kind] = [
+                    await http.get("/api/default/chats/overview", params=params),
+                    await http.post("/chat/findChats/vendas", body),
+                    await http.call("PUT", "/api/sessions/default", json={"config": {}}),
+                ]
+    for fast, slow in zip(seen["aiohttp"], seen["httpx"], strict=True):
+        for doc in (fast, slow):
+            doc["headers"].pop("accept-encoding")  # type: ignore[attr-defined]
+        assert fast == slow
+    first = seen["aiohttp"][0]
+    assert first["line"] == (
+        "GET /api/default/chats/overview?chatId=5531988887777%40c.us&limit=2"
+        "&downloadMedia=false&q=d%C3%A1+%C3%A9 HTTP/1.1"
+    )
+    assert first["headers"]["x-api-key"] == "k" and first["headers"]["x-wasync-node"] == "n1"
+    assert json.loads(seen["aiohttp"][1]["body"]) == body  # type: ignore[arg-type]
+
+
+async def test_no_cookie_a_provider_sets_travels_with_later_requests():
+    """One client serves every tenant's sessions: a cookie a provider sets is not kept,
+    neither on `Http`'s path nor on httpx's (sends, media)."""
+    cookies: list[str | None] = []
+
+    async def sets_cookie(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _line, headers, _body = await read_request(reader)
+            cookies.append(headers.get("cookie"))
+            writer.write(answer(b"{}", extra="Set-Cookie: sid=tenant-a; Path=/\r\n"))
+            await writer.drain()
+
+    async with server(sets_cookie) as (url, _), client(limits=LIMITS) as c:
+        url = url.replace("127.0.0.1", "localhost")  # a jar takes no cookie from an address
+        http = Http(c, url, headers={})
+        await http.get("/a")
+        await http.get("/b")
+        await c.post(f"{url}/c", json={})
+        await c.post(f"{url}/d", json={})
+    assert cookies == [None, None, None, None]
+
+
+@pytest.mark.parametrize("fault", ["refused", "drop", "stall", "cut"])
+async def test_http_errors_over_aiohttp_are_the_errors_over_httpx(fault: str):
+    """A failed JSON call is the same `TransientProviderError`, naming the same httpx error,
+    over aiohttp (`Client.fetch`) as over httpx's own transport."""
+
+    async def misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if fault == "stall":
+            await asyncio.sleep(30)
+        elif fault == "cut":
+            writer.write(answer(b"x" * 10, length=100))
+            await writer.drain()
+
+    messages = []
+    async with AsyncExitStack() as stack:
+        if fault == "refused":
+            async with server(misbehave) as (url, _):
+                pass  # closed: nothing listens on its port any more
+        else:
+            url, _ = await stack.enter_async_context(server(misbehave))
+        for transport in (None, httpx.AsyncHTTPTransport()):
+            async with client(transport, limits=LIMITS) as c:
+                http = Http(c, url, headers={}, retry=RetryPolicy(attempts=1), timeout_s=0.3)
+                with pytest.raises(TransientProviderError) as caught:
+                    await http.get("/api/sessions/default")
+                messages.append(str(caught.value))
+    expected = {
+        "refused": "GET /api/sessions/default: ConnectError",
+        "drop": "GET /api/sessions/default: RemoteProtocolError",
+        "stall": "GET /api/sessions/default: timed out",
+        "cut": "GET /api/sessions/default: RemoteProtocolError",
+    }
+    assert messages == [expected[fault]] * 2
 
 
 async def test_a_large_answer_is_streamed_whole():

@@ -13,15 +13,28 @@ read timeout or a connection dropped after the request went out becomes `Connect
 which says "never sent" (`wasync.providers.sending`), so the message would be sent twice. Here
 only what fails before a byte is written is a connect error; everything after it is a read,
 protocol or timeout error, whose outcome is unknown.
+
+The JSON calls of `wasync.providers.http.Http` (every poll, state check and read) go further:
+`Client.fetch` hands them to aiohttp directly and answers an `Answer` (status, headers, the
+body read whole), skipping httpx's request and response models, its URL merging and its
+cookie jar, which cost as much CPU again as the request itself. The URL, query, headers and
+JSON body are the bytes httpx would send, and errors are the same httpx errors. No cookies are
+kept on either path: one client serves every tenant's sessions, and a cookie one provider sets
+must not travel with another session's requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from json import dumps
+from typing import Any
 
 import aiohttp
 import httpx
+from yarl import URL
 
 # Bodies up to this size (by Content-Length) are read with the answer; larger or unsized ones
 # are streamed (media downloads).
@@ -46,7 +59,7 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 
 
 @contextmanager
-def _mapped(request: httpx.Request) -> Iterator[None]:
+def _mapped(request: httpx.Request | None) -> Iterator[None]:
     """aiohttp's errors as the httpx errors they mean (see the module docstring)."""
     try:
         yield
@@ -89,13 +102,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ssl=httpx.create_ssl_context(),  # httpx's trust store (certifi), on first use
         )
         return aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar(),  # see the module docstring
         )
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session, opened on first use."""
+        if self._session is None:
+            self._session = self._open()
+        return self._session
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session
-        if session is None:
-            session = self._session = self._open()
+        session = self.session
         timeout = request.extensions.get("timeout", {})
         try:
             data: bytes | httpx.AsyncByteStream | None = request.content or None
@@ -110,11 +131,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=data,
                 allow_redirects=False,
                 compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    connect=timeout.get("pool"),
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=_timeout(timeout),
             )
             size = response.content_length
             stream: httpx.AsyncByteStream
@@ -138,18 +155,101 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+def _timeout(timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """httpx's timeouts (`httpx.Timeout.as_dict()`) as aiohttp's."""
+    return aiohttp.ClientTimeout(
+        connect=timeout.get("pool"),
+        sock_connect=timeout.get("connect"),
+        sock_read=timeout.get("read"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer read whole, with the attributes of `httpx.Response` that
+    `wasync.providers.http.decode` reads."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text (UTF-8, undecodable bytes replaced)."""
+        return self.content.decode("utf-8", "replace")
+
+
+class Client(httpx.AsyncClient):
+    """`httpx.AsyncClient`, plus `fetch`: one JSON call answered whole (see the module
+    docstring)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, **kwargs: Any) -> None:
+        super().__init__(transport=transport, **kwargs)
+        self._aiohttp = transport if isinstance(transport, AiohttpTransport) else None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        timeout: httpx.Timeout,  # noqa: ASYNC109 (httpx's per-request timeouts)
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Answer | httpx.Response:
+        """`request(method, url, params=, json=, headers=, timeout=)`, over aiohttp directly
+        when it is the transport; an `Answer` then, else httpx's response."""
+        if self._aiohttp is None:
+            return await self.request(
+                method, url, params=params, json=json, headers=headers, timeout=timeout
+            )
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{httpx.QueryParams(params)}"
+        sent = dict(self.headers)  # the client's defaults (lower-case names), then the call's
+        sent["accept-encoding"] = "gzip, deflate"  # what aiohttp decodes
+        sent.update((k.lower(), v) for k, v in headers.items())
+        data = None
+        if json is not None:
+            data = _json_body(json)
+            sent["content-type"] = "application/json"
+        key = (timeout.connect, timeout.read, timeout.write, timeout.pool)
+        aio_timeout = self._timeouts.get(key)
+        if aio_timeout is None:
+            aio_timeout = self._timeouts[key] = _timeout(timeout.as_dict())
+        with _mapped(None):
+            async with self._aiohttp.session.request(
+                method,
+                URL(url, encoded=True),
+                headers=sent,
+                data=data,
+                allow_redirects=False,
+                auto_decompress=True,
+                compress=None,
+                timeout=aio_timeout,
+            ) as response:
+                return Answer(response.status, response.headers, await response.read())
+
+
+def _json_body(doc: Any) -> bytes:
+    """A JSON body as httpx encodes one (`httpx._content.encode_json`)."""
+    text = dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
+
+
 def client(
     transport: httpx.AsyncBaseTransport | None = None,
     *,
     limits: httpx.Limits,
     headers: dict[str, str] | None = None,
-) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` over `transport`, or over aiohttp's pool when none is given; it
-    follows no redirects (a provider that redirects is misconfigured, and an API key must not
-    follow a redirect to another host)."""
-    return httpx.AsyncClient(
-        transport=transport or AiohttpTransport(limits),
+) -> Client:
+    """A `Client` over `transport`, or over aiohttp's pool when none is given; it follows no
+    redirects (a provider that redirects is misconfigured, and an API key must not follow a
+    redirect to another host) and keeps no cookies (see the module docstring)."""
+    return Client(
+        transport or AiohttpTransport(limits),
         limits=limits,
         follow_redirects=False,
         headers=headers,
+        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # keeps none
     )

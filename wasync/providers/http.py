@@ -29,6 +29,7 @@ from wasync.errors import (
     TransientProviderError,
     Unauthorized,
 )
+from wasync.httpclient import Answer, Client
 from wasync.untrusted import loads, parse_number
 
 log = logging.getLogger(__name__)
@@ -118,10 +119,16 @@ class Http:
     async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         what = f"{method} {path}"
         self.requests += 1
+        url = self.base_url + path
         try:
-            resp = await self.client.request(
-                method, self.base_url + path, headers=self.headers, timeout=self.timeout, **kwargs
-            )
+            if isinstance(self.client, Client):  # the daemon's: straight over aiohttp
+                resp: Answer | httpx.Response = await self.client.fetch(
+                    method, url, headers=self.headers, timeout=self.timeout, **kwargs
+                )
+            else:
+                resp = await self.client.request(
+                    method, url, headers=self.headers, timeout=self.timeout, **kwargs
+                )
         except httpx.TimeoutException:
             raise TransientProviderError(f"{what}: timed out") from None
         except httpx.TransportError as exc:
@@ -142,7 +149,7 @@ async def chunks(resp: httpx.Response, chunk_size: int = 256 * 1024) -> AsyncIte
         raise TransientProviderError(f"{what}: {type(exc).__name__} while reading") from None
 
 
-def decode(what: str, resp: httpx.Response) -> Any:
+def decode(what: str, resp: Answer | httpx.Response) -> Any:
     """Map a provider answer to its JSON body or to the error it means."""
     status = resp.status_code
     if status in (401, 403):
@@ -169,7 +176,7 @@ def decode(what: str, resp: httpx.Response) -> Any:
         raise TransientProviderError(f"{what}: invalid JSON ({len(resp.content)} bytes)") from None
 
 
-def retry_after(resp: httpx.Response, default_s: float = 5.0) -> float:
+def retry_after(resp: Answer | httpx.Response, default_s: float = 5.0) -> float:
     """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date), at most a
     day (a hostile or broken value must not park a send for ever, nor overflow a date)."""
     value = resp.headers.get("retry-after")
