@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from tests.conftest import Recorder
 from tests.factories import msg
@@ -22,10 +22,11 @@ from wasync.health import (
     SILENCE,
     STALLED,
     ObserveHealth,
+    RecordPolls,
     SessionHealth,
     decide,
 )
-from wasync.healthwatch import HealthWatch
+from wasync.healthwatch import HealthWatch, PollBeats
 from wasync.pipeline import Pipeline
 from wasync.principal import Principal
 from wasync.registry import Registry
@@ -227,6 +228,68 @@ async def test_idle_cycles_of_a_healthy_session_are_written_once_per_interval(
     watch.last = replace(quiet, state=STALLED, reason=SILENCE)
     assert await record() == written  # STALLED for silence and still silent: idle too
     assert await record(new=1) > written  # this cycle stored a message: written at once
+
+
+async def test_heartbeats_of_idle_sessions_are_written_together(
+    pipeline: Pipeline, store: Store, registry: Registry
+):
+    """With `PollBeats`, the heartbeat of an idle cycle (only the last poll time moves) waits
+    for the next flush, which writes every session's in one command; a cycle that can change
+    the state is still written at once, and a beat older than it moves nothing back."""
+    sessions = [sid(registry), sid(registry, name="evo"), sid(registry, "globex")]
+    now = [float(int(datetime.now(UTC).timestamp())) + 600]  # ahead of the commits' own times
+    beats = PollBeats(pipeline, flush_s=3600)  # flushed by hand here
+    watches = [
+        HealthWatch(
+            pipeline,
+            label=f"s{s}",
+            reconciling=True,
+            silence_s=0,
+            heartbeat_s=30,
+            clock=lambda: now[0],
+            beats=beats,
+        )
+        for s in sessions
+    ]
+
+    async def cycle(k: int, new: int = 0) -> None:
+        stats = CycleStats(new=new, recovered=new)
+        await watches[k].record(sessions[k], stats, started=now[0], working=True, status="WORKING")
+
+    async def polled() -> list[datetime]:
+        c = SessionHealthRow.__table__.c  # type: ignore[attr-defined]
+        async with store.read() as conn:
+            rows = await conn.execute(select(c.session_id, c.last_poll_at))
+            found = {sid: at for sid, at in rows}
+        return [found[s] for s in sessions]
+
+    for k in range(3):
+        await cycle(k)  # the first cycle of each: written at once (nothing known yet)
+    first = await polled()
+    now[0] += 31
+    await cycle(0)  # idle, and the heartbeat is due: it waits for the flush
+    await cycle(1)
+    await cycle(2, new=1)  # stored a message: written at once
+    written = await polled()
+    assert written[:2] == first[:2] and written[2] > first[2]
+    beat = datetime.fromtimestamp(now[0], UTC)
+    now[0] += 5
+    await cycle(0)  # idle within the interval: nothing more to write
+    await pipeline.ingest([msg(sessions[1], "w1", "5531999990001@c.us")], source="webhook")
+    assert watches[1].last and watches[1].last.last_webhook_at is None
+    await beats.flush()
+    after = await polled()
+    assert after == [beat, beat, written[2]]  # both beats, in one flush
+    assert all(w.last is not None and w.last.state == OK for w in watches)
+    assert [w.last.last_poll_at for w in watches[:2] if w.last] == [beat, beat]
+    assert watches[1].last.last_webhook_at is not None  # the watch sees the row as it is now
+    older = RecordPolls(polled=((sessions[0], beat - timedelta(seconds=60)),))
+    await pipeline.execute(older, source="health")
+    assert (await polled())[0] == beat  # a beat older than the row moves nothing back
+    now[0] += 31
+    await cycle(1)
+    await beats.aclose()  # the daemon's stop writes what waits
+    assert (await polled())[1] == datetime.fromtimestamp(now[0], UTC)
 
 
 async def test_the_migration_creates_the_model_table_and_goes_back(store: Store):

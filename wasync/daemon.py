@@ -26,7 +26,7 @@ from wasync.api.app import AppContext, create_app
 from wasync.api.server import serve
 from wasync.config import Settings, checks
 from wasync.eventlog import prune_job
-from wasync.healthwatch import HealthWatch
+from wasync.healthwatch import HealthWatch, PollBeats
 from wasync.hub import Hub
 from wasync.leases import Leases
 from wasync.media import MediaStore, MediaWorker, open_store
@@ -163,7 +163,9 @@ async def run(
             )
         )
         if duties:
-            scheduler = _schedule(daemon, client)
+            beats = PollBeats(pipeline)  # idle cycles' heartbeats, written after the last cycle
+            stack.push_async_callback(beats.aclose)
+            scheduler = _schedule(daemon, client, beats)
             notifier = _systemd(stack, scheduler, daemon)
             stack.push_async_callback(scheduler.stop)
             scheduler.start()
@@ -225,7 +227,7 @@ def _client(transport: httpx.AsyncBaseTransport | None, node_id: str) -> httpx.A
     return httpclient.client(transport, limits=limits, headers={"X-Wasync-Node": node_id})
 
 
-def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
+def _schedule(daemon: Daemon, client: httpx.AsyncClient, beats: PollBeats) -> Scheduler:
     settings = daemon.settings
     scheduler = Scheduler(
         interval_s=_interval(settings), jitter_s=settings.poll.jitter_s, max_running=POLLS_RUNNING
@@ -242,6 +244,7 @@ def _schedule(daemon: Daemon, client: httpx.AsyncClient) -> Scheduler:
             silence_s=settings.health.silence_s,
             metrics=daemon.metrics.health,
             heartbeat_s=settings.health.write_interval_s,
+            beats=beats,
         )
         poller = Poller(
             provider,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from wasync.health import ObserveHealth
+from wasync.health import ObserveHealth, RecordPolls
 from wasync.principal import Principal
 
 
@@ -392,4 +392,5 @@ class MediaRequeue:
 MediaCommand = MediaClaim | MediaStored | MediaFailed | MediaExpired | MediaRequeue
 
 AgentAction = ChangeChat | ReadNotification | UpdateLead  # what REST's agents do (`actions`)
-Command = SendQueued | SendAccepted | SendFailed | AgentAction | MediaCommand | ObserveHealth
+HealthCommand = ObserveHealth | RecordPolls
+Command = SendQueued | SendAccepted | SendFailed | AgentAction | MediaCommand | HealthCommand

@@ -59,6 +59,16 @@ class ObserveHealth:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordPolls:
+    """A command: idle cycles that changed nothing but each session's last poll time
+    (`polled`: session id, when its cycle ended), written together for many sessions
+    (`wasync.healthwatch.PollBeats`). A time older than the row's is ignored. Answers each
+    session's row after it (`SessionHealth` by session id)."""
+
+    polled: tuple[tuple[int, datetime], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SessionHealth:
     """A `session_health` row. `recent` holds `(minute, count)` pairs of recovered messages
     within the last hour; `suspect_at` the start of a cycle that recovered messages and waits

@@ -6,12 +6,16 @@ written at most every `heartbeat_s` (30 s), so a session polled every 5 s withou
 costs a transaction every 30 s, not every cycle. The same holds for a session `STALLED` for
 silence (nothing inbound for `silence_s`: most sessions at night), which only a message ends: a
 cycle that stored one is written at once, and one that came by webhook is seen within
-`heartbeat_s`. Any cycle that could change the state (it stored messages, a suspicion or a
-missed-webhooks stall is pending, the provider's state moved, the silence deadline is near) is
-written at once."""
+`heartbeat_s`. Those heartbeats, the time of the last poll alone, are not a transaction each:
+`PollBeats` collects every session's and writes them together every few seconds (a thousand
+sessions: one transaction per flush, not 33 a second). Any cycle that could change the state
+(it stored messages, a suspicion or a missed-webhooks stall is pending, the provider's state
+moved, the silence deadline is near) is written at once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,11 +23,58 @@ from datetime import UTC, datetime
 
 from wasync.cycle import CycleStats
 from wasync.errors import StoreRefused, StoreUnavailable
-from wasync.health import DOWN, OK, SILENCE, STALLED, ObserveHealth, SessionHealth
+from wasync.health import DOWN, OK, SILENCE, STALLED, ObserveHealth, RecordPolls, SessionHealth
 from wasync.metrics import SessionMetrics
 from wasync.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+
+
+class PollBeats:
+    """The last poll times of idle cycles, of every session, written in one `RecordPolls`
+    command `flush_s` after the first one waiting (and at `aclose`). A flush the store
+    refuses is logged and dropped: the next heartbeat comes within `heartbeat_s`."""
+
+    def __init__(self, pipeline: Pipeline, *, flush_s: float = 5.0) -> None:
+        self.pipeline = pipeline
+        self.flush_s = flush_s
+        self._pending: dict[int, tuple[datetime, Callable[[SessionHealth], None]]] = {}
+        self._flushing: asyncio.Task[None] | None = None
+
+    def add(self, session_id: int, at: datetime, written: Callable[[SessionHealth], None]) -> None:
+        """`session_id`'s idle cycle ended at `at`: write it with the next flush, then hand
+        `written` the session's row."""
+        self._pending[session_id] = (at, written)
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._later())
+
+    async def _later(self) -> None:
+        await asyncio.sleep(self.flush_s)
+        self._flushing = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is waiting now."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        command = RecordPolls(polled=tuple(sorted((s, at) for s, (at, _) in pending.items())))
+        try:
+            rows = await self.pipeline.execute(command, source="health")
+        except (StoreUnavailable, StoreRefused) as exc:
+            log.warning("%d session(s): last poll times not recorded: %s", len(pending), exc)
+            return
+        for session_id, health in rows.items():
+            pending[session_id][1](health)
+
+    async def aclose(self) -> None:
+        """Write what is waiting (the daemon's stop, before the pipeline closes)."""
+        if self._flushing is not None:
+            self._flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing
+            self._flushing = None
+        await self.flush()
 
 
 class HealthWatch:
@@ -39,9 +90,11 @@ class HealthWatch:
         metrics: SessionMetrics | None = None,
         heartbeat_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        beats: PollBeats | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.heartbeat_s = heartbeat_s
+        self.beats = beats  # where heartbeats go; None: each is an `ObserveHealth` of its own
         self.clock = clock
         self._written_at = float("-inf")
         self.label = label
@@ -70,10 +123,16 @@ class HealthWatch:
             recovered=stats.recovered if self.reconciling else 0,
             silence_s=self.silence_s,
         )
-        if self._idle(command, stats.new):
-            if self.metrics is not None:
-                self.metrics.last_poll.labels(self.label).set(self.clock())
-            return self.last
+        now = self.clock()
+        if self._quiet(command, stats.new):
+            due = now - self._written_at >= self.heartbeat_s
+            if not due or (self.beats is not None and self.heartbeat_s > 0):
+                if due and self.beats is not None:  # only the last poll time moves
+                    self.beats.add(session_id, datetime.fromtimestamp(now, UTC), self._beaten)
+                    self._written_at = now
+                if self.metrics is not None:
+                    self.metrics.last_poll.labels(self.label).set(now)
+                return self.last
         try:
             health = await self.pipeline.execute(command, source="health")
         except (StoreUnavailable, StoreRefused) as exc:
@@ -86,13 +145,22 @@ class HealthWatch:
         self.last = health
         return health  # type: ignore[no-any-return]
 
-    def _idle(self, command: ObserveHealth, new: int) -> bool:
-        """Nothing this cycle saw can change the recorded state, and the last write is
-        recent: skip it (see the module docstring)."""
+    def _beaten(self, health: SessionHealth) -> None:
+        """A heartbeat was written: the row as it is now (what webhooks recorded meanwhile
+        shows in the gauges), unless a cycle written since is newer."""
+        before = self.last.last_poll_at if self.last is not None else None
+        if before and health.last_poll_at and health.last_poll_at < before:
+            return
+        self.last = health
+        self._show(health, 0)
+
+    def _quiet(self, command: ObserveHealth, new: int) -> bool:
+        """Nothing this cycle saw can change the recorded state before the next heartbeat
+        (see the module docstring)."""
         last, now = self.last, self.clock()
         if last is None or last.suspect_at is not None:
             return False
-        if not command.working or new or now - self._written_at >= self.heartbeat_s:
+        if not command.working or new:
             return False
         if last.state == STALLED and last.reason == SILENCE:
             return True  # still silent: only a message ends it (this cycle stored none)

@@ -5,7 +5,9 @@ inbound message's provider time, that a webhook delivered a message (new or a du
 came), and the webhook-vs-poll lag of messages that came by both (seconds polling saw a
 message after its webhook; negative when polling stored it first and the webhook came
 later). The `ObserveHealth` command, run after each poll cycle, applies the rules of
-`wasync.health` to the row and logs a `session:health` event when the state changes.
+`wasync.health` to the row and logs a `session:health` event when the state changes;
+`RecordPolls` moves only the last poll time of many sessions whose idle cycles changed nothing
+else (one statement for all of them).
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, case, func, or_, select
+from sqlalchemy import Integer, and_, bindparam, case, func, or_, select, update
 
 from wasync.eventlog import SESSION_HEALTH
 from wasync.events import Message
-from wasync.health import FIELDS, OK, ObserveHealth, SessionHealth, decide, from_row
+from wasync.health import (
+    FIELDS,
+    OK,
+    ObserveHealth,
+    RecordPolls,
+    SessionHealth,
+    decide,
+    from_row,
+)
 from wasync.ingest.base import Item, TxState, group
 from wasync.ingest.statements import T_MESSAGES, T_SESSIONS
 from wasync.store import models as m
@@ -115,6 +125,34 @@ def _lags(tx: TxState, dupes: list[Item]) -> dict[int, float]:
             seconds = (tx.now - first_at).total_seconds()
             lags[sid] = seconds if source == POLL else -seconds
     return lags
+
+
+_POLLED = (
+    update(T_HEALTH)
+    .where(
+        T_HEALTH.c.session_id == bindparam("sid", type_=Integer()),
+        or_(T_HEALTH.c.last_poll_at.is_(None), T_HEALTH.c.last_poll_at < bindparam("at")),
+    )
+    .values(last_poll_at=bindparam("at"), updated_at=bindparam("now"))
+)
+
+
+_ROWS = {
+    pg: select(T_HEALTH).where(in_list(T_HEALTH.c.session_id, "ids", pg=pg)) for pg in (False, True)
+}
+
+
+def record_polls(tx: TxState, cmd: RecordPolls) -> dict[int, SessionHealth]:
+    """Move each session's `last_poll_at` forward (never back: a cycle written since by
+    `observe` may be newer); a session without a row yet is left to `observe`. Answers the
+    rows as they are now (what webhooks recorded meanwhile included)."""
+    rows = [{"sid": sid, "at": at, "now": tx.now} for sid, at in cmd.polled]
+    if not rows:
+        return {}
+    tx.conn.execute(_POLLED, rows if len(rows) > 1 else rows[0])
+    params = {"ids": [sid for sid, _ in cmd.polled]}
+    found = tx.conn.execute(_ROWS[tx.pg], params).mappings()
+    return {int(r["session_id"]): from_row(int(r["session_id"]), r) for r in found}
 
 
 def observe(tx: TxState, cmd: ObserveHealth) -> SessionHealth | None:

@@ -31,7 +31,7 @@ from wasync.events import (
     SendFailed,
     SendQueued,
 )
-from wasync.health import ObserveHealth
+from wasync.health import ObserveHealth, RecordPolls
 from wasync.ingest import health, quarantine, sessions
 from wasync.ingest.actions import Actions
 from wasync.ingest.base import Job, Memory, TxState
@@ -94,4 +94,6 @@ class Tx(TxState):
             return self.media.run(command)
         if isinstance(command, ObserveHealth):
             return health.observe(self, command)
+        if isinstance(command, RecordPolls):
+            return health.record_polls(self, command)
         return self.actions.run(command)
