@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
 import pytest
 
-from wasync.scheduler import Scheduler
+from wasync.scheduler import TIMERS, Scheduler
 
 
 async def test_a_run_in_flight_finishes_on_stop_without_a_logged_failure(
@@ -115,3 +116,48 @@ async def test_runs_past_max_running_wait_their_turn() -> None:
         await asyncio.sleep(0.01)
     await scheduler.stop(grace_s=5)
     assert done == {f"j{i}" for i in range(5)} and peak == 2
+
+
+async def test_many_jobs_share_timers_and_never_run_twice_at_once() -> None:
+    """Past `TIMERS` jobs, `add_all` shares timers among them: every job keeps running, a job
+    whose run is still going is skipped (never two runs of it at once) while the others go
+    on, and `ran_once` waits for every job's first run."""
+    n = TIMERS * 2 + 7
+    runs: Counter[int] = Counter()
+    active: Counter[int] = Counter()
+    peak = 0
+    release = asyncio.Event()
+
+    def make(i: int):  # type: ignore[no-untyped-def]
+        async def job() -> None:
+            nonlocal peak
+            runs[i] += 1
+            active[i] += 1
+            peak = max(peak, active[i])
+            if i == 0:
+                await release.wait()
+            active[i] -= 1
+
+        return job
+
+    scheduler = Scheduler(interval_s=0.1)
+    scheduler.add_all([(f"poll:{i}", make(i)) for i in range(n)])
+    scheduler.start()
+    try:
+        first_runs = asyncio.ensure_future(scheduler.ran_once("poll:"))
+        for _ in range(3000):
+            if all(runs[i] >= 3 for i in range(1, n)):
+                break
+            await asyncio.sleep(0.01)
+        assert all(runs[i] >= 3 for i in range(1, n)), runs
+        assert runs[0] == 1 and not first_runs.done()  # job 0 is still in its first run
+        release.set()
+        await asyncio.wait_for(first_runs, 30)
+        for _ in range(3000):
+            if runs[0] >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert runs[0] >= 2
+    finally:
+        await scheduler.stop(grace_s=5)
+    assert peak == 1
