@@ -297,3 +297,30 @@ async def test_a_given_transport_is_used_as_it_is():
         assert not isinstance(c._transport, AiohttpTransport)
         assert (await c.get("http://provider.test/x")).json() == {"ok": True}
     assert seen == ["http://provider.test/x"]
+
+
+@pytest.mark.parametrize("failures", [0, 1, 2, 3])
+async def test_transient_answers_are_retried_up_to_the_policy(failures: int):
+    """503 and 429 answers are tried again, `attempts` times in all (the first try runs
+    outside tenacity, and a failure of it counts as tenacity's first)."""
+    seen: list[str] = []
+
+    async def flaky(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            line, _headers, _body = await read_request(reader)
+            seen.append(line)
+            if len(seen) <= failures:
+                status, extra = (503, "") if len(seen) % 2 else (429, "Retry-After: 0\r\n")
+                writer.write(answer(b"busy", status=status, extra=extra))
+            else:
+                writer.write(answer(b'{"ok": true}'))
+            await writer.drain()
+
+    async with server(flaky) as (url, _), client(limits=LIMITS) as c:
+        http = Http(c, url, headers={}, retry=RetryPolicy(attempts=3, backoff_s=0))
+        if failures < 3:
+            assert await http.get("/api/sessions/default") == {"ok": True}
+        else:
+            with pytest.raises(TransientProviderError, match="HTTP 503"):
+                await http.get("/api/sessions/default")
+    assert len(seen) == http.requests == min(failures + 1, 3)

@@ -50,15 +50,19 @@ def loads(raw: str | bytes | bytearray) -> Any:
 
 def depth_over(doc: Any, limit: int) -> bool:
     """True when `doc` nests arrays/objects more than `limit` deep (iterative: no recursion)."""
-    if not isinstance(doc, dict | list):
-        return False
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        node, depth = stack.pop()
+    containers = (dict, list)
+    level = [doc] if isinstance(doc, containers) else []
+    depth = 0
+    while level:  # one nesting level at a time: no tuple per node
+        depth += 1
         if depth > limit:
             return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+        below = []
+        for node in level:
+            for child in node.values() if isinstance(node, dict) else node:
+                if isinstance(child, containers):
+                    below.append(child)
+        level = below
     return False
 
 
