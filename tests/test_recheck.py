@@ -13,6 +13,7 @@ reactions off listed messages): those cells are absent, and say why.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,7 +28,11 @@ from tests.polled import polled
 from wasync.config import PollConfig, parse
 from wasync.events import AckLevel
 from wasync.poller import CycleStats, Poller
+from wasync.providers.http import Http
 from wasync.providers.sending import Outgoing
+from wasync.providers.waha import WahaProvider
+from wasync.recheck import Recheck
+from wasync.seen import Seen
 from wasync.sim import EvolutionSim, WahaSim, serve
 from wasync.sim import text as text_of
 from wasync.store import Store
@@ -292,3 +297,39 @@ async def test_an_old_unread_chat_is_asked_less_often(db_url: str) -> None:
             await rig.poller.recheck.run()
         # fresh: every check; old: the first only (next after a tenth of its age, 18 min)
         assert rig.sim.requests["chats.messages"] - before == 8 + 1
+
+
+async def test_the_ack_checks_of_sessions_started_together_are_spread(tmp_path: Any):
+    """Sessions whose pollers start together (every one, at start-up) have their first ack
+    check somewhere within one `ack_interval_s`, spread evenly: not a thousand checks (each a
+    read of the messages table) in the same cycle, then again every interval for ever."""
+    poll = parse({"poll": POLL}).poll
+    now = 1_000_000.0
+    async with (
+        Store(f"sqlite+aiosqlite:///{tmp_path / 'spread.db'}") as store,
+        httpx.AsyncClient() as client,
+    ):
+        http = Http(client, "http://127.0.0.1:9", headers={})
+        firsts = [
+            Recheck(
+                WahaProvider(http, session=f"s{sid}", session_id=sid),
+                store,
+                poll,
+                ingest=_no_ingest,
+                seen=Seen(),
+                chat_ids=list,
+                session_cursor=lambda: now,
+                clock=lambda: now,
+            ).next_at
+            - now
+            for sid in range(1, 1001)
+        ]
+    assert all(0 < first <= poll.ack_interval_s for first in firsts)
+    cycles = Counter(int(first // poll.interval_s) for first in firsts)
+    per_cycle = 1000 * poll.interval_s / poll.ack_interval_s  # 83 when evenly spread
+    assert len(cycles) == poll.ack_interval_s / poll.interval_s
+    assert max(cycles.values()) <= 1.2 * per_cycle, cycles
+
+
+async def _no_ingest(_events: Any) -> None:
+    raise AssertionError("nothing is ingested here")

@@ -107,7 +107,8 @@ class Poller:
             session_cursor=self.session_cursor,
             clock=clock,
         )
-        self.stream = Stream(self)  # the one-stream strategy (chatId=all)
+        # The one-stream strategy (chatId=all); its first late walk with the first ack check.
+        self.stream = Stream(self, first_late_at=self.recheck.next_at)
         self._failing: str | None = None  # the unexpected error last logged with its traceback
         self.last: CycleStats | None = None
 

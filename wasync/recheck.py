@@ -60,6 +60,7 @@ AGE_SHARE = 0.1
 UNLISTED = (MessageType.REACTION.value,)
 
 Ingest = Callable[[Sequence[Event]], Awaitable[None]]
+SPREAD_STEP = 0.6180339887498949  # the golden ratio's fraction: consecutive ids spread evenly
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,7 +97,11 @@ class Recheck:
         self.chat_ids = chat_ids
         self.session_cursor = session_cursor
         self.clock = clock
-        self.next_at = clock() + poll.ack_interval_s
+        # The first check comes within one interval, at a point of it the session sets: the
+        # checks of sessions started together (every one, at start-up) would otherwise fall
+        # in the same cycle for ever, a thousand reads of the messages table at once.
+        offset = (provider.session_id * SPREAD_STEP) % 1.0
+        self.next_at = clock() + poll.ack_interval_s * (1.0 - offset)
         self._swept: float | None = None  # the session cursor the last stream sweep covered
         self._next: dict[str, float] = {}  # chat jid -> when it is due again (chat lists)
         self.runs = 0

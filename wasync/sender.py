@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ from wasync.registry import SessionRef
 log = logging.getLogger(__name__)
 
 IDLE_LANE_POLLS = 60  # an idle lane's own look, in poll intervals: a net under `_find`
+# ... give or take this share, drawn per look: lanes that start together (every session's, at
+# start-up) would otherwise look together for ever, a thousand reads in one burst a minute.
+IDLE_LANE_SPREAD = 0.25
 
 
 @dataclass(slots=True)
@@ -134,7 +138,8 @@ class Sender:
                 sent = held and await self._take(lane)
         if not sent:  # nothing due, or not ours: nap outside hold(), so a drain never waits;
             # `_find`, a local enqueue or a change of leases wakes the lane when a row is due
-            await self._pause(lane, self.cfg.poll_interval_s * IDLE_LANE_POLLS)
+            spread = random.uniform(1 - IDLE_LANE_SPREAD, 1 + IDLE_LANE_SPREAD)
+            await self._pause(lane, self.cfg.poll_interval_s * IDLE_LANE_POLLS * spread)
 
     async def _take(self, lane: _Lane) -> bool:
         """Claim the next due row and run its attempt; False when none was due."""

@@ -52,10 +52,10 @@ LATE_EMPTY_PAGES = 2
 class Stream:
     """One poller's stream state: the overlap walk owed, the next late walk."""
 
-    def __init__(self, poller: Poller) -> None:
+    def __init__(self, poller: Poller, *, first_late_at: float) -> None:
         self.poller = poller
         self._owed: float | None = None  # the overlap walk is owed from this cursor
-        self._late_at = poller.clock() + poller.poll.ack_interval_s
+        self._late_at = first_late_at
 
     def late_due(self) -> bool:
         """Is the late walk due?"""
