@@ -51,7 +51,10 @@ class PollBeats:
     async def _later(self) -> None:
         await asyncio.sleep(self.flush_s)
         self._flushing = None
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception:  # a task nobody awaits: say so here, the next flush still runs
+            log.exception("last poll times not recorded")
 
     async def flush(self) -> None:
         """Write what is waiting now."""
