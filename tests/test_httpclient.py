@@ -92,7 +92,7 @@ async def test_requests_and_answers_pass_through_and_the_connection_is_reused():
 
 
 async def test_http_calls_over_aiohttp_send_what_httpx_sends():
-    """`Http`'s JSON calls go straight over aiohttp (`Client.fetch`): the same request line,
+    """`Http`'s JSON calls go straight over aiohttp (`httpclient.fetcher`): the same request line,
     query, headers and body as through httpx's own transport, the gzipped answer decoded."""
     params = {"chatId": "5531988887777@c.us", "limit": 2, "downloadMedia": False, "q": "dá é"}
     body = {"text": "olá", "n": [1, 2.5], "none": None}
@@ -144,7 +144,7 @@ async def test_no_cookie_a_provider_sets_travels_with_later_requests():
 @pytest.mark.parametrize("fault", ["refused", "drop", "stall", "cut"])
 async def test_http_errors_over_aiohttp_are_the_errors_over_httpx(fault: str):
     """A failed JSON call is the same `TransientProviderError`, naming the same httpx error,
-    over aiohttp (`Client.fetch`) as over httpx's own transport."""
+    over aiohttp (`httpclient.fetcher`) as over httpx's own transport."""
 
     async def misbehave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -129,10 +129,11 @@ class HealthWatch:
         now = self.clock()
         if self._quiet(command, stats.new):
             due = now - self._written_at >= self.heartbeat_s
-            if not due or (self.beats is not None and self.heartbeat_s > 0):
-                if due and self.beats is not None:  # only the last poll time moves
-                    self.beats.add(session_id, datetime.fromtimestamp(now, UTC), self._beaten)
-                    self._written_at = now
+            beats = self.beats if self.heartbeat_s > 0 else None  # heartbeats written together
+            if due and beats is not None:  # only the last poll time moves
+                beats.add(session_id, datetime.fromtimestamp(now, UTC), self._beaten)
+                self._written_at = now
+            if not due or beats is not None:
                 if self.metrics is not None:
                     self.metrics.last_poll.labels(self.label).set(now)
                 return self.last

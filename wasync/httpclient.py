@@ -15,7 +15,7 @@ only what fails before a byte is written is a connect error; everything after it
 protocol or timeout error, whose outcome is unknown.
 
 The JSON calls of `wasync.providers.http.Http` (every poll, state check and read) go further:
-`Client.fetch` hands them to aiohttp directly and answers an `Answer` (status, headers, the
+`fetcher` hands them to aiohttp directly and answers an `Answer` (status, headers, the
 body read whole), skipping httpx's request and response models, its URL merging and its
 cookie jar, which cost as much CPU again as the request itself. The URL, query, headers and
 JSON body are the bytes httpx would send, and errors are the same httpx errors. No cookies are
@@ -25,12 +25,13 @@ must not travel with another session's requests.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from json import dumps
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -180,45 +181,57 @@ class Answer:
 
 
 class Client(httpx.AsyncClient):
-    """`httpx.AsyncClient`, plus `fetch`: one JSON call answered whole (see the module
+    """`httpx.AsyncClient` whose aiohttp transport `fetcher` can reach (see the module
     docstring)."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)
         self._aiohttp = transport if isinstance(transport, AiohttpTransport) else None
-        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
-    async def fetch(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        timeout: httpx.Timeout,  # noqa: ASYNC109 (httpx's per-request timeouts)
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-    ) -> Answer | httpx.Response:
-        """`request(method, url, params=, json=, headers=, timeout=)`, over aiohttp directly
-        when it is the transport; an `Answer` then, else httpx's response."""
-        if self._aiohttp is None:
-            return await self.request(
-                method, url, params=params, json=json, headers=headers, timeout=timeout
-            )
+
+def fetcher(
+    client: httpx.AsyncClient, *, headers: Mapping[str, str], timeout: httpx.Timeout
+) -> Fetch:
+    """One JSON call's `request(method, url, params=, json=)` with these headers and timeout:
+    over aiohttp directly when it is `client`'s transport, answering an `Answer`, the headers
+    merged and the timeout converted once (a provider's `Http` makes every call with the same
+    ones); else `client.request`, answering httpx's response."""
+    aio = client._aiohttp if isinstance(client, Client) else None
+    if aio is None:
+        return functools.partial(client.request, headers=headers, timeout=timeout)
+    sent = dict(client.headers)  # the client's defaults (lower-case names), then the call's
+    sent["accept-encoding"] = "gzip, deflate"  # what aiohttp decodes
+    sent.update((k.lower(), v) for k, v in headers.items())
+    return _Fetch(aio, sent, _timeout(timeout.as_dict()))
+
+
+class Fetch(Protocol):
+    """What `fetcher` returns."""
+
+    async def __call__(
+        self, method: str, url: str, *, params: Mapping[str, Any] | None = ..., json: Any = ...
+    ) -> Answer | httpx.Response: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """One JSON call straight over aiohttp, with the bytes httpx would send."""
+
+    transport: AiohttpTransport
+    headers: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+
+    async def __call__(
+        self, method: str, url: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> Answer:
         if params:
-            url = f"{url}{'&' if '?' in url else '?'}{httpx.QueryParams(params)}"
-        sent = dict(self.headers)  # the client's defaults (lower-case names), then the call's
-        sent["accept-encoding"] = "gzip, deflate"  # what aiohttp decodes
-        sent.update((k.lower(), v) for k, v in headers.items())
-        data = None
+            url = f"{url}{'&' if '?' in url else '?'}{_query(params)}"
+        sent, data = self.headers, None
         if json is not None:
             data = _json_body(json)
-            sent["content-type"] = "application/json"
-        key = (timeout.connect, timeout.read, timeout.write, timeout.pool)
-        aio_timeout = self._timeouts.get(key)
-        if aio_timeout is None:
-            aio_timeout = self._timeouts[key] = _timeout(timeout.as_dict())
+            sent = {**sent, "content-type": "application/json"}
         with _mapped(None):
-            async with self._aiohttp.session.request(
+            async with self.transport.session.request(
                 method,
                 URL(url, encoded=True),
                 headers=sent,
@@ -226,9 +239,29 @@ class Client(httpx.AsyncClient):
                 allow_redirects=False,
                 auto_decompress=True,
                 compress=None,
-                timeout=aio_timeout,
+                timeout=self.timeout,
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
+
+
+_QUERIES: dict[tuple[tuple[str, type, Any], ...], str] = {}
+_QUERIES_MAX = 1024
+
+
+def _query(params: Mapping[str, Any]) -> str:
+    """`params` encoded as httpx encodes them (`httpx.QueryParams`), remembered: a poll asks
+    with the same few sets of parameters every cycle."""
+    try:
+        key = tuple((k, type(v), v) for k, v in params.items())  # True == 1, "true" != "1"
+        return _QUERIES[key]
+    except TypeError:  # a list value: not hashable, not remembered
+        return str(httpx.QueryParams(params))
+    except KeyError:
+        pass
+    if len(_QUERIES) >= _QUERIES_MAX:
+        _QUERIES.clear()
+    text = _QUERIES[key] = str(httpx.QueryParams(params))
+    return text
 
 
 def _json_body(doc: Any) -> bytes:

@@ -29,7 +29,7 @@ from wasync.errors import (
     TransientProviderError,
     Unauthorized,
 )
-from wasync.httpclient import Answer, Client
+from wasync.httpclient import Answer, fetcher
 from wasync.untrusted import loads, parse_number
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class Http:
         self.retry = retry
         self.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self.requests = 0
+        # JSON calls: over aiohttp directly with the daemon's client (`httpclient.fetcher`).
+        self._fetch = fetcher(client, headers=headers, timeout=self.timeout)
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET a JSON document."""
@@ -135,14 +137,7 @@ class Http:
         self.requests += 1
         url = self.base_url + path
         try:
-            if isinstance(self.client, Client):  # the daemon's: straight over aiohttp
-                resp: Answer | httpx.Response = await self.client.fetch(
-                    method, url, headers=self.headers, timeout=self.timeout, **kwargs
-                )
-            else:
-                resp = await self.client.request(
-                    method, url, headers=self.headers, timeout=self.timeout, **kwargs
-                )
+            resp = await self._fetch(method, url, **kwargs)
         except httpx.TimeoutException:
             raise TransientProviderError(f"{what}: timed out") from None
         except httpx.TransportError as exc:
