@@ -1,16 +1,18 @@
 """The attendance page in Chromium: a send the provider refuses shows its error and a retry that
 sends once; the bell lists a new lead's notification and its link opens the chat; the page is
-usable from the keyboard alone and every control has a name."""
+usable from the keyboard alone and every control has a name; a send stays one bubble whatever
+order its POST's answer, its /ws frame and a resync reach the page in."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import APIResponse, Page, Route, expect
 
-from tests.browser import chromium, screenshot, shot_name, stack, wait_for
+from tests.browser import Stack, chromium, screenshot, shot_name, stack, wait_for
 from tests.test_page_live import bubbles, chats
 
 MARIA, JOAO = "5531988887777", "5511977776666"
@@ -41,9 +43,7 @@ async def test_a_refused_send_shows_the_error_and_its_retry_sends_once(
         await chats(page).filter(has_text="Ainda tem o modelo azul?").click()
         await expect(bubbles(page)).to_have_count(1)
 
-        s.evo.faults.routes = frozenset({"chat.whatsappNumbers"})
-        s.evo.faults.kinds = ("503",)
-        s.evo.faults.rate = 1.0
+        refuse_number_checks(s)
         box = page.get_by_role("textbox", name="Mensagem")
         await box.fill("Tem sim!")
         await box.press("Enter")
@@ -133,6 +133,107 @@ async def test_the_keyboard_alone_opens_a_chat_and_sends(
         assert await wait_for(sent, timeout_s=30)
         assert await page.evaluate(UNNAMED) == []
         await screenshot(page, shot_name(request))
+
+
+class HeldSend:
+    """Holds the answer of the page's POST /api/chats/{id}/messages (the daemon has already
+    handled the request) until `release()`, to put the /ws frame or a resync before it."""
+
+    def __init__(self) -> None:
+        self.answered: asyncio.Queue[APIResponse] = asyncio.Queue()
+        self.released = asyncio.Event()
+
+    async def install(self, page: Page) -> None:
+        """Route the page's sends through `handle`."""
+        await page.route(re.compile(r"/api/chats/\d+/messages$"), self.handle)
+
+    async def handle(self, route: Route) -> None:
+        """A GET (the history) goes through; a POST waits for `release()` once answered."""
+        if route.request.method != "POST":
+            await route.fallback()
+            return
+        response = await route.fetch()
+        await self.answered.put(response)
+        await self.released.wait()
+        await route.fulfill(response=response)
+
+    async def answer(self) -> APIResponse:
+        """The daemon's answer to the held POST (the page has not seen it yet)."""
+        async with asyncio.timeout(30):
+            return await self.answered.get()
+
+    def release(self) -> None:
+        """Let the page read the answer."""
+        self.released.set()
+
+
+async def test_a_send_whose_frame_comes_before_its_answer_is_one_bubble_throughout(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The queued row's /ws frame is applied while the POST's answer is held back: the page
+    shows the one queued bubble all along (never a second one for the row), and the answer
+    binds it to the row."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        s.waha.add_incoming("loja", MARIA, text="Vocês abrem domingo?", push_name="Maria")
+        await s.chat_id(MARIA)
+        page = await s.open_page(browser, "boss")
+        held = HeldSend()
+        await held.install(page)
+        await chats(page).filter(has_text="Maria").click()
+        await expect(bubbles(page)).to_have_count(1)
+        box = page.get_by_role("textbox", name="Mensagem")
+        await box.fill("Abrimos sim, das 9h às 13h")
+        await box.press("Enter")
+
+        row_id = (await (await held.answer()).json())["messageId"]
+        await page.wait_for_function(
+            "(id) => wasyncPage.conversation.messages.has(id)", arg=row_id
+        )  # the row's frame is applied (it renders in the same task)
+        out = page.locator(".bubble.out")
+        shown = await out.evaluate_all("(els) => els.map((e) => e.dataset.messageId)")
+        assert shown == [""]  # one bubble, still ours (queued): the frame added no second one
+
+        held.release()
+        await expect(out).to_have_attribute("data-message-id", str(row_id))
+        await expect(out).to_contain_text("Abrimos sim")
+        assert await out.count() == 1
+        await screenshot(page, shot_name(request))
+
+
+async def test_a_send_refused_across_a_resync_still_shows_its_error(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A resync reloads the conversation while the POST's answer is held back, and the answer
+    is a refusal: the agent's message is still there, with the error and its retry, not gone."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        s.evo.add_incoming("vendas", JOAO, text="Ainda tem o modelo azul?")
+        await s.chat_id(JOAO)
+        page = await s.open_page(browser, "boss")
+        held = HeldSend()
+        await held.install(page)
+        await chats(page).filter(has_text="Ainda tem o modelo azul?").click()
+        await expect(bubbles(page)).to_have_count(1)
+        refuse_number_checks(s)
+        box = page.get_by_role("textbox", name="Mensagem")
+        await box.fill("Tem sim!")
+        await box.press("Enter")
+
+        assert (await held.answer()).status == 503
+        await page.evaluate("wasyncPage.resync()")  # what a `resync` frame runs; awaited
+        held.release()
+        failed = page.locator(".bubble.out")
+        await expect(failed).to_contain_text("Falha no envio")
+        await expect(failed).to_contain_text("Tem sim!")
+        await expect(failed.get_by_role("button", name="Tentar novamente")).to_be_visible()
+        assert await failed.count() == 1
+        await screenshot(page, shot_name(request))
+
+
+def refuse_number_checks(s: Stack) -> None:
+    """Evolution's number check answers 503 from now on: a send to it is refused."""
+    s.evo.faults.routes = frozenset({"chat.whatsappNumbers"})
+    s.evo.faults.kinds = ("503",)
+    s.evo.faults.rate = 1.0
 
 
 async def _tab_to(page: Page, text: str, *, attribute: str | None = None) -> None:

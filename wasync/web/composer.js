@@ -84,9 +84,11 @@ export class Composer {
     try {
       const row = await this.page.api.post(`/api/chats/${chatId}/messages`, body, { "Idempotency-Key": key });
       this.requests.set(row.messageId, { body, local });
-      if (chatId === this.page.openChatId) conversation.bind(key, row.messageId);
+      // Whatever is open now: the key is this send's own, and a conversation holds it only
+      // while it shows the chat it was written in (a chat opened meanwhile dropped it).
+      conversation.bind(key, row.messageId);
     } catch (exc) {
-      if (chatId === this.page.openChatId) conversation.failLocal(key, exc.message);
+      conversation.failLocal(key, exc.message);
     }
   }
 

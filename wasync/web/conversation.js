@@ -1,6 +1,10 @@
 // The middle column's message area (aria-label "Conversa"): bubbles in provider time order
 // with day separators, older pages loaded when scrolled to the top, and every live change
 // (new message, ack, edit, delete, reaction, merged echo, media) applied in place.
+// Our own sends show at once as local bubbles ("local:<key>"); the row a send made can reach
+// the page before the POST's answer names it (its /ws frame, a history read after a resync):
+// a row of ours that looks like a send still waiting for its answer is kept, not shown, until
+// that answer binds the two, so one send is one bubble whatever order they arrive in.
 
 import { query } from "./api.js";
 import { Bubble } from "./bubble.js";
@@ -21,22 +25,28 @@ export class Conversation {
     });
   }
 
-  reset() {
-    for (const bubble of this.bubbles?.values() ?? []) bubble.dispose();
-    this.messages = new Map(); // key (message id, or "local:<key>") → message
-    this.bubbles = new Map();
+  /** Forget what is shown; `keepSends`: the same chat again (a resync), whose sends still
+   * waiting for their answer stay (the answer binds them, or shows the error). */
+  reset(keepSends = false) {
+    const kept = keepSends ? [...this.messages.entries()].filter(([key]) => isLocal(key)) : [];
+    const keptBubbles = new Map(kept.map(([key]) => [key, this.bubbles.get(key)]));
+    for (const [key, bubble] of this.bubbles?.entries() ?? []) {
+      if (!keptBubbles.has(key)) bubble.dispose();
+    }
+    this.messages = new Map(kept); // key (message id, or "local:<key>") → message
+    this.bubbles = new Map([...keptBubbles].filter(([, bubble]) => bubble));
     this.byPid = new Map(); // providerMessageId → message, for quotes and reactions
     this.reactionsOf = new Map(); // target providerMessageId → Map(sender → emoji)
     this.separators = new Map();
     this.nextCursor = null;
     this.loadingOlder = null;
     this.generation = (this.generation ?? 0) + 1;
-    this.list.replaceChildren();
+    this.render();
   }
 
   /** Show `chatId`'s newest messages, scrolled to the end. */
   async open(chatId) {
-    this.reset();
+    this.reset(chatId !== null && chatId === this.chatId);
     this.chatId = chatId;
     if (chatId === null) return;
     const generation = this.generation;
@@ -109,7 +119,9 @@ export class Conversation {
   render() {
     const nodes = [];
     let day = null;
+    const waiting = this.waitingSends();
     for (const [key, message] of this.sorted()) {
+      if (waiting.length && this.awaitsAnswer(key, message, waiting)) continue;
       const today = dayKey(message.sentAt || new Date().toISOString());
       if (today !== day) {
         nodes.push(this.separator(today));
@@ -133,6 +145,18 @@ export class Conversation {
       this.bubbles.set(key, bubble);
     }
     return bubble;
+  }
+
+  /** Our local messages whose POST has not answered yet. */
+  waitingSends() {
+    return [...this.messages.entries()].filter(([key, m]) => isLocal(key) && !m.sendError).map(([, m]) => m);
+  }
+
+  /** Is this row (not on screen yet) perhaps the one a waiting send made? Then its answer
+   * decides: bound to the local bubble, or (another send) shown once the answers are in. */
+  awaitsAnswer(key, message, waiting) {
+    if (isLocal(key) || !message.fromMe || this.bubbles.has(key)) return false;
+    return waiting.some((local) => local.type === message.type && (local.body ?? null) === (message.body ?? null));
   }
 
   separator(day) {
@@ -186,27 +210,30 @@ export class Conversation {
     this.scrollToEnd();
   }
 
-  /** The server queued our local message as `messageId`: one bubble, the server's id. */
+  /** The server queued our local message as `messageId`: one bubble, the server's id. The
+   * row may be here already (its frame or a history read came first): our bubble takes its
+   * state, unless the row is on screen already; then that bubble stays, showing our upload. */
   bind(key, messageId) {
     const local = this.messages.get(`local:${key}`);
     if (!local) return;
     const bubble = this.bubbles.get(`local:${key}`);
     this.messages.delete(`local:${key}`);
     this.bubbles.delete(`local:${key}`);
-    if (this.messages.has(messageId)) {
-      bubble?.dispose(); // its frame came first: that bubble stays, showing our upload
-      if (local.localFile) this.remember({ ...this.messages.get(messageId), localFile: local.localFile });
-    } else {
-      this.messages.set(messageId, { ...local, id: messageId, ack: 0, sendError: null });
-      if (bubble) this.bubbles.set(messageId, bubble);
-      this.touch(this.messages.get(messageId), messageId);
-    }
+    const row = this.messages.get(messageId);
+    const merged = row
+      ? { ...row, localFile: local.localFile ?? row.localFile }
+      : { ...local, id: messageId, ack: 0, sendError: null };
+    if (this.bubbles.has(messageId)) bubble?.dispose();
+    else if (bubble) this.bubbles.set(messageId, bubble);
+    this.remember(merged, messageId);
     this.render();
   }
 
   failLocal(key, error) {
     const local = this.messages.get(`local:${key}`);
-    if (local) this.remember({ ...local, sendError: error || t("sendFailed") }, `local:${key}`);
+    if (!local) return;
+    this.remember({ ...local, sendError: error || t("sendFailed") }, `local:${key}`);
+    this.render(); // a row it held back (another send's) shows now
   }
 
   dropLocal(key) {
@@ -215,4 +242,8 @@ export class Conversation {
     this.messages.delete(`local:${key}`);
     this.render();
   }
+}
+
+function isLocal(key) {
+  return typeof key === "string" && key.startsWith("local:");
 }

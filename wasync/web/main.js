@@ -55,7 +55,8 @@ class Page {
     this.ready = true;
     for (const frame of this.queued.splice(0)) this.apply(frame);
     const wanted = Number(new URLSearchParams(location.search).get("chat"));
-    if (wanted) await this.openChat(wanted);
+    // Not again when the agent opened it while the lists loaded (openChat wrote ?chat=).
+    if (wanted && wanted !== this.openChatId) await this.openChat(wanted);
   }
 
   stop() {
