@@ -26,6 +26,8 @@ CLOSE_SEND_FAILED = 1011  # writing to its socket failed
 
 ScopeKey = tuple[str, str, str]  # (tenant, role, user): who sees exactly the same frames
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+# Writes a text frame at once when the socket takes it; False: nothing written, `Send` it.
+WriteNow = Callable[[str], bool]
 
 
 def scope_key(principal: Principal) -> ScopeKey:
@@ -51,12 +53,13 @@ class Client:
         self.close_code = 0
         self.close_reason = ""
         self._send: Send | None = None  # set by go_live()
+        self._now: WriteNow | None = None  # the server's direct write, when it has one
         self._flushing: asyncio.Task[None] | None = None
 
     def offer(self, frame_id: int, text: str) -> None:
         """Write a frame now if the socket takes it, else queue it without waiting; an
         overflowing backlog closes the client (CLOSE_LAGGING)."""
-        if self.closing.is_set() or frame_id <= self.last_sent:
+        if self.close_code or frame_id <= self.last_sent:  # closing (a code is never 0)
             return
         if self._send is not None and self._flushing is None and not self.backlog:
             self._write(frame_id, text)
@@ -66,15 +69,16 @@ class Client:
             return
         self.backlog.append((frame_id, text))
 
-    async def go_live(self, send: Send) -> None:
-        """Send the backlog through `send`, then let `offer()` write directly; returns when
-        the client is closing."""
+    async def go_live(self, send: Send, now: WriteNow | None = None) -> None:
+        """Send the backlog through `send`, then let `offer()` write directly (through `now`
+        where the server offers it, `send` where that would wait); returns when the client
+        is closing."""
         while self.backlog and not self.closing.is_set():
             frame_id, text = self.backlog.popleft()
             if frame_id > self.last_sent:  # the seam with the replay: never twice
                 await send(_message(text))
                 self.last_sent = frame_id
-        self._send = send
+        self._send, self._now = send, now
         await self.closing.wait()
 
     def close(self, code: int, reason: str) -> None:
@@ -96,6 +100,9 @@ class Client:
 
     def _write(self, frame_id: int, text: str) -> None:
         assert self._send is not None
+        if self._now is not None and self._now(text):
+            self.last_sent = frame_id
+            return
         sending = self._send(_message(text))
         if not isinstance(sending, Coroutine):  # another server's future: just wait for it
             self._flushing = asyncio.get_running_loop().create_task(

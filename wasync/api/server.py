@@ -14,6 +14,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from wasync import redact
 from wasync.errors import ListenError
@@ -52,6 +53,9 @@ def _quiet_denials() -> None:
 
 
 CLOSE_LINGER_S = 60.0  # how long a closed WebSocket's backlog may wait for a slow reader
+# The scope extension of an accepted WebSocket whose "write" is `_WebSocketProtocol.write_text`.
+WRITE_TEXT = "wasync.websocket.write_text"
+_encoded: tuple[str, bytes] = ("", b"")  # the frame `write_text` wrote last, as UTF-8
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -67,6 +71,37 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
     with `since=<id>`. Nothing else may be sent after a close, so the writable flag this sets
     early guards nothing else.
     """
+
+    def handle_connect(self, event: Any) -> None:
+        """Accept or refuse the handshake as uvicorn does; an accepted connection's scope
+        offers `write_text` to the app (extension `WRITE_TEXT`)."""
+        super().handle_connect(event)
+        if not self.close_sent:  # the ASGI app starts on the next loop turn: in time
+            self.scope["extensions"][WRITE_TEXT] = {"write": self.write_text}  # type: ignore[index]
+
+    def write_text(self, text: str) -> bool:
+        """Write a text frame now, as `send({"type": "websocket.send", "text": text})` does
+        when it need not wait, without an ASGI message and the coroutines around it (the hub
+        writes every live frame of every client: a bare `websockets.broadcast` does the
+        same). False, with nothing written, when that send would wait or fail: the caller
+        sends it the ASGI way then (a paused transport, a closing or lost connection)."""
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+        ):
+            return False
+        global _encoded
+        if _encoded[0] is not text:  # the hub offers one frame to every client in turn
+            _encoded = (text, text.encode())
+        try:
+            self.conn.send_text(_encoded[1])
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     async def send(self, message: Any) -> None:
         """Send an ASGI message; a close does not wait for the peer to read."""

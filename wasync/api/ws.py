@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from wasync.api.doc import Op, Param, documented
 from wasync.api.guard import Problem, principal
+from wasync.api.server import WRITE_TEXT
 from wasync.errors import Refused, StoreUnavailable, WasyncError
 from wasync.hub import Client, Hub
 from wasync.metrics import Metrics
@@ -140,7 +141,8 @@ class _Connection:
     async def _send(self, since: int | None) -> None:
         if since is not None:
             await self._replay(since)
-        await self.client.go_live(self.send)
+        now = self.ws.scope.get("extensions", {}).get(WRITE_TEXT, {}).get("write")
+        await self.client.go_live(self.send, now)
 
     async def _replay(self, since: int) -> None:
         """Frames in `(since, start_id]` from the log; live ones above it wait in the backlog."""
