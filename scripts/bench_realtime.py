@@ -131,15 +131,15 @@ async def client_main(args: argparse.Namespace) -> None:
     """Connect N clients, say READY, print DONE <marker> when all have an event, report."""
     raise_fd_limit()
     times: dict[str, list[float]] = defaultdict(list)
-    sample: list[str] = []
+    frames: list[str] = []  # each event's frame as the first client got it, in order
 
     def on_text(now: float, data: bytes) -> None:
         key = marker(data)
         if key is None:
             return
         times[key].append(now)
-        if not sample:
-            sample.append(data.decode())
+        if len(times[key]) == 1:
+            frames.append(data.decode())
         if len(times[key]) == args.clients:
             print(f"DONE {key}", flush=True)
 
@@ -149,7 +149,7 @@ async def client_main(args: argparse.Namespace) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     await reader.readline()
-    print(json.dumps({"times": times, "sample": sample[0] if sample else None}), flush=True)
+    print(json.dumps({"times": times, "frames": frames}), flush=True)
     for peer in peers:
         if peer.transport is not None:
             peer.transport.abort()
@@ -213,13 +213,13 @@ class Clients:
             if got == line:
                 return
 
-    async def report(self) -> tuple[dict[str, list[float]], str | None]:
-        """Receipt times per marker, and one frame as received."""
+    async def report(self) -> tuple[dict[str, list[float]], list[str]]:
+        """Receipt times per marker, and each event's frame as received."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(b"REPORT\n")
         await self.proc.stdin.drain()
         data = json.loads(await self.proc.stdout.readline())
-        return data["times"], data["sample"]
+        return data["times"], data["frames"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,7 +232,7 @@ class Run:
     spread: list[float]  # per event: first → last client
     to_last: list[float]  # per event: send/broadcast → last client
     answered: list[float] = dataclasses.field(default_factory=list)  # webhook POST → 200
-    sample: str | None = None
+    frames: list[str] = dataclasses.field(default_factory=list)  # as received, warm-up first
 
 
 def summarize(label: str, n: int, sent: dict[str, float], times: dict[str, list[float]]) -> Run:
@@ -326,13 +326,16 @@ async def measure_wasync(server: Server, n: int, events: int, deflate: bool) -> 
             if k:  # the first one warms up (and creates the chat, lead, notification)
                 sent[key] = t0
                 answered.append(took)
-        times, sample = await clients.report()
+        times, frames = await clients.report()
     run = summarize(f"wasync, {n} client(s)", n, sent, times)
-    return dataclasses.replace(run, sample=sample, answered=answered)
+    return dataclasses.replace(run, frames=frames, answered=answered)
 
 
-async def measure_bare(n: int, events: int, frame: str, deflate: bool) -> Run:
-    """The same frame, `broadcast()` by a bare `websockets` server to the same N clients."""
+async def measure_bare(n: int, frames: list[str], deflate: bool) -> Run:
+    """The frames wasync sent, byte for byte and in order (the first warms up), each
+    `broadcast()` by a bare `websockets` server to the same N clients. The same bytes matter
+    with permessage-deflate: each connection compresses against the frames before, so
+    frames that differed only in their body would compress better than wasync's real ones."""
     conns: set[ServerConnection] = set()
 
     async def handler(ws: ServerConnection) -> None:
@@ -347,9 +350,9 @@ async def measure_bare(n: int, events: int, frame: str, deflate: bool) -> Run:
         port = next(iter(server.sockets)).getsockname()[1]
         async with Clients.spawn(f"ws://127.0.0.1:{port}/", n, None, deflate) as clients:
             sent: dict[str, float] = {}
-            for k in range(events + 1):
-                key = f"bare-{k}-{uuid.uuid4().hex[:6]}"
-                text = _with_marker(frame, key)
+            for k, text in enumerate(frames):
+                key = marker(text.encode())
+                assert key is not None
                 t0 = time.monotonic()
                 broadcast(conns, text)
                 await clients.expect(f"DONE {key}")
@@ -357,12 +360,6 @@ async def measure_bare(n: int, events: int, frame: str, deflate: bool) -> Run:
                     sent[key] = t0
             times, _ = await clients.report()
     return summarize(f"bare websockets broadcast, {n} clients", n, sent, times)
-
-
-def _with_marker(frame: str, key: str) -> str:
-    data = json.loads(frame)
-    data["message"]["body"] = key
-    return json.dumps(data, separators=(",", ":"))
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -469,8 +466,7 @@ async def main(args: argparse.Namespace) -> None:
         async with wasync_server(db_url) as server:
             one = await measure_wasync(server, 1, args.events, deflate)
             many = await measure_wasync(server, args.clients, args.events, deflate)
-        assert many.sample is not None
-        bare = await measure_bare(args.clients, args.events, many.sample, deflate)
+        bare = await measure_bare(args.clients, many.frames, deflate)
     report(one, many, bare, backend, deflate)
     write(args.json, "bench_realtime", figures(one, many, bare, backend), clients=args.clients,
           events=args.events, deflate=deflate)  # fmt: skip
