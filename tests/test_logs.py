@@ -23,7 +23,7 @@ from wasync import config
 from wasync.auth import issue_token
 from wasync.logs import RedactedJson, ScopeFilter, scope
 from wasync.outbox import text_request
-from wasync.redact import Redactor, redact
+from wasync.redact import INDEX_FROM, Redactor, redact
 from wasync.sender import Sender, wait_final
 from wasync.sim import EvolutionSim, WahaSim, serve
 from wasync.webhooks import run_all
@@ -224,6 +224,27 @@ def test_redaction_of_tokens_and_secrets() -> None:
     assert Redactor(["s3cr3t-value"]).filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws?token=[redacted]" [accepted]'
     assert record.exc_text is not None and "s3cr3t-value" not in record.exc_text
+
+
+def test_many_configured_secrets_are_each_blanked() -> None:
+    """A thousand sessions bring thousands of secrets (looked up by their first characters,
+    not one search each): every one is blanked wherever it stands in a line, a secret inside
+    a longer one too, and secrets sharing their first characters are told apart."""
+    keys = [f"waha-key-{i:04d}-{'k' * 12}" for i in range(1_000)]
+    hooks = [f"hmac-{i:04d}-secret-at-least-32-bytes-long" for i in range(1_000)]
+    nested = ["outer-AAAA-inner-BBBB", "inner-BBBB"]
+    redactor = Redactor([*keys, *hooks, *nested])
+    assert len(redactor.secrets.values) >= INDEX_FROM  # the looked-up path
+    for i in (0, 417, 999):
+        line = f"poll s{i}: {keys[i]} then {hooks[i]}, {keys[(i + 1) % 1000]}!"
+        clean = f"poll s{i}: [redacted] then [redacted], [redacted]!"
+        assert redact(line, redactor.secrets) == clean
+    assert redact("a inner-BBBB b outer-AAAA-inner-BBBB c", redactor.secrets) == (
+        "a [redacted] b [redacted] c"
+    )
+    assert redact("waha-key-0001-kkkk is not a key", redactor.secrets) == (
+        "waha-key-0001-kkkk is not a key"
+    )  # the head of many keys, none of them whole
 
 
 def test_json_lines_are_redacted_tracebacks_and_fields_included() -> None:
