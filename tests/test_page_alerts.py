@@ -14,6 +14,7 @@ from playwright.async_api import APIResponse, Page, Route, expect
 
 from tests.browser import Stack, chromium, screenshot, shot_name, stack, wait_for
 from tests.test_page_live import bubbles, chats
+from wasync.sim.content import text as text_content
 
 MARIA, JOAO = "5531988887777", "5511977776666"
 
@@ -197,6 +198,43 @@ async def test_a_send_whose_frame_comes_before_its_answer_is_one_bubble_througho
         await expect(out).to_have_attribute("data-message-id", str(row_id))
         await expect(out).to_contain_text("Abrimos sim")
         assert await out.count() == 1
+        await screenshot(page, shot_name(request))
+
+
+async def test_an_older_message_with_the_same_text_still_shows_while_a_send_waits(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Only a row newer than the page's rows may be the waiting send's: an older message of
+    ours with the same text ("Abrimos sim") stays on screen across a resync while the POST's
+    answer is held back, and the answer then binds the new row to the queued bubble."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        s.waha.add_incoming("loja", MARIA, text="Vocês abrem domingo?", push_name="Maria")
+        s.waha.add_message("loja", MARIA, text_content("Abrimos sim"), from_me=True)
+        await s.chat_id(MARIA)
+        page = await s.open_page(browser, "boss")
+        held = HeldSend()
+        await held.install(page)
+        await chats(page).filter(has_text="Abrimos sim").click()
+        out = page.locator(".bubble.out")
+        await expect(out).to_have_count(1)
+        older = await out.get_attribute("data-message-id")
+        assert older
+        box = page.get_by_role("textbox", name="Mensagem")
+        await box.fill("Abrimos sim")
+        await box.press("Enter")
+
+        row_id = (await (await held.answer()).json())["messageId"]
+        await page.evaluate("wasyncPage.resync()")  # the history again, the new row in it
+        await page.wait_for_function("(id) => wasyncPage.conversation.messages.has(id)", arg=row_id)
+        shown = await out.evaluate_all("(els) => els.map((e) => e.dataset.messageId)")
+        assert shown == [older, ""]  # the older one, and ours still queued: not the new row
+
+        held.release()
+        await expect(out.nth(1)).to_have_attribute("data-message-id", str(row_id))
+        assert await out.evaluate_all("(els) => els.map((e) => e.dataset.messageId)") == [
+            older,
+            str(row_id),
+        ]
         await screenshot(page, shot_name(request))
 
 

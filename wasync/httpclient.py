@@ -248,19 +248,21 @@ _QUERIES: dict[tuple[tuple[str, type, Any], ...], str] = {}
 _QUERIES_MAX = 1024
 
 
+_PLAIN = frozenset((str, int, bool, type(None)))  # equal values of one of these encode alike
+
+
 def _query(params: Mapping[str, Any]) -> str:
-    """`params` encoded as httpx encodes them (`httpx.QueryParams`), remembered: a poll asks
-    with the same few sets of parameters every cycle."""
-    try:
-        key = tuple((k, type(v), v) for k, v in params.items())  # True == 1, "true" != "1"
-        return _QUERIES[key]
-    except TypeError:  # a list value: not hashable, not remembered
+    """`params` encoded as httpx encodes them (`httpx.QueryParams`), remembered when every
+    value is plain text, a number or a flag: a poll asks with the same few every cycle.
+    Others (0.0 and -0.0 are equal, so are Decimal 1.0 and 1.00) are encoded each time."""
+    if not _PLAIN.issuperset(map(type, params.values())):
         return str(httpx.QueryParams(params))
-    except KeyError:
-        pass
-    if len(_QUERIES) >= _QUERIES_MAX:
-        _QUERIES.clear()
-    text = _QUERIES[key] = str(httpx.QueryParams(params))
+    key = tuple((k, type(v), v) for k, v in params.items())  # True == 1, "true" != "1"
+    text = _QUERIES.get(key)
+    if text is None:
+        if len(_QUERIES) >= _QUERIES_MAX:
+            _QUERIES.clear()
+        text = _QUERIES[key] = str(httpx.QueryParams(params))
     return text
 
 

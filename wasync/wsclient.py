@@ -86,6 +86,7 @@ class Client:
         still waiting for the socket is abandoned (its frame is not counted as sent)."""
         if self.closing.is_set():
             return
+        assert code, "a close code is never 0 (offer() reads it as 'closing')"
         self.close_code, self.close_reason = code, reason
         self.closing.set()
         self.backlog.clear()
@@ -100,9 +101,15 @@ class Client:
 
     def _write(self, frame_id: int, text: str) -> None:
         assert self._send is not None
-        if self._now is not None and self._now(text):
-            self.last_sent = frame_id
-            return
+        if self._now is not None:
+            try:
+                written = self._now(text)
+            except Exception:  # as a failed send below: this client closes, the others go on
+                self.close(CLOSE_SEND_FAILED, "send failed")
+                return
+            if written:
+                self.last_sent = frame_id
+                return
         sending = self._send(_message(text))
         if not isinstance(sending, Coroutine):  # another server's future: just wait for it
             self._flushing = asyncio.get_running_loop().create_task(

@@ -94,14 +94,21 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             return False
         global _encoded
-        if _encoded[0] is not text:  # the hub offers one frame to every client in turn
-            _encoded = (text, text.encode())
+        encoded = _encoded
+        if encoded[0] is not text:  # the hub offers one frame to every client in turn
+            encoded = _encoded = (text, text.encode())
         try:
-            self.conn.send_text(_encoded[1])
+            self.conn.send_text(encoded[1])
         except InvalidState:
             return False
         self.transport.write(b"".join(self.conn.data_to_send()))
         return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """As uvicorn's; the scope lets go of `write_text` (a cycle through the protocol)."""
+        super().connection_lost(exc)
+        extensions = getattr(self, "scope", {}).get("extensions", {})
+        extensions.pop(WRITE_TEXT, None)
 
     async def send(self, message: Any) -> None:
         """Send an ASGI message; a close does not wait for the peer to read."""

@@ -152,11 +152,16 @@ export class Conversation {
     return [...this.messages.entries()].filter(([key, m]) => isLocal(key) && !m.sendError).map(([, m]) => m);
   }
 
-  /** Is this row (not on screen yet) perhaps the one a waiting send made? Then its answer
-   * decides: bound to the local bubble, or (another send) shown once the answers are in. */
+  /** Is this row (not on screen yet) perhaps the one a waiting send made: ours, newer than
+   * every row shown when the send began, the same type and text? Then its answer decides:
+   * bound to the local bubble, or (another send) shown once the answers are in. An older row
+   * with the same text ("ok") shows as ever, a resync's history included. */
   awaitsAnswer(key, message, waiting) {
     if (isLocal(key) || !message.fromMe || this.bubbles.has(key)) return false;
-    return waiting.some((local) => local.type === message.type && (local.body ?? null) === (message.body ?? null));
+    return waiting.some(
+      (local) =>
+        key > (local.after ?? 0) && local.type === message.type && (local.body ?? null) === (message.body ?? null),
+    );
   }
 
   separator(day) {
@@ -205,7 +210,9 @@ export class Conversation {
   // --- our sends (see composer.js) ------------------------------------------------------
 
   addLocal(key, message) {
-    this.remember({ ...message, chatId: this.chatId }, `local:${key}`);
+    // The row this send makes is newer than every row shown now: only such a row may be it.
+    const after = Math.max(0, ...[...this.messages.keys()].filter((k) => typeof k === "number"));
+    this.remember({ ...message, chatId: this.chatId, after }, `local:${key}`);
     this.render();
     this.scrollToEnd();
   }
