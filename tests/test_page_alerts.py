@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 
 import pytest
-from playwright.async_api import APIResponse, Page, Route, expect
+from playwright.async_api import APIResponse, BrowserContext, Page, Route, expect
 
 from tests.browser import Stack, chromium, screenshot, shot_name, stack, wait_for
 from tests.test_page_live import bubbles, chats
@@ -208,8 +209,11 @@ async def test_an_older_message_with_the_same_text_still_shows_while_a_send_wait
     ours with the same text ("Abrimos sim") stays on screen across a resync while the POST's
     answer is held back, and the answer then binds the new row to the queued bubble."""
     async with stack(db_url) as s, chromium(tmp_path) as browser:
-        s.waha.add_incoming("loja", MARIA, text="Vocês abrem domingo?", push_name="Maria")
-        s.waha.add_message("loja", MARIA, text_content("Abrimos sim"), from_me=True)
+        an_hour_ago = int(time.time()) - 3600
+        s.waha.add_incoming(
+            "loja", MARIA, text="Vocês abrem domingo?", push_name="Maria", ts=an_hour_ago - 60
+        )
+        s.waha.add_message("loja", MARIA, text_content("Abrimos sim"), from_me=True, ts=an_hour_ago)
         await s.chat_id(MARIA)
         page = await s.open_page(browser, "boss")
         held = HeldSend()
@@ -246,17 +250,7 @@ async def test_a_send_refused_across_a_resync_still_shows_its_error(
     async with stack(db_url) as s, chromium(tmp_path) as browser:
         s.evo.add_incoming("vendas", JOAO, text="Ainda tem o modelo azul?")
         await s.chat_id(JOAO)
-        page = await s.open_page(browser, "boss")
-        held = HeldSend()
-        await held.install(page)
-        await chats(page).filter(has_text="Ainda tem o modelo azul?").click()
-        await expect(bubbles(page)).to_have_count(1)
-        refuse_number_checks(s)
-        box = page.get_by_role("textbox", name="Mensagem")
-        await box.fill("Tem sim!")
-        await box.press("Enter")
-
-        assert (await held.answer()).status == 503
+        page, held = await refused_and_held(s, browser, "Tem sim!")
         await page.evaluate("wasyncPage.resync()")  # what a `resync` frame runs; awaited
         held.release()
         failed = page.locator(".bubble.out")
@@ -265,6 +259,60 @@ async def test_a_send_refused_across_a_resync_still_shows_its_error(
         await expect(failed.get_by_role("button", name="Tentar novamente")).to_be_visible()
         assert await failed.count() == 1
         await screenshot(page, shot_name(request))
+
+
+async def test_a_send_refused_while_another_chat_is_open_shows_when_its_chat_is_back(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The agent sends to João, opens Maria's chat before the answer comes, and the answer is
+    a refusal: back in João's chat, the message is there with the error and its retry (it
+    used to be gone, the refusal shown nowhere); the retry sends it once."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        s.evo.add_incoming("vendas", JOAO, text="Ainda tem o modelo azul?")
+        s.waha.add_incoming("loja", MARIA, text="Vocês abrem domingo?", push_name="Maria")
+        await s.chat_id(JOAO)
+        await s.chat_id(MARIA)
+        page, held = await refused_and_held(s, browser, "Tem sim!")
+
+        await chats(page).filter(has_text="Vocês abrem domingo?").click()
+        await expect(bubbles(page).filter(has_text="Vocês abrem domingo?")).to_be_visible()
+        await expect(page.locator(".bubble.out")).to_have_count(0)  # not in Maria's chat
+        async with page.expect_response(lambda r: r.request.method == "POST"):
+            held.release()  # the refusal reaches the page while Maria's chat is open
+        await expect(page.locator(".bubble.out")).to_have_count(0)
+
+        await chats(page).filter(has_text="Ainda tem o modelo azul?").click()
+        failed = page.locator(".bubble.out")
+        await expect(failed).to_contain_text("Falha no envio")
+        await expect(failed).to_contain_text("Tem sim!")
+        assert await failed.count() == 1
+        s.evo.faults.rate = 0.0
+        await failed.get_by_role("button", name="Tentar novamente").click()
+
+        async def sent() -> bool:
+            return any(r.status == 201 for r in s.evo.sends)
+
+        assert await wait_for(sent, timeout_s=30)
+        await expect(failed).not_to_contain_text("Falha no envio")
+        assert await failed.count() == 1
+        assert len([r for r in s.evo.sends if r.status == 201]) == 1
+        await screenshot(page, shot_name(request))
+
+
+async def refused_and_held(s: Stack, browser: BrowserContext, text: str) -> tuple[Page, HeldSend]:
+    """The page open on João's chat sends `text` while Evolution refuses number checks; the
+    refusal (503) is answered and held back from the page."""
+    page = await s.open_page(browser, "boss")
+    held = HeldSend()
+    await held.install(page)
+    await chats(page).filter(has_text="Ainda tem o modelo azul?").click()
+    await expect(bubbles(page)).to_have_count(1)
+    refuse_number_checks(s)
+    box = page.get_by_role("textbox", name="Mensagem")
+    await box.fill(text)
+    await box.press("Enter")
+    assert (await held.answer()).status == 503
+    return page, held
 
 
 def refuse_number_checks(s: Stack) -> None:

@@ -84,8 +84,8 @@ export class Composer {
     try {
       const row = await this.page.api.post(`/api/chats/${chatId}/messages`, body, { "Idempotency-Key": key });
       this.requests.set(row.messageId, { body, local });
-      // Whatever is open now: the key is this send's own, and a conversation holds it only
-      // while it shows the chat it was written in (a chat opened meanwhile dropped it).
+      // Whatever is open now: the key is this send's own; the conversation keeps it for its
+      // chat (shown again if the agent went to another chat and comes back).
       conversation.bind(key, row.messageId);
     } catch (exc) {
       conversation.failLocal(key, exc.message);

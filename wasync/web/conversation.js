@@ -4,7 +4,9 @@
 // Our own sends show at once as local bubbles ("local:<key>"); the row a send made can reach
 // the page before the POST's answer names it (its /ws frame, a history read after a resync):
 // a row of ours that looks like a send still waiting for its answer is kept, not shown, until
-// that answer binds the two, so one send is one bubble whatever order they arrive in.
+// that answer binds the two, so one send is one bubble whatever order they arrive in. A send
+// not bound yet belongs to its chat: it shows again (waiting, or refused with its retry) when
+// the agent comes back to that chat from another.
 
 import { query } from "./api.js";
 import { Bubble } from "./bubble.js";
@@ -19,6 +21,7 @@ export class Conversation {
     this.scroller = scroller;
     this.list = list;
     this.chatId = null;
+    this.locals = new Map(); // "local:<key>" → our sends not bound to a row yet, of every chat
     this.reset();
     scroller.addEventListener("scroll", () => {
       if (scroller.scrollTop < 80) this.loadOlder();
@@ -49,6 +52,11 @@ export class Conversation {
     this.reset(chatId !== null && chatId === this.chatId);
     this.chatId = chatId;
     if (chatId === null) return;
+    // Sends of this chat still waiting for their answer, or refused, while another was open.
+    for (const [key, local] of this.locals) {
+      if (local.chatId === chatId && !this.messages.has(key)) this.remember(local, key);
+    }
+    this.render();
     const generation = this.generation;
     const body = await this.page.api.get(`/api/chats/${chatId}/messages${query({ limit: PAGE })}`);
     if (generation !== this.generation) return;
@@ -212,7 +220,9 @@ export class Conversation {
   addLocal(key, message) {
     // The row this send makes is newer than every row shown now: only such a row may be it.
     const after = Math.max(0, ...[...this.messages.keys()].filter((k) => typeof k === "number"));
-    this.remember({ ...message, chatId: this.chatId, after }, `local:${key}`);
+    const local = { ...message, chatId: this.chatId, after };
+    this.locals.set(`local:${key}`, local);
+    this.remember(local, `local:${key}`);
     this.render();
     this.scrollToEnd();
   }
@@ -221,6 +231,7 @@ export class Conversation {
    * row may be here already (its frame or a history read came first): our bubble takes its
    * state, unless the row is on screen already; then that bubble stays, showing our upload. */
   bind(key, messageId) {
+    this.locals.delete(`local:${key}`); // its chat shows the row from now on
     const local = this.messages.get(`local:${key}`);
     if (!local) return;
     const bubble = this.bubbles.get(`local:${key}`);
@@ -236,7 +247,11 @@ export class Conversation {
     this.render();
   }
 
+  /** The send was refused: its bubble shows the error and a retry, now if its chat is open,
+   * else when the agent comes back to it. */
   failLocal(key, error) {
+    const stored = this.locals.get(`local:${key}`);
+    if (stored) this.locals.set(`local:${key}`, { ...stored, sendError: error || t("sendFailed") });
     const local = this.messages.get(`local:${key}`);
     if (!local) return;
     this.remember({ ...local, sendError: error || t("sendFailed") }, `local:${key}`);
@@ -244,6 +259,7 @@ export class Conversation {
   }
 
   dropLocal(key) {
+    this.locals.delete(`local:${key}`);
     this.bubbles.get(`local:${key}`)?.dispose();
     this.bubbles.delete(`local:${key}`);
     this.messages.delete(`local:${key}`);
