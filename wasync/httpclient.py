@@ -246,8 +246,6 @@ class _Fetch:
 
 _QUERIES: dict[tuple[tuple[str, type, Any], ...], str] = {}
 _QUERIES_MAX = 1024
-
-
 _PLAIN = frozenset((str, int, bool, type(None)))  # equal values of one of these encode alike
 
 

@@ -59,7 +59,7 @@ class Client:
     def offer(self, frame_id: int, text: str) -> None:
         """Write a frame now if the socket takes it, else queue it without waiting; an
         overflowing backlog closes the client (CLOSE_LAGGING)."""
-        if self.close_code or frame_id <= self.last_sent:  # closing (a code is never 0)
+        if self.closing.is_set() or frame_id <= self.last_sent:
             return
         if self._send is not None and self._flushing is None and not self.backlog:
             self._write(frame_id, text)
@@ -86,7 +86,6 @@ class Client:
         still waiting for the socket is abandoned (its frame is not counted as sent)."""
         if self.closing.is_set():
             return
-        assert code, "a close code is never 0 (offer() reads it as 'closing')"
         self.close_code, self.close_reason = code, reason
         self.closing.set()
         self.backlog.clear()

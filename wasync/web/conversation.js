@@ -28,33 +28,28 @@ export class Conversation {
     });
   }
 
-  /** Forget what is shown; `keepSends`: the same chat again (a resync), whose sends still
-   * waiting for their answer stay (the answer binds them, or shows the error). */
-  reset(keepSends = false) {
-    const kept = keepSends ? [...this.messages.entries()].filter(([key]) => isLocal(key)) : [];
-    const keptBubbles = new Map(kept.map(([key]) => [key, this.bubbles.get(key)]));
-    for (const [key, bubble] of this.bubbles?.entries() ?? []) {
-      if (!keptBubbles.has(key)) bubble.dispose();
-    }
-    this.messages = new Map(kept); // key (message id, or "local:<key>") → message
-    this.bubbles = new Map([...keptBubbles].filter(([, bubble]) => bubble));
+  reset() {
+    for (const bubble of this.bubbles?.values() ?? []) bubble.dispose();
+    this.messages = new Map(); // key (message id, or "local:<key>") → message
+    this.bubbles = new Map();
     this.byPid = new Map(); // providerMessageId → message, for quotes and reactions
     this.reactionsOf = new Map(); // target providerMessageId → Map(sender → emoji)
     this.separators = new Map();
     this.nextCursor = null;
     this.loadingOlder = null;
     this.generation = (this.generation ?? 0) + 1;
-    this.render();
+    this.list.replaceChildren();
   }
 
   /** Show `chatId`'s newest messages, scrolled to the end. */
   async open(chatId) {
-    this.reset(chatId !== null && chatId === this.chatId);
+    this.reset();
     this.chatId = chatId;
     if (chatId === null) return;
-    // Sends of this chat still waiting for their answer, or refused, while another was open.
+    // This chat's sends not bound to a row yet: waiting for their answer, or refused (the
+    // same chat again after a resync, or back from another chat).
     for (const [key, local] of this.locals) {
-      if (local.chatId === chatId && !this.messages.has(key)) this.remember(local, key);
+      if (local.chatId === chatId) this.remember(local, key);
     }
     this.render();
     const generation = this.generation;
@@ -251,10 +246,11 @@ export class Conversation {
    * else when the agent comes back to it. */
   failLocal(key, error) {
     const stored = this.locals.get(`local:${key}`);
-    if (stored) this.locals.set(`local:${key}`, { ...stored, sendError: error || t("sendFailed") });
-    const local = this.messages.get(`local:${key}`);
-    if (!local) return;
-    this.remember({ ...local, sendError: error || t("sendFailed") }, `local:${key}`);
+    if (!stored) return;
+    const failed = { ...stored, sendError: error || t("sendFailed") };
+    this.locals.set(`local:${key}`, failed);
+    if (!this.messages.has(`local:${key}`)) return; // its chat is not the one shown
+    this.remember(failed, `local:${key}`);
     this.render(); // a row it held back (another send's) shows now
   }
 
