@@ -7,11 +7,13 @@ its rows in one trip to aiosqlite's thread; here is what SQLAlchemy reads back f
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import func, insert, select, update
 
+from wasync.errors import StoreUnavailable
 from wasync.store import Store
 from wasync.store import models as m
 
@@ -106,3 +108,54 @@ async def test_run_write_returns_and_rolls_back(store: Store) -> None:
         await store.run_write(lambda c: add("5531933331111", True, c))
     async with store.read() as conn:
         assert await conn.scalar(select(func.count()).select_from(T_LEADS)) == 1
+
+
+async def traced(store: Store) -> list[str]:
+    """Every statement SQLite runs on the writer's (one, reused) connection from now on."""
+    seen: list[str] = []
+    async with store.write() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver._execute(driver._conn.set_trace_callback, seen.append)
+    seen.clear()  # the COMMIT of the block above, if any
+    return seen
+
+
+async def test_sqlite_transactions_begin_with_their_first_statement(tmp_path: Path) -> None:
+    """SQLite's driver (`wasync.store.sqlite`) runs a transaction's BEGIN on the trip of its
+    first statement: the same statements in the same order as a BEGIN of its own, and a
+    transaction that runs none costs nothing at all. (SQLite only: Postgres' driver is
+    asyncpg's.)"""
+    async with Store(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}") as store:
+        await store.upgrade()
+        seen = await traced(store)
+        async with store.write():
+            pass
+        assert seen == []
+        await add_tenant(store)
+        assert [s.split(" ")[0] for s in seen] == ["BEGIN", "INSERT", "COMMIT"]
+        assert seen[0] == "BEGIN IMMEDIATE"
+        seen.clear()
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            await add_tenant(store)
+        assert [s.split(" ")[0] for s in seen] == ["BEGIN", "INSERT", "ROLLBACK"]
+
+
+async def test_a_sqlite_begin_that_cannot_take_the_lock_fails_its_statement(
+    tmp_path: Path,
+) -> None:
+    """Another connection holds the write lock: the BEGIN IMMEDIATE now run with the first
+    statement fails it (SQLite's busy timeout spent), as `database is locked`, a store
+    outage; nothing is left half-open and the next transaction works."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    async with Store(url, busy_timeout_ms=50) as store, Store(url) as other:
+        await store.upgrade()
+        async with other.write() as holder:
+            await holder.execute(insert(T_TENANTS), {"id": "x", "name": "X", "created_at": NOW})
+            with pytest.raises(StoreUnavailable, match="unavailable"):
+                await add_tenant(store)
+        await add_tenant(store)
+        async with store.read() as conn:
+            ids = (await conn.execute(select(T_TENANTS.c.id).order_by(T_TENANTS.c.id))).all()
+        assert [r.id for r in ids] == ["acme", "x"]

@@ -158,7 +158,9 @@ class Store:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # On the first statement's trip to the connection's thread (`sqlite.Connection`)
+            driver: sqlite_driver.Connection = conn.connection.driver_connection
+            driver.begin("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
 
