@@ -684,6 +684,38 @@ async def test_queued_rows_go_out_after_a_restart(db_url: str) -> None:
     assert sorted(s.body["text"] for s in env.waha.sends) == ["depois 0", "depois 1", "depois 2"]
 
 
+async def test_a_row_queued_elsewhere_is_sent_soon_after_the_look_for_due_rows_failed(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An idle lane looks at the outbox itself only every `IDLE_LANE_POLLS` intervals (here
+    90-150 s); rows queued by another process are found by the sender's one look per interval.
+    That look fails with an error that is not an outage (the table is gone a moment, after
+    the lane's first look at start-up): it is logged once, and it goes on, so a row queued
+    afterwards leaves within seconds. The lane never saw the error, so only that look can have
+    woken it."""
+
+    async def logged() -> bool:
+        return "sender's look for due rows" in caplog.text
+
+    async with environment(db_url, poll_interval_s=0.2) as env:
+        other = Outbox(env.settings, env.store, env.registry, env.pipeline, env.client)
+        async with other, Sender(env.outbox, [env.ref("waha")]):
+            await asyncio.sleep(2)  # the lane's first look (at once) is over: it sleeps
+            async with env.store.write() as conn:
+                await conn.execute(text("ALTER TABLE outbox RENAME TO outbox_away"))
+            await until(logged, 30, "the failed look logged")
+            async with env.store.write() as conn:
+                await conn.execute(text("ALTER TABLE outbox_away RENAME TO outbox"))
+            target = await other.target_phone(env.ref("waha"), parse_to(PHONE))
+            row = await other.enqueue(target, text_request("de outro processo"), None)
+            assert not other.wakers  # nothing in this process was told of the row
+            done = await wait_final(env.outbox, [row.id], timeout_s=45)
+        assert done[row.id].status == "SENT"
+        assert [s.body["text"] for s in env.waha.sends] == ["de outro processo"]
+        assert caplog.text.count("sender's look for due rows") == 1
+        assert "sender acme/default" not in caplog.text
+
+
 # --- rate limits and metrics --------------------------------------------------------------------
 
 
