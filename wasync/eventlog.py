@@ -321,9 +321,12 @@ def _log_row(row: Mapping[Any, Any]) -> LogRow:
     )
 
 
+_LAST_ID = select(func.max(T_EVENTS.c.id))  # built once: the hub asks every second
+
+
 async def last_id(conn: AsyncConnection) -> int:
     """The newest id in the log (0 when it is empty)."""
-    return int((await conn.execute(select(func.max(T_EVENTS.c.id)))).scalar() or 0)
+    return int((await conn.execute(_LAST_ID)).scalar() or 0)
 
 
 async def retained(conn: AsyncConnection, since: int) -> bool:

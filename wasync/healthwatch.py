@@ -20,12 +20,16 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from wasync.cycle import CycleStats
 from wasync.errors import StoreRefused, StoreUnavailable
 from wasync.health import DOWN, OK, SILENCE, STALLED, ObserveHealth, RecordPolls, SessionHealth
 from wasync.metrics import SessionMetrics
 from wasync.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,7 @@ class HealthWatch:
         self.silence_s = silence_s
         self.metrics = metrics
         self.last: SessionHealth | None = None
+        self._last_poll: Gauge | None = None  # the `last_poll` gauge's child of this session
 
     async def record(
         self,
@@ -135,7 +140,9 @@ class HealthWatch:
                 self._written_at = now
             if not due or beats is not None:
                 if self.metrics is not None:
-                    self.metrics.last_poll.labels(self.label).set(now)
+                    if self._last_poll is None:  # one labels() lookup, not one per cycle
+                        self._last_poll = self.metrics.last_poll.labels(self.label)
+                    self._last_poll.set(now)
                 return self.last
         try:
             health = await self.pipeline.execute(command, source="health")

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -45,6 +46,9 @@ from wasync.seen import Seen
 from wasync.store import Store
 from wasync.store import models as m
 from wasync.stream import Stream
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,7 @@ class Poller:
         # The one-stream strategy (chatId=all); its first late walk with the first ack check.
         self.stream = Stream(self, first_late_at=self.recheck.next_at)
         self._failing: str | None = None  # the unexpected error last logged with its traceback
+        self._cycles: dict[str, Counter] = {}  # outcome -> its poll_cycles child
         self.last: CycleStats | None = None
 
     @property
@@ -145,7 +150,10 @@ class Poller:
         stats.seconds = time.perf_counter() - started
         self.last = stats
         if self.metrics is not None:
-            self.metrics.poll_cycles.labels("error" if stats.error else "ok").inc()
+            outcome = "error" if stats.error else "ok"
+            if (cycles := self._cycles.get(outcome)) is None:  # a labels() lookup per cycle
+                cycles = self._cycles[outcome] = self.metrics.poll_cycles.labels(outcome)
+            cycles.inc()
             self.metrics.poll_requests.inc(stats.requests)
             self.metrics.ack_checks.inc(stats.check_requests)
         self._log(stats)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import BindParameter, Select, and_, bindparam, func, or_, select
 
 from wasync import phones
 from wasync.config import PollConfig
@@ -104,6 +104,7 @@ class Recheck:
         self.next_at = clock() + poll.ack_interval_s * (1.0 - offset)
         self._swept: float | None = None  # the session cursor the last stream sweep covered
         self._next: dict[str, float] = {}  # chat jid -> when it is due again (chat lists)
+        self._waiting: Select[Any] | None = None
         self.runs = 0
 
     def due(self) -> bool:
@@ -130,9 +131,24 @@ class Recheck:
 
     async def waiting(self) -> list[Waiting]:
         """Chats of this session with our messages of the window still below READ."""
-        c, ch = T_MESSAGES.c, T_CHATS.c
         start = datetime.fromtimestamp(self.clock() - self.poll.ack_window_h * 3600, UTC)
-        query = (
+        if self._waiting is None:
+            self._waiting = self._waiting_query()
+        async with self.store.read() as conn:
+            rows = (await conn.execute(self._waiting, {"start": start})).all()
+        return [
+            Waiting(
+                jid=r.jid, phone=r.phone, lid=r.lid, since=_epoch(r.since), newest=_epoch(r.newest)
+            )
+            for r in rows
+        ]
+
+    def _waiting_query(self) -> Select[Any]:
+        """`waiting()`'s query, built once per session with the window's start bound
+        (`start`): building it at every check cost more than running it."""
+        c, ch = T_MESSAGES.c, T_CHATS.c
+        start = bindparam("start", type_=c.sent_at.type)
+        return (
             select(
                 ch.jid,
                 ch.phone,
@@ -152,14 +168,6 @@ class Recheck:
             )
             .group_by(ch.jid, ch.phone, ch.lid)
         )
-        async with self.store.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            Waiting(
-                jid=r.jid, phone=r.phone, lid=r.lid, since=_epoch(r.since), newest=_epoch(r.newest)
-            )
-            for r in rows
-        ]
 
     async def _read(self, chat_id: str | None, since: float) -> int:
         """The chat's recent page (its newest `page_size` messages from `since` on: WAHA WEBJS
@@ -227,7 +235,7 @@ class Recheck:
                 gone.append(revoke)
         return gone
 
-    def _recent_chats(self, start: datetime) -> Any:
+    def _recent_chats(self, start: datetime | BindParameter[Any]) -> Any:
         """The tenant's chats with a message since `start` (by `ix_chats_tenant_last_message`:
         the messages are then found by chat and time, never by scanning the session)."""
         ch, s = T_CHATS.c, T_SESSIONS.c
