@@ -43,3 +43,25 @@ def test_a_flap_right_after_recovery_is_the_same_outage(caplog: pytest.LogCaptur
         ("WARNING", "sender: store unavailable"),
         ("INFO", "sender: store is back"),
     ]
+
+
+def test_a_database_error_repeated_with_other_parameters_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+):
+    """The same failing statement run again with new times (a loop's retry) is the same
+    error: its traceback once. Another statement or another driver error is news."""
+    import sqlalchemy.exc
+
+    caplog.set_level(logging.INFO, logger="wasync.test_outage")
+    outage = Outage(log, "look")
+
+    def failure(statement: str, when: str, what: str = "no such table: outbox") -> Exception:
+        return sqlalchemy.exc.OperationalError(statement, {"now": when}, Exception(what))
+
+    outage.broken(failure("SELECT 1 FROM outbox", "12:00:00.1"))
+    outage.broken(failure("SELECT 1 FROM outbox", "12:00:01.2"))
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    outage.broken(failure("SELECT 2 FROM outbox", "12:00:02.3"))
+    outage.broken(failure("SELECT 2 FROM outbox", "12:00:03.4", "disk is full"))
+    assert len(caplog.records) == 3
+    assert all("12:00" not in r.getMessage() for r in caplog.records)

@@ -700,7 +700,12 @@ async def test_a_row_queued_elsewhere_is_sent_soon_after_the_look_for_due_rows_f
     async with environment(db_url, poll_interval_s=0.2) as env:
         other = Outbox(env.settings, env.store, env.registry, env.pipeline, env.client)
         async with other, Sender(env.outbox, [env.ref("waha")]):
-            await asyncio.sleep(2)  # the lane's first look (at once) is over: it sleeps
+            # The lane has looked, sent, and looked again (one read right after the send): it
+            # then sleeps for 90-150 s.
+            first = await env.queue("waha", text_request("primeira"))
+            sent = await wait_final(env.outbox, [first.id], timeout_s=45)
+            assert sent[first.id].status == "SENT"
+            await asyncio.sleep(1)  # that one read
             async with env.store.write() as conn:
                 await conn.execute(text("ALTER TABLE outbox RENAME TO outbox_away"))
             await until(logged, 30, "the failed look logged")
@@ -711,7 +716,7 @@ async def test_a_row_queued_elsewhere_is_sent_soon_after_the_look_for_due_rows_f
             assert not other.wakers  # nothing in this process was told of the row
             done = await wait_final(env.outbox, [row.id], timeout_s=45)
         assert done[row.id].status == "SENT"
-        assert [s.body["text"] for s in env.waha.sends] == ["de outro processo"]
+        assert [s.body["text"] for s in env.waha.sends] == ["primeira", "de outro processo"]
         assert caplog.text.count("sender's look for due rows") == 1
         assert "sender acme/default" not in caplog.text
 

@@ -6,6 +6,7 @@ its rows in one trip to aiosqlite's thread; here is what SQLAlchemy reads back f
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -146,16 +147,32 @@ async def test_a_sqlite_begin_that_cannot_take_the_lock_fails_its_statement(
     tmp_path: Path,
 ) -> None:
     """Another connection holds the write lock: the BEGIN IMMEDIATE now run with the first
-    statement fails it (SQLite's busy timeout spent), as `database is locked`, a store
-    outage; nothing is left half-open and the next transaction works."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
-    async with Store(url, busy_timeout_ms=50) as store, Store(url) as other:
+    statement fails that statement (SQLite's busy timeout spent), as `database is locked`, a
+    store outage; nothing is left half-open and the next transaction works. A block that
+    catches the error and goes on still runs its next statements in one transaction, which
+    its failure rolls back whole (they must not commit one by one)."""
+    path = tmp_path / "w.db"
+    async with Store(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=50) as store:
         await store.upgrade()
-        async with other.write() as holder:
-            await holder.execute(insert(T_TENANTS), {"id": "x", "name": "X", "created_at": NOW})
-            with pytest.raises(StoreUnavailable, match="unavailable"):
-                await add_tenant(store)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="unavailable") as failed:
+            await add_tenant(store)
+        assert str(getattr(failed.value.__cause__, "statement", "")).startswith("INSERT")
+        with pytest.raises(RuntimeError, match="the block fails"):
+            async with store.write() as conn:
+                with pytest.raises(sqlalchemy.exc.OperationalError, match="locked"):
+                    await conn.execute(insert(T_TENANTS), tenant("e1"))
+                blocker.execute("ROLLBACK")
+                await conn.execute(insert(T_TENANTS), tenant("e2"))
+                raise RuntimeError("the block fails: nothing of it may stay")
         await add_tenant(store)
         async with store.read() as conn:
-            ids = (await conn.execute(select(T_TENANTS.c.id).order_by(T_TENANTS.c.id))).all()
-        assert [r.id for r in ids] == ["acme", "x"]
+            ids = (await conn.execute(select(T_TENANTS.c.id))).scalars().all()
+        assert ids == ["acme"]
+        blocker.close()
+
+
+def tenant(tenant_id: str) -> dict[str, object]:
+    """A `tenants` row."""
+    return {"id": tenant_id, "name": tenant_id.upper(), "created_at": NOW}

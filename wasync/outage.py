@@ -51,7 +51,7 @@ class Outage:
 
     def broken(self, exc: BaseException) -> None:
         """Something else went wrong: its traceback once, while the same error repeats."""
-        signature = f"{type(exc).__name__}: {exc}"
+        signature = _signature(exc)
         if signature != self._failing:
             self.logger.error("%s: %s", self.what, signature, exc_info=exc)
             self._failing = signature
@@ -66,3 +66,14 @@ class Outage:
                 self.logger.info("%s: %s", self.what, self.back_line)
                 self._back_at = self.clock()
         self._failing = None
+
+
+def _signature(exc: BaseException) -> str:
+    """What makes an error "the same error again". A database error's text ends with the
+    parameters its statement ran with (a time that moves at every retry): it is the driver's
+    error and the statement that say whether it repeats."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return f"{type(exc).__name__}: {exc}"
+    statement = getattr(exc, "statement", None)
+    return f"{type(exc).__name__}: {orig}" + (f" [SQL: {statement}]" if statement else "")

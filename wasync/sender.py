@@ -209,6 +209,7 @@ class Sender:
             except Exception as exc:  # a bug: the lanes' only fast wake-up must go on
                 self._find_outage.broken(exc)
             else:
+                self._outage.ok()
                 self._find_outage.ok()
                 for sid in due:
                     self.wake(sid)

@@ -35,6 +35,14 @@ class _Outcome:
     rows: list[Any] = field(default_factory=list)
 
 
+class _BeginFailed(Exception):
+    """The BEGIN owed before a statement failed: no transaction is open (see `run`)."""
+
+    def __init__(self, error: sqlite3.Error) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 def _run(
     conn: sqlite3.Connection, sql: str, params: Any, *, many: bool, begin: str | None
 ) -> _Outcome:
@@ -43,7 +51,10 @@ def _run(
     cur = conn.cursor()
     try:
         if begin is not None:
-            cur.execute(begin)
+            try:
+                cur.execute(begin)
+            except sqlite3.Error as exc:
+                raise _BeginFailed(exc) from None
         if many:
             cur.executemany(sql, params)
         else:
@@ -137,10 +148,16 @@ class Connection(aiosqlite.Connection):
     async def run(self, sql: str, params: Any, *, many: bool) -> _Outcome:
         """Run one statement on the connection's thread and return its outcome."""
         begin, self._begin = self._begin, None
-        # `_execute` is how aiosqlite's own cursors reach the thread.
-        outcome: _Outcome = await self._execute(  # type: ignore[no-untyped-call]
-            _run, self._conn, sql, params, many=many, begin=begin
-        )
+        try:
+            # `_execute` is how aiosqlite's own cursors reach the thread.
+            outcome: _Outcome = await self._execute(  # type: ignore[no-untyped-call]
+                _run, self._conn, sql, params, many=many, begin=begin
+            )
+        except _BeginFailed as failed:
+            # Still owed: a caller that catches this error and goes on must not run its next
+            # statements outside a transaction (each would commit on its own).
+            self._begin = begin
+            raise failed.error from None
         return outcome
 
     async def commit(self) -> None:
