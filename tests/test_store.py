@@ -41,7 +41,7 @@ def lead(phone: str) -> dict[str, object]:
 async def add_tenant(store: Store) -> None:
     """Tenant acme, which leads belong to."""
     async with store.write() as conn:
-        await conn.execute(insert(T_TENANTS), {"id": "acme", "name": "Acme", "created_at": NOW})
+        await conn.execute(insert(T_TENANTS), tenant("acme"))
 
 
 async def test_statement_results(store: Store) -> None:

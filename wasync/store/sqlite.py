@@ -162,18 +162,19 @@ class Connection(aiosqlite.Connection):
 
     async def commit(self) -> None:
         """Commit (nothing to do for a transaction no statement began)."""
-        if self._begin is not None:
-            self._begin = None
-            return
-        await super().commit()
+        if not self._unbegun():
+            await super().commit()
 
     async def rollback(self) -> None:
         """Roll back (nothing to do for a transaction no statement began). `sqlite3` itself
         does nothing when no transaction is open, as after a `BEGIN` that failed."""
-        if self._begin is not None:
-            self._begin = None
-            return
-        await super().rollback()
+        if not self._unbegun():
+            await super().rollback()
+
+    def _unbegun(self) -> bool:
+        """True (and the BEGIN dropped) when the transaction ending ran no statement."""
+        unbegun, self._begin = self._begin is not None, None
+        return unbegun
 
 
 async def connect(database: str, **kwargs: Any) -> Connection:
