@@ -119,6 +119,26 @@ async def test_http_calls_over_aiohttp_send_what_httpx_sends():
     assert json.loads(seen["aiohttp"][1]["body"]) == body  # type: ignore[arg-type]
 
 
+async def test_no_user_agent_is_added_to_calls_whose_client_has_none():
+    """httpx sends the user agent its client has, and none once it was removed; over aiohttp
+    (both paths) no `aiohttp` agent is added in its place."""
+    seen: list[dict[str, str]] = []
+    async with server(echo) as (url, _):
+        for removed in (False, True):
+            async with client(limits=LIMITS) as c:
+                if removed:
+                    del c.headers["user-agent"]
+                http = Http(c, url, headers={"X-Api-Key": "k"})
+                seen.append((await http.get("/api/sessions"))["headers"])  # type: ignore[index]
+                seen.append((await c.get(f"{url}/api/files/a.jpg")).json()["headers"])
+    assert [h.get("user-agent", "").split("/")[0] for h in seen] == [
+        "python-httpx",
+        "python-httpx",
+        "",
+        "",
+    ]
+
+
 async def test_no_cookie_a_provider_sets_travels_with_later_requests():
     """One client serves every tenant's sessions: a cookie a provider sets is not kept,
     neither on `Http`'s path nor on httpx's (sends, media)."""

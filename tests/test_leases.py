@@ -88,6 +88,37 @@ async def test_a_drained_lease_waits_for_the_work_in_flight(pg_url: str):
         assert b.held == {busy} and a.held == {min(ids)}
 
 
+async def test_work_run_under_a_lease_keeps_it_until_the_work_ends(pg_url: str):
+    """`Leases.run` (each poll cycle's path) is `hold()` without a context manager: the work
+    runs only where the lease is held, and a drained lease waits for it."""
+    async with Store(pg_url) as store:
+        await store.upgrade()
+        ids = await _sessions(store, pg_url, 2)
+        a, b = _leases(store, ids, "a"), _leases(store, ids, "b")
+        await a.round()
+        busy = max(ids)
+        started, release, runs = asyncio.Event(), asyncio.Event(), []
+
+        async def work() -> None:
+            runs.append(1)
+            started.set()
+            await release.wait()
+
+        cycle = asyncio.ensure_future(a.run(busy, work))
+        await asyncio.wait_for(started.wait(), 30)
+        await b.round()
+        await a.round()
+        assert not await a.run(busy, work)  # drained: no new work...
+        await b.round()
+        assert busy not in b.held  # ...and still a's lease while the work runs
+        release.set()
+        assert await asyncio.wait_for(cycle, 30) is True
+        await a.round()
+        await b.round()
+        assert b.held == {busy} and runs == [1]
+        assert not await a.run(busy, work) and runs == [1]  # b's now
+
+
 async def test_a_dead_nodes_leases_are_taken_over_after_the_ttl(pg_url: str):
     """A node that stops renewing (killed) keeps its sessions until its leases expire; then the
     others take them, and the dead node's own view says it holds nothing."""

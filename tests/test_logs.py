@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 from tests.daemon import start_daemon
 from tests.test_outbox import environment
 from tests.test_webhook import _database_down
-from wasync import config
+from wasync import config, logs
 from wasync.auth import issue_token
 from wasync.logs import RedactedJson, ScopeFilter, scope
 from wasync.outbox import text_request
@@ -269,3 +269,23 @@ def test_json_lines_are_redacted_tracebacks_and_fields_included() -> None:
     assert out["level"] == "WARNING" and out["message"] == "using [redacted]"
     assert (out["session"], out["tenant"], out["event"]) == ("default", "acme", "poll.failed")
     assert "ValueError" in out["exc_info"]
+
+
+async def test_a_scoped_job_carries_its_fields_and_those_around_it() -> None:
+    """`scoped()` (every poll job) adds its fields to the scope around it, the job's own
+    winning, and leaves that scope as it was."""
+
+    def fields() -> dict[str, str]:
+        record = logging.LogRecord("wasync", logging.INFO, __file__, 1, "x", None, None)
+        logs.ScopeFilter().filter(record)
+        return {k: getattr(record, k) for k in logs.SCOPE_FIELDS if hasattr(record, k)}
+
+    async def job() -> dict[str, str]:
+        return fields()
+
+    run = logs.scoped(job, session="vendas")
+    assert await run() == {"session": "vendas"}
+    with logs.scope(tenant="7", session="outra"):
+        assert await run() == {"session": "vendas", "tenant": "7"}
+        assert fields() == {"session": "outra", "tenant": "7"}
+    assert fields() == {} and await run() == {"session": "vendas"}

@@ -300,9 +300,7 @@ async def _leased(
     if leases is None:
         await cycle()
         return
-    async with leases.hold(session_id) as held:
-        if held:
-            await cycle()
+    await leases.run(session_id, cycle)
 
 
 def _on_signals(stop: asyncio.Event) -> None:

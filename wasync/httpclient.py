@@ -35,11 +35,14 @@ from typing import Any, Protocol
 
 import aiohttp
 import httpx
+from multidict import CIMultiDict
 from yarl import URL
 
 # Bodies up to this size (by Content-Length) are read with the answer; larger or unsized ones
 # are streamed (media downloads).
 READ_AT_ONCE = 1 << 20
+# aiohttp adds its own User-Agent to a request without one: httpx sends what it is told.
+SKIP_AUTO_HEADERS = ("User-Agent",)
 CHUNK = 256 * 1024
 
 # Most specific first: the first class that matches names the httpx error.
@@ -105,7 +108,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
             cookie_jar=aiohttp.DummyCookieJar(),  # see the module docstring
         )
 
@@ -133,6 +135,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 compress=None,
                 timeout=_timeout(timeout),
+                skip_auto_headers=SKIP_AUTO_HEADERS,
             )
             size = response.content_length
             stream: httpx.AsyncByteStream
@@ -202,7 +205,13 @@ def fetcher(
     sent = dict(client.headers)  # the client's defaults (lower-case names), then the call's
     sent["accept-encoding"] = "gzip, deflate"  # what aiohttp decodes
     sent.update((k.lower(), v) for k, v in headers.items())
-    return _Fetch(aio, sent, _timeout(timeout.as_dict()))
+    # As multidicts, which aiohttp takes as they are; and when httpx's user agent is there (it
+    # always is unless a caller removed it), nothing for aiohttp to skip: its check for
+    # headers to skip builds two multidicts per request.
+    plain, with_json = CIMultiDict(sent), CIMultiDict(sent)
+    with_json["content-type"] = "application/json"
+    skip = None if "user-agent" in sent else SKIP_AUTO_HEADERS
+    return _Fetch(aio, plain, with_json, skip, _timeout(timeout.as_dict()))
 
 
 class Fetch(Protocol):
@@ -218,7 +227,9 @@ class _Fetch:
     """One JSON call straight over aiohttp, with the bytes httpx would send."""
 
     transport: AiohttpTransport
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
+    json_headers: CIMultiDict[str]  # `headers` and the JSON body's content type
+    skip_auto_headers: tuple[str, ...] | None
     timeout: aiohttp.ClientTimeout
 
     async def __call__(
@@ -229,7 +240,7 @@ class _Fetch:
         sent, data = self.headers, None
         if json is not None:
             data = _json_body(json)
-            sent = {**sent, "content-type": "application/json"}
+            sent = self.json_headers
         with _mapped(None):
             async with self.transport.session.request(
                 method,
@@ -240,6 +251,7 @@ class _Fetch:
                 auto_decompress=True,
                 compress=None,
                 timeout=self.timeout,
+                skip_auto_headers=self.skip_auto_headers,
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
 

@@ -27,6 +27,7 @@ asked, when no message waits.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -104,7 +105,6 @@ class Recheck:
         self.next_at = clock() + poll.ack_interval_s * (1.0 - offset)
         self._swept: float | None = None  # the session cursor the last stream sweep covered
         self._next: dict[str, float] = {}  # chat jid -> when it is due again (chat lists)
-        self._waiting: Select[Any] | None = None
         self.runs = 0
 
     def due(self) -> bool:
@@ -132,42 +132,15 @@ class Recheck:
     async def waiting(self) -> list[Waiting]:
         """Chats of this session with our messages of the window still below READ."""
         start = datetime.fromtimestamp(self.clock() - self.poll.ack_window_h * 3600, UTC)
-        if self._waiting is None:
-            self._waiting = self._waiting_query()
+        params = {"start": start, "session_id": self.provider.session_id}
         async with self.store.read() as conn:
-            rows = (await conn.execute(self._waiting, {"start": start})).all()
+            rows = (await conn.execute(_waiting_query(), params)).all()
         return [
             Waiting(
                 jid=r.jid, phone=r.phone, lid=r.lid, since=_epoch(r.since), newest=_epoch(r.newest)
             )
             for r in rows
         ]
-
-    def _waiting_query(self) -> Select[Any]:
-        """`waiting()`'s query, built once per session with the window's start bound
-        (`start`): building it at every check cost more than running it."""
-        c, ch = T_MESSAGES.c, T_CHATS.c
-        start = bindparam("start", type_=c.sent_at.type)
-        return (
-            select(
-                ch.jid,
-                ch.phone,
-                ch.lid,
-                func.min(c.sent_at).label("since"),
-                func.max(c.sent_at).label("newest"),
-            )
-            .join(T_CHATS, ch.id == c.chat_id)
-            .where(
-                c.chat_id.in_(self._recent_chats(start)),
-                c.session_id == self.provider.session_id,
-                c.from_me.is_(True),
-                c.revoked.is_(False),
-                c.sent_at >= start,
-                or_(c.ack.is_(None), and_(c.ack >= 0, c.ack < int(AckLevel.READ))),
-                ~c.provider_message_id.startswith(PLACEHOLDER),
-            )
-            .group_by(ch.jid, ch.phone, ch.lid)
-        )
 
     async def _read(self, chat_id: str | None, since: float) -> int:
         """The chat's recent page (its newest `page_size` messages from `since` on: WAHA WEBJS
@@ -218,7 +191,7 @@ class Recheck:
         start = datetime.fromtimestamp(since, UTC)
         end = datetime.fromtimestamp(self.clock() - VANISH_GRACE_S, UTC)
         query = select(c.provider_message_id).where(
-            c.chat_id.in_(self._recent_chats(start)),
+            c.chat_id.in_(_recent_chats(start, self.provider.session_id)),
             c.session_id == self.provider.session_id,
             c.revoked.is_(False),
             c.sent_at >= start,
@@ -234,16 +207,6 @@ class Recheck:
                 revoke = Revoke(session_id=self.provider.session_id, provider_message_id=pmid)
                 gone.append(revoke)
         return gone
-
-    def _recent_chats(self, start: datetime | BindParameter[Any]) -> Any:
-        """The tenant's chats with a message since `start` (by `ix_chats_tenant_last_message`:
-        the messages are then found by chat and time, never by scanning the session)."""
-        ch, s = T_CHATS.c, T_SESSIONS.c
-        return (
-            select(ch.id)
-            .join(T_SESSIONS, s.tenant_id == ch.tenant_id)
-            .where(s.id == self.provider.session_id, ch.last_message_at >= start)
-        )
 
     def _provider_ids(self) -> dict[str, str]:
         """The provider's own chat ids the poller has read, by every key of their address."""
@@ -271,3 +234,46 @@ def _epoch(value: datetime | str | None) -> float:
     if value is None:
         return math.inf
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+@functools.cache
+def _waiting_query() -> Select[Any]:
+    """`Recheck.waiting()`'s query, built once for every session (`start` and `session_id`
+    bound): building it cost more than running it, and a thousand sessions built it each."""
+    c, ch = T_MESSAGES.c, T_CHATS.c
+    start = bindparam("start", type_=c.sent_at.type)
+    session_id = bindparam("session_id", type_=c.session_id.type)
+    return (
+        select(
+            ch.jid,
+            ch.phone,
+            ch.lid,
+            func.min(c.sent_at).label("since"),
+            func.max(c.sent_at).label("newest"),
+        )
+        .join(T_CHATS, ch.id == c.chat_id)
+        .where(
+            c.chat_id.in_(_recent_chats(start, session_id)),
+            c.session_id == session_id,
+            c.from_me.is_(True),
+            c.revoked.is_(False),
+            c.sent_at >= start,
+            or_(c.ack.is_(None), and_(c.ack >= 0, c.ack < int(AckLevel.READ))),
+            ~c.provider_message_id.startswith(PLACEHOLDER),
+        )
+        .group_by(ch.jid, ch.phone, ch.lid)
+    )
+
+
+def _recent_chats(
+    start: datetime | BindParameter[Any], session_id: int | BindParameter[Any]
+) -> Any:
+    """The session's tenant's chats with a message since `start` (by
+    `ix_chats_tenant_last_message`: the messages are then found by chat and time, never by
+    scanning the session)."""
+    ch, s = T_CHATS.c, T_SESSIONS.c
+    return (
+        select(ch.id)
+        .join(T_SESSIONS, s.tenant_id == ch.tenant_id)
+        .where(s.id == session_id, ch.last_message_at >= start)
+    )
