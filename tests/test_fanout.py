@@ -9,11 +9,14 @@ import random
 from collections.abc import MutableMapping
 from typing import Any
 
+from sqlalchemy import event
+
 from tests.factories import msg
 from tests.test_realtime import (
     PRINCIPALS,
     _assigned_message,
     _random_actions,
+    eventually,
     expected_ids,
     is_status,
     log_rows,
@@ -139,6 +142,32 @@ async def test_frames_before_go_live_wait_and_a_failed_send_closes():
     client.offer(5, "f5")
     assert client.close_code == CLOSE_SEND_FAILED and client.last_sent == 4
     await live
+
+
+async def test_with_nobody_connected_the_hub_follows_its_commits_without_reading(db_url: str):
+    """No client: the fan-out moves past this node's handed rows without a query (it read
+    the newest id after every commit), and the first client to join starts after them."""
+    async with node(db_url) as n:
+        s, reads = n.sid(), []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if "max(events.id)" in statement:
+                reads.append(statement)
+
+        engine = n.store.reader.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            for i in range(10):
+                await n.pipeline.ingest([msg(s, f"N{i}", phone_jid(i % 3))], source="t")
+                top = await n.scalar("SELECT max(id) FROM events")
+                await eventually(lambda t=top: n.hub.position == t)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert len(reads) <= 2, reads  # SQLite's look for other processes' rows, at most
+        async with await open_ws(n, token("acme", "u1")) as live:
+            mark = await sentinel(n, "acme")
+            frames = await read_until(live, is_status(mark))
+        assert [f["type"] for f in frames] == ["session:status"]  # none of the earlier rows
 
 
 async def test_handed_rows_are_not_read_back_and_make_the_same_frames(db_url: str):

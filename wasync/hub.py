@@ -290,13 +290,23 @@ class Hub:
         return all(e.id == first + i and e.created_at is not None for i, e in enumerate(events))
 
     async def _skip_to_end(self) -> bool:
-        """Nobody is connected: jump to the end of the log without reading it."""
+        """Nobody is connected: jump to the end of the log without reading it; past the rows
+        this node was handed when they follow the last one without a gap (as `_next_rows`
+        would deliver them), without even a query."""
+        if not self._must_read:
+            fresh = [e for e in self._handed if e.id > self._last_id]
+            if not fresh or self._follows(fresh):
+                self._last_id = fresh[-1].id if fresh else self._last_id
+                self._handed = []
+                self._scopes.clear()
+                return True
         async with self.store.read() as conn:
             high = await eventlog.last_id(conn)
         if self._clients:  # someone subscribed meanwhile, at the old position
             return False
         self._last_id = max(self._last_id, high)
         self._handed = [e for e in self._handed if e.id > self._last_id]
+        self._must_read = False  # every row up to `high` is behind us
         self._scopes.clear()
         return True
 

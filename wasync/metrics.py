@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from wasync.events import Event, Message, MessageType
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 
 class Metrics:
     """Every metric wasync exposes on `/metrics`."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.ingested = Counter(
@@ -89,6 +93,16 @@ class Metrics:
         )
 
         self.health = SessionMetrics(r)
+
+    def child(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, looked up once per set of values: a `labels()` call
+        costs microseconds, a few per webhook (label values here come from small fixed
+        sets: sources, provider kinds, outcomes)."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found  # type: ignore[no-any-return]
 
     def count_unparsed(self, provider: str, events: Iterable[Event]) -> None:
         """Count the `other` messages among `events` (the first time a source sees them)."""

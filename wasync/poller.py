@@ -315,9 +315,10 @@ class Poller:
             recovered = sum(1 for t in result.new_times if t >= self.live_since)
             stats.recovered += recovered
         if self.metrics is not None:
-            self.metrics.ingested.labels(self.source).inc(result.new)
-            self.metrics.duplicates.labels(self.source).inc(result.duplicate)
-            self.metrics.quarantined.labels(self.source).inc(result.quarantined)
+            m = self.metrics
+            m.child(m.ingested, self.source).inc(result.new)
+            m.child(m.duplicates, self.source).inc(result.duplicate)
+            m.child(m.quarantined, self.source).inc(result.quarantined)
             self.metrics.count_unparsed(self.provider.name, fresh)
             self.metrics.reconciled.inc(recovered)
         for ev in fresh:

@@ -146,11 +146,12 @@ class WebhookReceiver:
         return self._stored(kind, result)
 
     def _stored(self, kind: ProviderKind, result: IngestResult) -> Response:
-        self.metrics.ingested.labels("webhook").inc(result.new)
-        self.metrics.duplicates.labels("webhook").inc(result.duplicate)
-        self.metrics.quarantined.labels("webhook").inc(result.quarantined)
+        m = self.metrics
+        m.child(m.ingested, "webhook").inc(result.new)
+        m.child(m.duplicates, "webhook").inc(result.duplicate)
+        m.child(m.quarantined, "webhook").inc(result.quarantined)
         outcome = "quarantined" if result.quarantined else "stored"
-        self.metrics.webhooks.labels(kind.name, outcome).inc()
+        m.child(m.webhooks, kind.name, outcome).inc()
         answer = {"ok": True, "new": result.new, "duplicate": result.duplicate}
         answer["ignored"] = result.ignored
         if result.quarantined:
@@ -270,7 +271,7 @@ class WebhookReceiver:
     def _answer(
         self, kind: ProviderKind | None, outcome: str, status: int, detail: str, *, ok: bool = False
     ) -> JSONResponse:
-        self.metrics.webhooks.labels(kind.name if kind else "unknown", outcome).inc()
+        self.metrics.child(self.metrics.webhooks, kind.name if kind else "unknown", outcome).inc()
         # The detail may quote the body (an id, a session name): no lone surrogate may reach
         # the UTF-8 encoder of the answer.
         return JSONResponse({"ok": ok, "detail": clean_text(detail)}, status_code=status)
