@@ -6,14 +6,17 @@ its rows in one trip to aiosqlite's thread; here is what SQLAlchemy reads back f
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 
+from tests.conftest import PG_URL
 from wasync.errors import StoreUnavailable
 from wasync.store import Store
 from wasync.store import models as m
@@ -176,3 +179,25 @@ async def test_a_sqlite_begin_that_cannot_take_the_lock_fails_its_statement(
 def tenant(tenant_id: str) -> dict[str, object]:
     """A `tenants` row."""
     return {"id": tenant_id, "name": tenant_id.upper(), "created_at": NOW}
+
+
+async def test_a_pooled_connection_whose_backend_was_terminated_is_not_handed_out(pg_url: str):
+    """Postgres: a backend terminated while its connection sat in the pool (a restart, an
+    admin) costs the next transaction nothing: the pool replaces the closed connection."""
+    async with Store(pg_url) as store:
+        async with store.read() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+        admin = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+            for _ in range(1500):  # until it has exited (30 s at most)
+                gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
+                if await admin.fetchval(gone, pid):
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.2)  # the client's side reads the socket's end
+        async with store.read() as conn:
+            again = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+        assert again != pid

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -52,6 +53,40 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or getattr(current, "orig", None)
     return False
+
+
+# A pooled Postgres connection unused for longer than this is pinged before it is handed
+# out; a busier one only has its socket checked (see `_check_on_checkout`).
+PING_IDLE_S = 10.0
+
+
+def _check_on_checkout(engine: AsyncEngine) -> None:
+    """Hand out no dead Postgres connection, at less than a round trip per checkout.
+
+    SQLAlchemy's `pool_pre_ping` costs asyncpg three round trips at every checkout (BEGIN,
+    an empty query, ROLLBACK: pgbouncer's transaction mode wants the transaction), several
+    per webhook batch. A backend that was terminated or restarted has closed its socket,
+    which asyncpg has seen by the time the connection is taken again (`is_closed()`: no round
+    trip); a connection idle for `PING_IDLE_S` is pinged as well, for a peer that vanished
+    without closing. Either failure makes the pool replace the connection
+    (`DisconnectionError`), as `pool_pre_ping` does."""
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(sync, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if dbapi_conn.driver_connection.is_closed():
+            raise sqlalchemy.exc.DisconnectionError("connection closed by the server")
+        idle = time.monotonic() - record.info.get("checked_in", float("-inf"))
+        if idle < PING_IDLE_S:
+            return
+        try:
+            sync.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise sqlalchemy.exc.DisconnectionError("connection lost") from exc
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -121,10 +156,10 @@ class Store:
             self.writer = create_async_engine(
                 self.url,
                 pool_size=self._pool_size,
-                pool_pre_ping=True,
                 max_overflow=10,
                 connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
             )
+            _check_on_checkout(self.writer)
             self.reader = self.writer
         return self
 
