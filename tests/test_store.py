@@ -201,3 +201,15 @@ async def test_a_pooled_connection_whose_backend_was_terminated_is_not_handed_ou
         async with store.read() as conn:
             again = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
         assert again != pid
+
+
+async def test_a_failed_statement_names_no_parameter(db_url: str):
+    """A statement's error (what a traceback logs) carries its SQL but none of its values:
+    they are customers' numbers and texts."""
+    async with Store(db_url) as store:
+        await store.upgrade()
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as info:
+            async with store.read() as conn:
+                query = text("SELECT body FROM no_such_table WHERE phone = :phone")
+                await conn.execute(query, {"phone": "5531988887777"})
+    assert "no_such_table" in str(info.value) and "5531988887777" not in str(info.value)

@@ -155,6 +155,7 @@ class Store:
             # 2,000 rows, growing with the table; measured). Custom plans use the whole key.
             self.writer = create_async_engine(
                 self.url,
+                hide_parameters=True,  # see `_sqlite_engine`
                 pool_size=self._pool_size,
                 max_overflow=10,
                 connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
@@ -177,7 +178,11 @@ class Store:
         (database,), kwargs = self.url.get_dialect()().create_connect_args(self.url)
         kwargs["timeout"] = self._busy_timeout_ms / 1000
         engine = create_async_engine(
-            self.url, async_creator=partial(sqlite_driver.connect, database, **kwargs)
+            self.url,
+            async_creator=partial(sqlite_driver.connect, database, **kwargs),
+            # A failed statement's error (logged with its traceback) names no parameter:
+            # they are customers' numbers, names and message texts.
+            hide_parameters=True,
         )
         busy = self._busy_timeout_ms
 
