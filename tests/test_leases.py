@@ -159,8 +159,13 @@ async def test_sqlite_holds_every_session_and_shows_its_node(tmp_path: Path):
     async with Store(url) as store:
         await store.upgrade()
         ids = await _sessions(store, url, 2)
+        runs: list[int] = []
         async with _leases(store, ids, "solo") as leases:
             assert leases.held == frozenset(ids) and leases.holds(ids[0])
+            assert await leases.run(ids[0], lambda: asyncio.sleep(0, runs.append(ids[0])))
+            leases.leave()  # stopping: no new work
+            assert not await leases.run(ids[1], lambda: asyncio.sleep(0, runs.append(ids[1])))
+        assert runs == [ids[0]]
         assert await holders(store) == {}
 
 

@@ -79,15 +79,16 @@ class Node:
 
 @asynccontextmanager
 async def node(
-    db_url: str, *, queue_frames: int = 1000, ping_s: float = 20, port: int = 0
+    db_url: str, *, queue_frames: int = 1000, ping_s: float = 20, port: int = 0, **hub: Any
 ) -> AsyncIterator[Node]:
-    """A running node on `db_url` with the two-tenant settings and the test JWT secret."""
+    """A running node on `db_url` with the two-tenant settings and the test JWT secret;
+    `hub`: more options of its `Hub`."""
     settings = settings_for(db_url, auth={"jwt_secret": SECRET})
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(Store(db_url))
         await store.upgrade()
         registry = await sync(store, settings)
-        hub = Hub(store, queue_frames=queue_frames, retry_s=0.05, max_retry_s=0.2)
+        hub = Hub(store, queue_frames=queue_frames, retry_s=0.05, max_retry_s=0.2, **hub)
         await stack.enter_async_context(hub)
         admins = {t.id: t.admins for t in settings.tenants}
         pipeline = Pipeline(store, crm=settings.crm, admins=admins, subscribers=[hub])

@@ -185,8 +185,11 @@ async def test_a_pooled_connection_whose_backend_was_terminated_is_not_handed_ou
     """Postgres: a backend terminated while its connection sat in the pool (a restart, an
     admin) costs the next transaction nothing: the pool replaces the closed connection."""
     async with Store(pg_url) as store:
+        ended = asyncio.Event()
         async with store.read() as conn:
             pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+            raw = (await conn.get_raw_connection()).driver_connection
+            raw.add_termination_listener(lambda _conn: ended.set())
         admin = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg", "postgresql"))
         try:
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
@@ -197,7 +200,7 @@ async def test_a_pooled_connection_whose_backend_was_terminated_is_not_handed_ou
                 await asyncio.sleep(0.02)
         finally:
             await admin.close()
-        await asyncio.sleep(0.2)  # the client's side reads the socket's end
+        await asyncio.wait_for(ended.wait(), 30)  # the client's side read the socket's end
         async with store.read() as conn:
             again = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
         assert again != pid

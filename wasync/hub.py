@@ -300,13 +300,16 @@ class Hub:
                 self._handed = []
                 self._scopes.clear()
                 return True
+        # Cleared before the query, as `_next_rows` does: a wake arriving while it runs (a
+        # NOTIFY of another node's rows) sets it again and is not lost.
+        self._must_read = False
         async with self.store.read() as conn:
             high = await eventlog.last_id(conn)
         if self._clients:  # someone subscribed meanwhile, at the old position
+            self._must_read = True
             return False
         self._last_id = max(self._last_id, high)
         self._handed = [e for e in self._handed if e.id > self._last_id]
-        self._must_read = False  # every row up to `high` is behind us
         self._scopes.clear()
         return True
 

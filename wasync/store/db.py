@@ -68,12 +68,13 @@ def _check_on_checkout(engine: AsyncEngine) -> None:
     per webhook batch. A backend that was terminated or restarted has closed its socket,
     which asyncpg has seen by the time the connection is taken again (`is_closed()`: no round
     trip); a connection idle for `PING_IDLE_S` is pinged as well, for a peer that vanished
-    without closing. Either failure makes the pool replace the connection
-    (`DisconnectionError`), as `pool_pre_ping` does."""
+    without closing. A closed one is replaced (`DisconnectionError`); a failed ping
+    replaces every pooled connection (`InvalidatePoolError`), as `pool_pre_ping` does."""
     sync = engine.sync_engine
 
+    @event.listens_for(sync, "connect")
     @event.listens_for(sync, "checkin")
-    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:  # a new connection is fresh too
         record.info["checked_in"] = time.monotonic()
 
     @event.listens_for(sync, "checkout")
@@ -85,8 +86,8 @@ def _check_on_checkout(engine: AsyncEngine) -> None:
             return
         try:
             sync.dialect.do_ping(dbapi_conn)
-        except Exception as exc:
-            raise sqlalchemy.exc.DisconnectionError("connection lost") from exc
+        except Exception as exc:  # as pool_pre_ping: the server is likely gone for them all
+            raise sqlalchemy.exc.InvalidatePoolError("connection lost") from exc
 
 
 def is_conflict(exc: BaseException) -> bool:
