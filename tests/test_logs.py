@@ -4,6 +4,7 @@ REST, sends), one WARNING and one INFO for a store outage, and the redaction its
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import signal
@@ -13,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy.exc
+from sqlalchemy import text
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -26,6 +29,7 @@ from wasync.outbox import text_request
 from wasync.redact import INDEX_FROM, Redactor, redact
 from wasync.sender import Sender, wait_final
 from wasync.sim import EvolutionSim, WahaSim, serve
+from wasync.store import Store
 from wasync.webhooks import run_all
 
 # Every secret of the run: two from the file, three from the environment.
@@ -289,3 +293,49 @@ async def test_a_scoped_job_carries_its_fields_and_those_around_it() -> None:
         assert await run() == {"session": "vendas", "tenant": "7"}
         assert fields() == {"session": "outra", "tenant": "7"}
     assert fields() == {} and await run() == {"session": "vendas"}
+
+
+def test_postgres_constraint_details_are_blanked() -> None:
+    """The values Postgres quotes in a violation's DETAIL are blanked, the rest kept."""
+    lines = {
+        "DETAIL:  Key (tenant_id, phone)=(acme, 5531988887777) already exists.": (
+            "DETAIL:  Key (tenant_id, phone)=([redacted]) already exists."
+        ),
+        'DETAIL:  Key (chat_id)=(4242) is not present in table "chats".': (
+            'DETAIL:  Key (chat_id)=([redacted]) is not present in table "chats".'
+        ),
+        "DETAIL:  Failing row contains (7, acme, null, Olá (tudo bem?)).": (
+            "DETAIL:  Failing row contains ([redacted])."
+        ),
+        "a Key (that is not Postgres'": "a Key (that is not Postgres'",
+    }
+    for line, clean in lines.items():
+        assert redact(line) == clean
+
+
+PHONE_IN_DETAIL = "5531988887777"
+
+
+async def test_a_logged_unique_violation_names_no_value(pg_url: str) -> None:
+    """A unique violation logged with its traceback (asyncpg's error carries DETAIL) shows
+    which key, not whose number."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(Redactor())
+    logger = logging.getLogger("wasync.test.detail")
+    logger.addHandler(handler)
+    try:
+        async with Store(pg_url) as store, store.write() as conn:
+            await conn.execute(text("CREATE TEMP TABLE t (phone text PRIMARY KEY)"))
+            insert, number = text("INSERT INTO t VALUES (:phone)"), {"phone": PHONE_IN_DETAIL}
+            await conn.execute(insert, number)
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(insert, number)  # the traceback quotes this line
+            except sqlalchemy.exc.IntegrityError:
+                logger.exception("insert failed")
+    finally:
+        logger.removeHandler(handler)
+    logged = stream.getvalue()
+    assert "Key (phone)=([redacted]) already exists" in logged
+    assert PHONE_IN_DETAIL not in logged

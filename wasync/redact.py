@@ -8,7 +8,11 @@ each record it sees (message, arguments, traceback text) before any handler form
 - a query parameter that carries a credential (`token`, `access_token`, `apikey`, `api_key`,
   `key`, `secret`, `password`, `jwt`): its value becomes `[redacted]`, the name stays;
 - `Bearer <anything>` and anything shaped like a JWT (`eyJ...`.`...`.`...`);
-- every secret the configuration holds (API keys, webhook secrets, the JWT secret), verbatim.
+- every secret the configuration holds (API keys, webhook secrets, the JWT secret), verbatim;
+- the values Postgres quotes in a constraint violation's DETAIL (`Key (phone)=(...) already
+  exists`, `Failing row contains (...)`), which a logged traceback carries: customers'
+  numbers, names and texts, not secrets, but nothing a log needs (SQLAlchemy's own list of
+  a statement's parameters is kept out by `hide_parameters`, `wasync.store.db`).
 
 Installed where logging is set up: on the root handlers by `wasync.cli.base.setup_logging`,
 and on uvicorn's loggers by `wasync.api.server.serve` (so a record is clean whatever handler,
@@ -30,6 +34,11 @@ _QUERY = re.compile(
 )
 _BEARER = re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# Postgres' DETAIL lines (errdetail of unique, foreign-key, exclusion and check violations).
+_PG_KEY = re.compile(
+    r"(\bKey \([^)\n]*\)=\().*?(\) (?:already exists|is not present in table|conflicts with))"
+)
+_PG_ROW = re.compile(r"(\bFailing row contains \().*(\))")
 
 
 def redact(text: str, secrets: Iterable[str] | Secrets = ()) -> str:
@@ -42,6 +51,10 @@ def redact(text: str, secrets: Iterable[str] | Secrets = ()) -> str:
         text = _BEARER.sub(rf"\1{REDACTED}", text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
+    if "Key (" in text:
+        text = _PG_KEY.sub(rf"\1{REDACTED}\2", text)
+    if "Failing row contains (" in text:
+        text = _PG_ROW.sub(rf"\1{REDACTED}\2", text)
     return text
 
 
