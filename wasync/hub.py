@@ -296,7 +296,8 @@ class Hub:
         if not self._must_read:
             fresh = [e for e in self._handed if e.id > self._last_id]
             if not fresh or self._follows(fresh):
-                self._last_id = fresh[-1].id if fresh else self._last_id
+                if fresh:
+                    self._last_id = fresh[-1].id
                 self._handed = []
                 self._scopes.clear()
                 return True

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -35,28 +34,34 @@ DROPPED_FIELDS = ("color_message",)
 _scope: ContextVar[Mapping[str, str] | None] = ContextVar("wasync_log_scope", default=None)
 
 
-@contextmanager
-def scope(**fields: str) -> Iterator[None]:
+class _Scope:
+    """`scope()`'s context manager: a class, not a generator, for it is entered by every poll
+    cycle (a thousand sessions, each every 5 s) and every webhook."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        outer = _scope.get()
+        self._token = _scope.set({**outer, **self._fields} if outer else self._fields)
+
+    def __exit__(self, *exc: object) -> None:
+        _scope.reset(self._token)
+
+
+def scope(**fields: str) -> _Scope:
     """Lines logged inside (this task and the tasks it starts) carry these fields."""
-    token = _scope.set({**(_scope.get() or {}), **fields})
-    try:
-        yield
-    finally:
-        _scope.reset(token)
+    return _Scope(fields)
 
 
 def scoped(job: Callable[[], Awaitable[Any]], **fields: str) -> Callable[[], Awaitable[Any]]:
     """`job` run inside `scope(**fields)` (a scheduler job of one session)."""
 
-    alone = dict(fields)  # the scope when none is set around the run (a scheduler's task)
-
-    async def run() -> Any:  # scope()'s work without a generator: a thousand runs each 5 s
-        outer = _scope.get()
-        token = _scope.set({**outer, **fields} if outer else alone)
-        try:
+    async def run() -> Any:
+        with scope(**fields):
             return await job()
-        finally:
-            _scope.reset(token)
 
     return run
 

@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -46,9 +45,6 @@ from wasync.seen import Seen
 from wasync.store import Store
 from wasync.store import models as m
 from wasync.stream import Stream
-
-if TYPE_CHECKING:
-    from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +110,6 @@ class Poller:
         # The one-stream strategy (chatId=all); its first late walk with the first ack check.
         self.stream = Stream(self, first_late_at=self.recheck.next_at)
         self._failing: str | None = None  # the unexpected error last logged with its traceback
-        self._cycles: dict[str, Counter] = {}  # outcome -> its poll_cycles child
         self.last: CycleStats | None = None
 
     @property
@@ -151,9 +146,7 @@ class Poller:
         self.last = stats
         if self.metrics is not None:
             outcome = "error" if stats.error else "ok"
-            if (cycles := self._cycles.get(outcome)) is None:  # a labels() lookup per cycle
-                cycles = self._cycles[outcome] = self.metrics.poll_cycles.labels(outcome)
-            cycles.inc()
+            self.metrics.child(self.metrics.poll_cycles, outcome).inc()
             self.metrics.poll_requests.inc(stats.requests)
             self.metrics.ack_checks.inc(stats.check_requests)
         self._log(stats)
@@ -319,8 +312,8 @@ class Poller:
             m.child(m.ingested, self.source).inc(result.new)
             m.child(m.duplicates, self.source).inc(result.duplicate)
             m.child(m.quarantined, self.source).inc(result.quarantined)
-            self.metrics.count_unparsed(self.provider.name, fresh)
-            self.metrics.reconciled.inc(recovered)
+            m.count_unparsed(self.provider.name, fresh)
+            m.reconciled.inc(recovered)
         for ev in fresh:
             self.seen.remember(ev)
         if cursor is not None and cursor.scope == SESSION_SCOPE:
