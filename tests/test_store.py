@@ -20,6 +20,7 @@ from tests.conftest import PG_URL
 from wasync.errors import StoreUnavailable
 from wasync.store import Store
 from wasync.store import models as m
+from wasync.store.listener import CHANNEL
 
 T_TENANTS = m.Tenant.__table__  # type: ignore[attr-defined]
 T_LEADS = m.Lead.__table__  # type: ignore[attr-defined]
@@ -216,3 +217,149 @@ async def test_a_failed_statement_names_no_parameter(db_url: str):
                 query = text("SELECT body FROM no_such_table WHERE phone = :phone")
                 await conn.execute(query, {"phone": "5531988887777"})
     assert "no_such_table" in str(info.value) and "5531988887777" not in str(info.value)
+
+
+LOCK_KEY = 0x7465737431  # an advisory lock key of these tests' own
+
+
+def held_advisory_locks(conn: sqlalchemy.Connection) -> int:
+    """How many advisory locks this connection's backend holds (Postgres)."""
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    return int(conn.scalar(text(held)) or 0)
+
+
+async def test_run_write_takes_its_lock_with_the_begin_and_notifies_with_the_commit(
+    db_url: str,
+) -> None:
+    """`run_write(work, lock=, notify=)`: the work runs holding the lock (Postgres), its rows
+    commit, and listeners hear `notify`'s payload (quotes and all) once it has committed. On
+    SQLite (one writer, no listeners) the same call just commits."""
+    async with Store(db_url) as store:
+        await store.upgrade()
+        await add_tenant(store)
+        heard: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        listener = None
+        if not store.is_sqlite:
+            listener = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+
+            async def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+                count = await listener.fetchval("SELECT count(*) FROM leads")  # type: ignore[union-attr]
+                heard.put_nowait((payload, count))
+
+            await listener.add_listener(CHANNEL, lambda *a: asyncio.ensure_future(on_notify(*a)))
+
+        def work(conn: sqlalchemy.Connection) -> int:
+            conn.execute(insert(T_LEADS), lead("5531944440000"))
+            return 0 if store.is_sqlite else held_advisory_locks(conn)
+
+        try:
+            held = await store.run_write(work, lock=LOCK_KEY, notify=lambda _n: "it's 1")
+            if listener is not None:
+                assert held == 1
+                assert await asyncio.wait_for(heard.get(), 30) == ("it's 1", 1)
+                # no payload: nothing is sent
+                await store.run_write(lambda c: None, lock=LOCK_KEY, notify=lambda _r: None)
+                await store.run_write(lambda c: None, notify=lambda _r: "2")
+                assert await asyncio.wait_for(heard.get(), 30) == ("2", 1)
+        finally:
+            if listener is not None:
+                await listener.close()
+        async with store.read() as conn:
+            assert await conn.scalar(select(func.count()).select_from(T_LEADS)) == 1
+
+
+async def test_a_failed_run_write_leaves_no_lock_nor_transaction_behind(pg_url: str) -> None:
+    """Postgres: work that raises under `run_write(lock=...)` is rolled back, nobody is
+    notified, its lock is free at once and its pooled connection serves the next one."""
+    async with Store(pg_url) as store:
+        await store.upgrade()
+        await add_tenant(store)
+
+        def fail(conn: sqlalchemy.Connection) -> None:
+            conn.execute(insert(T_LEADS), lead("5531955550000"))
+            raise RuntimeError("boom")
+
+        def bad_sql(conn: sqlalchemy.Connection) -> None:
+            conn.execute(insert(T_LEADS), lead("5531955551111"))
+            conn.execute(insert(T_LEADS), lead("5531955551111"))  # a unique violation
+
+        with pytest.raises(RuntimeError):
+            await store.run_write(fail, lock=LOCK_KEY, notify=lambda _r: "x")
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            await store.run_write(bad_sql, lock=LOCK_KEY, notify=lambda _r: "x")
+        admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            assert await admin.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
+            await admin.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+        finally:
+            await admin.close()
+        assert await store.run_write(held_advisory_locks, lock=LOCK_KEY) == 1
+        async with store.read() as conn:
+            assert await conn.scalar(select(func.count()).select_from(T_LEADS)) == 0
+
+
+async def test_a_run_write_cancelled_while_waiting_for_its_lock_holds_nothing(
+    pg_url: str,
+) -> None:
+    """Postgres: a `run_write` cancelled while its BEGIN waits for the lock (a shutdown)
+    leaves no connection behind in the pool inside that transaction: once the other holder
+    lets go, the lock is free and the next `run_write` takes it."""
+    async with Store(pg_url) as store:
+        await store.upgrade()
+        admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await admin.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+            task = asyncio.create_task(store.run_write(held_advisory_locks, lock=LOCK_KEY))
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            for _ in range(1500):  # until the BEGIN waits on the lock (30 s at most)
+                if await admin.fetchval(waiting):
+                    break
+                await asyncio.sleep(0.02)
+            assert await admin.fetchval(waiting) == 1
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await admin.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+            assert (
+                await asyncio.wait_for(store.run_write(held_advisory_locks, lock=LOCK_KEY), 30) == 1
+            )
+            assert await admin.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
+        finally:
+            await admin.close()
+
+
+async def test_a_connection_given_back_inside_a_transaction_is_not_handed_out(pg_url: str):
+    """Postgres: a pooled connection that went back still inside a transaction (and its
+    locks) is replaced at its next checkout, not handed to the next caller."""
+    async with Store(pg_url) as store:
+        # Autocommit: SQLAlchemy has no transaction of its own to roll back at the checkin.
+        by_hand = store.writer.execution_options(isolation_level="AUTOCOMMIT")
+        async with by_hand.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+            raw = (await conn.get_raw_connection()).driver_connection
+            await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY})")
+            assert raw.is_in_transaction()
+        async with store.read() as conn:
+            again = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+            assert again != pid
+
+
+async def test_a_run_write_whose_backend_dies_is_an_outage_and_the_next_one_works(
+    pg_url: str,
+) -> None:
+    """Postgres: a backend that dies in the middle of a `run_write(lock=...)` (a restart, an
+    admin) is `StoreUnavailable`, not a verdict on the data; nothing of it stays, and the
+    next call gets a live connection and the lock."""
+    async with Store(pg_url) as store:
+        await store.upgrade()
+        await add_tenant(store)
+
+        def doomed(conn: sqlalchemy.Connection) -> None:
+            conn.execute(insert(T_LEADS), lead("5531966660000"))
+            conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+        with pytest.raises(StoreUnavailable):
+            await store.run_write(doomed, lock=LOCK_KEY, notify=lambda _r: "x")
+        assert await store.run_write(held_advisory_locks, lock=LOCK_KEY) == 1
+        async with store.read() as conn:
+            assert await conn.scalar(select(func.count()).select_from(T_LEADS)) == 0

@@ -2,8 +2,9 @@
 
 The `events` table is the real-time contract (DESIGN.md, "The one flow" 4): one row per
 change, ids increasing and visible in id order. Ingest appends (its transaction holds a
-Postgres advisory lock, so ids commit in order across nodes; SQLite has one writer) and wakes
-other nodes with `NOTIFY`; REST and `/ws` read rows back as the same camelCase frames; old
+Postgres advisory lock, `INGEST_LOCK`, from its BEGIN, so ids commit in order across nodes;
+SQLite has one writer) and wakes other nodes with `NOTIFY` (`notify_payload`, sent with the
+COMMIT: `Store.run_write`); REST and `/ws` read rows back as the same camelCase frames; old
 rows are pruned here and nowhere else. Every row that concerns a chat carries its `chat_id`;
 only `TENANT_WIDE` types may have none (see `wasync.scopes.visible`).
 """
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, delete, func, literal, select, text
+from sqlalchemy import Integer, and_, bindparam, delete, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,7 +30,6 @@ from wasync.config import EventsConfig
 from wasync.store import Store
 from wasync.store import models as m
 from wasync.store.db import INGEST_LOCK
-from wasync.store.listener import CHANNEL
 from wasync.store.statements import in_list
 
 log = logging.getLogger(__name__)
@@ -117,15 +117,19 @@ class EventBuffer:
             self.items.append(NewMessages(keys))
 
 
-def lock(conn: Connection, *, pg: bool) -> None:
-    """Serialise appends across nodes (Postgres): ids become visible in id order."""
-    if pg:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": INGEST_LOCK})
+# The advisory lock an appending transaction holds from its BEGIN (Postgres; `run_write`'s
+# `lock`): ids become visible in id order across nodes.
+LOCK = INGEST_LOCK
+
+
+def notify_payload(rows: list[PublishedEvent]) -> str | None:
+    """What a commit that appended `rows` NOTIFYs other nodes of: its last id (or nothing)."""
+    return str(rows[-1].id) if rows else None
 
 
 def append(conn: Connection, buffer: EventBuffer, *, pg: bool) -> list[PublishedEvent]:
-    """Write the buffer in emission order (inside the caller's transaction, after `lock`);
-    on Postgres NOTIFY the other nodes. Returns the rows in id order."""
+    """Write the buffer in emission order (inside the caller's transaction, which holds
+    `LOCK` on Postgres). Returns the rows in id order."""
     out: list[PublishedEvent] = []
     run: list[dict[str, Any]] = []
     for item in [*buffer.items, None]:
@@ -138,8 +142,6 @@ def append(conn: Connection, buffer: EventBuffer, *, pg: bool) -> list[Published
             run = []
         if isinstance(item, NewMessages):
             out += _new_message_rows(conn, item, buffer.now, pg=pg)
-    if out and pg:
-        conn.execute(text("SELECT pg_notify(:c, :id)"), {"c": CHANNEL, "id": str(out[-1].id)})
     return out
 
 

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from wasync import eventlog
 from wasync.config import CrmConfig, Settings
 from wasync.errors import Quarantined, StoreRefused, StoreUnavailable
 from wasync.eventlog import PublishedEvent
@@ -253,7 +254,9 @@ class Pipeline:
     async def _transaction(self, jobs: list[Job]) -> list[PublishedEvent]:
         pg = not self.store.is_sqlite
         tx = Tx(self._memory, jobs, crm=self.crm, admins=self.admins, pg=pg)
-        published = await self.store.run_write(tx.run)
+        published = await self.store.run_write(
+            tx.run, lock=eventlog.LOCK, notify=eventlog.notify_payload
+        )
         self._memory.remember(tx)
         return published
 

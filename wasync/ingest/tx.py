@@ -1,6 +1,7 @@
 """`Tx`: one ingest transaction over a batch of jobs.
 
-The steps, in order (`Tx.run`): lock the event log; resolve tenants; for new messages and
+The steps, in order (`Tx.run`), with the event log locked from the BEGIN (`eventlog.LOCK`,
+taken by `Store.run_write`: `Pipeline._transaction`): resolve tenants; for new messages and
 reactions resolve identities and chats (`contacts`) and insert what is new (`messages`); run
 the commands (`sends`, `actions`, `media`); apply poll votes to their polls (`polls`); apply
 acks, edits and revokes by the one rule, parking what has no message yet (`updates`); session
@@ -67,9 +68,9 @@ class Tx(TxState):
     def run(self, conn: Connection) -> list[PublishedEvent]:
         """The whole transaction (see the module docstring); returns the new log rows."""
         self.conn = conn
-        # Serialise ingest across nodes: event ids become visible in id order, and the
-        # first-message races (lead, chat, pending acks) cannot interleave.
-        eventlog.lock(conn, pg=self.pg)
+        # The caller holds `eventlog.LOCK` on Postgres: ingest is serialised across nodes, so
+        # event ids become visible in id order, and the first-message races (lead, chat,
+        # pending acks) cannot interleave.
         self.load_tenants()
         items = self.messages.items()
         if items:

@@ -6,7 +6,8 @@ so two writers (the daemon and `wasync backfill`) queue on the lock instead of f
 "database is locked" on upgrade. Postgres uses asyncpg.
 
 `Store.run_write(work)` runs a whole transaction of synchronous code (the ingest pipeline's)
-through SQLAlchemy's `run_sync`.
+through SQLAlchemy's `run_sync`; on Postgres it can take an advisory lock with the BEGIN and
+send a NOTIFY with the COMMIT, a round trip each instead of two more.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+import asyncpg
 import sqlalchemy.exc
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
@@ -28,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from wasync.config import DatabaseConfig
 from wasync.errors import StoreUnavailable
 from wasync.store import sqlite as sqlite_driver
+from wasync.store.listener import CHANNEL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,8 +82,11 @@ def _check_on_checkout(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync, "checkout")
     def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        if dbapi_conn.driver_connection.is_closed():
+        driver = dbapi_conn.driver_connection
+        if driver.is_closed():
             raise sqlalchemy.exc.DisconnectionError("connection closed by the server")
+        if driver.is_in_transaction():  # never hand out a transaction (and its locks)
+            raise sqlalchemy.exc.DisconnectionError("connection returned inside a transaction")
         idle = time.monotonic() - record.info.get("checked_in", float("-inf"))
         if idle < PING_IDLE_S:
             return
@@ -111,6 +117,8 @@ def _unavailable_one(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError):
         return True
+    if isinstance(exc, asyncpg.InterfaceError):  # asyncpg's own, as `run_write` sends by hand
+        return True
     state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
         return True
@@ -118,7 +126,8 @@ def _unavailable_one(exc: BaseException) -> bool:
         orig = str(exc.orig).lower()
         return "locked" in orig or "unable to open" in orig or "disk i/o" in orig
     text = str(exc).lower()
-    return "connection was closed" in text or "not currently accepting connections" in text
+    closed = "connection was closed" in text or "connection is closed" in text
+    return closed or "not currently accepting connections" in text
 
 
 class Store:
@@ -133,6 +142,7 @@ class Store:
         self._pool_size = pool_size
         self.writer: AsyncEngine
         self.reader: AsyncEngine
+        self._by_hand: AsyncEngine
 
     @classmethod
     def from_config(cls, db: DatabaseConfig) -> Store:
@@ -163,6 +173,8 @@ class Store:
             )
             _check_on_checkout(self.writer)
             self.reader = self.writer
+            # The same pool, for `run_write`'s transactions sent by hand (see `_run_pg`).
+            self._by_hand = self.writer.execution_options(isolation_level="AUTOCOMMIT")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -216,16 +228,58 @@ class Store:
                 raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
             raise
 
-    async def run_write(self, work: Callable[[Connection], T]) -> T:
+    async def run_write(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        lock: int | None = None,
+        notify: Callable[[T], str | None] | None = None,
+    ) -> T:
         """Run `work(conn)` in one write transaction on a synchronous connection; commit when
         it returns, roll back when it raises, and return what it returns.
 
         `work` runs on the event loop's thread inside SQLAlchemy's greenlet bridge (one for the
         whole transaction rather than one per statement); the driver calls under it still
         await their I/O, so the loop keeps serving while the database works.
+
+        Postgres only (SQLite's one writer needs neither): `lock`, an advisory lock key, is
+        held from the BEGIN to the end of the transaction; `notify(result)`, when it gives a
+        payload, is sent on the event log's channel (`listener.CHANNEL`) with the COMMIT, so
+        listeners hear of it once it is committed. Each rides in the same round trip as the
+        BEGIN or the COMMIT (one simple-protocol query) rather than costing one of its own.
         """
-        async with self.write() as conn:
-            return await conn.run_sync(work)
+        if self.is_sqlite or (lock is None and notify is None):
+            async with self.write() as conn:
+                return await conn.run_sync(work)
+        try:
+            return await self._run_pg(work, lock, notify)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+            raise
+
+    async def _run_pg(
+        self,
+        work: Callable[[Connection], T],
+        lock: int | None,
+        notify: Callable[[T], str | None] | None,
+    ) -> T:
+        """`run_write` on Postgres with the transaction's edges sent by hand: SQLAlchemy's
+        connection is in autocommit mode (it sends no BEGIN of its own), asyncpg sends ours."""
+        async with self._by_hand.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            begin = "BEGIN" if lock is None else f"BEGIN; SELECT pg_advisory_xact_lock({int(lock)})"
+            try:
+                await raw.execute(begin)
+                result = await conn.run_sync(work)
+                payload = notify(result) if notify is not None else None
+                commit = "COMMIT" if payload is None else f"{_notify_sql(payload)}; COMMIT"
+                await raw.execute(commit)
+            except BaseException as exc:
+                await _abandon(conn, raw, exc)
+                raise
+            return result
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -253,3 +307,25 @@ class Store:
                 where = self.url.render_as_string(hide_password=True)
                 raise StoreUnavailable(f"cannot reach {where} ({type(exc).__name__})") from exc
             raise
+
+
+def _notify_sql(payload: str) -> str:
+    """`SELECT pg_notify(CHANNEL, payload)` with the payload as a quoted literal (a simple
+    query has no parameters; `standard_conforming_strings` is on since Postgres 9.1)."""
+    if "\x00" in payload:
+        raise ValueError("a NOTIFY payload cannot hold NUL")
+    quoted = payload.replace("'", "''")
+    return f"SELECT pg_notify('{CHANNEL}', '{quoted}')"
+
+
+async def _abandon(conn: AsyncConnection, raw: Any, exc: BaseException) -> None:
+    """End a transaction sent by hand that failed: ROLLBACK, or, when that cannot be trusted
+    (a cancelled query, a lost connection), drop the connection: one still inside the
+    transaction would go back to the pool holding its locks."""
+    if isinstance(exc, Exception) and not raw.is_closed():
+        try:
+            await raw.execute("ROLLBACK")
+            return
+        except Exception:  # the connection is no good: drop it below
+            log.debug("ROLLBACK failed; dropping the connection", exc_info=True)
+    await conn.invalidate()

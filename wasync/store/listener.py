@@ -1,6 +1,7 @@
 """`PgListener`: a dedicated asyncpg connection LISTENing for other nodes' event-log rows.
 
-Ingest appends with `pg_notify(CHANNEL, <last id>)` (`wasync.eventlog.append`); the hub of
+Ingest commits with `pg_notify(CHANNEL, <last id>)` (`Store.run_write`, the payload from
+`wasync.eventlog.notify_payload`); the hub of
 every node listens, so a client connected to node B sees what node A ingested.
 """
 
