@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -220,13 +220,9 @@ class Store:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction; commits on success, rolls back on error."""
-        try:
+        with _outages_unavailable():
             async with self.writer.begin() as conn:
                 yield conn
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-            raise
 
     async def run_write(
         self,
@@ -251,12 +247,8 @@ class Store:
         if self.is_sqlite or (lock is None and notify is None):
             async with self.write() as conn:
                 return await conn.run_sync(work)
-        try:
+        with _outages_unavailable():
             return await self._run_pg(work, lock, notify)
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-            raise
 
     async def _run_pg(
         self,
@@ -284,13 +276,9 @@ class Store:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction."""
-        try:
+        with _outages_unavailable():
             async with self.reader.connect() as conn:
                 yield conn
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-            raise
 
     async def upgrade(self) -> None:
         """Apply the Alembic migrations shipped in the package (idempotent, node-safe)."""
@@ -307,6 +295,17 @@ class Store:
                 where = self.url.render_as_string(hide_password=True)
                 raise StoreUnavailable(f"cannot reach {where} ({type(exc).__name__})") from exc
             raise
+
+
+@contextmanager
+def _outages_unavailable() -> Iterator[None]:
+    """Raise an error meaning "the database cannot be reached" as `StoreUnavailable`."""
+    try:
+        yield
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        raise
 
 
 def _notify_sql(payload: str) -> str:
