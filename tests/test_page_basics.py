@@ -8,6 +8,7 @@ import asyncio
 import re
 import sys
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from tests.browser import SECRET, chromium, screenshot, shot_name, stack
 from tests.factories import msg
-from tests.test_page_live import MARIA, bubbles, chats
+from tests.test_page_live import JOAO, MARIA, bubbles, chats
 from wasync.auth import verify_token
 from wasync.cli import app as cli_app
 from wasync.events import Edit, Media, MessageType, Reaction, Revoke
@@ -161,6 +162,33 @@ async def test_bubbles_show_days_edits_deletes_reactions_quotes_media_and_older_
         await page.locator("#messages-scroll").evaluate("el => el.scrollTop = 0")
         await expect(bubbles(page)).to_have_count(75)  # 70 old + 5 (the reaction is on q1)
         await expect(bubbles(page).first).to_contain_text("antiga 0")
+        await screenshot(page, shot_name(request))
+
+
+async def test_times_within_one_second_keep_their_order_in_the_chat_and_the_list(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A reply stored a quarter of a second after the customer's message, in the same second,
+    shows below it, and its chat above one whose last message is that whole second: the
+    page orders times by instant, not by text (`10:00:05.250000+00:00` against
+    `10:00:05+00:00`, which `localeCompare` put the other way round)."""
+    async with stack(db_url) as s, chromium(tmp_path) as browser:
+        sid = s.d.registry.get("acme", "loja").id  # type: ignore[union-attr]
+        asked = msg(sid, "c1", JID, body="Pode me ligar?", at=60)
+        answered = replace(
+            msg(sid, "a1", JID, from_me=True, body="Ligo já"),
+            timestamp=asked.timestamp + timedelta(milliseconds=250),
+        )
+        other = msg(sid, "j1", f"{JOAO}@c.us", body="Bom dia", at=60)
+        await s.d.pipeline.ingest([asked, answered], source="test")
+        await s.d.pipeline.ingest([other], source="test")  # the newer chat: ahead on a tie
+        page = await s.open_page(browser, "boss")
+        await expect(chats(page)).to_have_count(2)
+        await expect(chats(page).first).to_contain_text("Ligo já")
+        await chats(page).first.click()
+        await expect(bubbles(page)).to_have_count(2)
+        await expect(bubbles(page).nth(0)).to_contain_text("Pode me ligar?")
+        await expect(bubbles(page).nth(1)).to_contain_text("Ligo já")
         await screenshot(page, shot_name(request))
 
 

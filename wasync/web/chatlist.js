@@ -5,7 +5,7 @@
 
 import { query } from "./api.js";
 import { debounce, fill, h, reconcile } from "./dom.js";
-import { shortWhen, t } from "./i18n.js";
+import { compareTimes, shortWhen, t } from "./i18n.js";
 import { chatTitle, preview } from "./names.js";
 
 const PAGE = 50;
@@ -124,7 +124,7 @@ export class ChatList {
 
   sorted() {
     return [...this.chats.values()].sort(
-      (a, b) => (b.sortAt || "").localeCompare(a.sortAt || "") || b.id - a.id,
+      (a, b) => compareTimes(b.sortAt, a.sortAt) || b.id - a.id,
     );
   }
 

@@ -11,7 +11,7 @@
 import { query } from "./api.js";
 import { Bubble } from "./bubble.js";
 import { h, reconcile } from "./dom.js";
-import { dayKey, dayLabel, t } from "./i18n.js";
+import { compareTimes, dayKey, dayLabel, t } from "./i18n.js";
 
 const PAGE = 50;
 
@@ -111,7 +111,7 @@ export class Conversation {
 
   sorted() {
     return [...this.messages.entries()].sort(([ka, a], [kb, b]) => {
-      const at = (a.sentAt || "").localeCompare(b.sentAt || "");
+      const at = compareTimes(a.sentAt, b.sentAt);
       if (at) return at;
       const ia = typeof a.id === "number" ? a.id : Infinity;
       const ib = typeof b.id === "number" ? b.id : Infinity;

@@ -223,6 +223,20 @@ const timeFormat = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-d
 const dateFormat = new Intl.DateTimeFormat(lang, { dateStyle: "medium" });
 const dayFormat = new Intl.DateTimeFormat(lang, { dateStyle: "long" });
 
+/** Order two ISO 8601 times by the instant they name, a missing one first. Not by their
+ * text: the server's `10:00:05+00:00` and the browser's `10:00:05.500Z` differ in format,
+ * and `localeCompare` puts "." before "+" (a reply in the customer's second went above it). */
+export function compareTimes(a, b) {
+  const at = instant(a);
+  const bt = instant(b);
+  return at === bt ? 0 : at < bt ? -1 : 1;
+}
+
+function instant(iso) {
+  const ms = iso ? Date.parse(iso) : NaN;
+  return Number.isNaN(ms) ? -Infinity : ms;
+}
+
 /** `14:05` for today, a short date otherwise (list previews). */
 export function shortWhen(iso) {
   if (!iso) return "";
