@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -222,6 +223,20 @@ async def test_a_failed_statement_names_no_parameter(db_url: str):
 LOCK_KEY = 0x7465737431  # an advisory lock key of these tests' own
 
 
+IN_TRANSACTION = """SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND state LIKE 'idle in transaction%'"""
+
+
+async def no_backend_left_in_a_transaction(admin: asyncpg.Connection) -> bool:
+    """True once no backend of this database sits idle inside a transaction (30 s at most:
+    a dropped connection's backend takes a moment to notice and exit)."""
+    for _ in range(1500):
+        if await admin.fetchval(IN_TRANSACTION) == 0:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 def held_advisory_locks(conn: sqlalchemy.Connection) -> int:
     """How many advisory locks this connection's backend holds (Postgres)."""
     held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
@@ -246,17 +261,25 @@ async def test_run_write_takes_its_lock_with_the_begin_and_notifies_with_the_com
                 count = await listener.fetchval("SELECT count(*) FROM leads")  # type: ignore[union-attr]
                 heard.put_nowait((payload, count))
 
-            await listener.add_listener(CHANNEL, lambda *a: asyncio.ensure_future(on_notify(*a)))
+            tasks: set[asyncio.Task[None]] = set()
+
+            def spawn(*args: Any) -> None:
+                task = asyncio.ensure_future(on_notify(*args))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+            await listener.add_listener(CHANNEL, spawn)
 
         def work(conn: sqlalchemy.Connection) -> int:
             conn.execute(insert(T_LEADS), lead("5531944440000"))
             return 0 if store.is_sqlite else held_advisory_locks(conn)
 
         try:
-            held = await store.run_write(work, lock=LOCK_KEY, notify=lambda _n: "it's 1")
+            payload = "it's \\' 1"  # a quote, a backslash: the literal holds them as they are
+            held = await store.run_write(work, lock=LOCK_KEY, notify=lambda _n: payload)
             if listener is not None:
                 assert held == 1
-                assert await asyncio.wait_for(heard.get(), 30) == ("it's 1", 1)
+                assert await asyncio.wait_for(heard.get(), 30) == (payload, 1)
                 # no payload: nothing is sent
                 await store.run_write(lambda c: None, lock=LOCK_KEY, notify=lambda _r: None)
                 await store.run_write(lambda c: None, notify=lambda _r: "2")
@@ -283,17 +306,22 @@ async def test_a_failed_run_write_leaves_no_lock_nor_transaction_behind(pg_url: 
             conn.execute(insert(T_LEADS), lead("5531955551111"))
             conn.execute(insert(T_LEADS), lead("5531955551111"))  # a unique violation
 
-        with pytest.raises(RuntimeError):
-            await store.run_write(fail, lock=LOCK_KEY, notify=lambda _r: "x")
-        with pytest.raises(sqlalchemy.exc.IntegrityError):
-            await store.run_write(bad_sql, lock=LOCK_KEY, notify=lambda _r: "x")
         admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        await admin.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[-1]))
         try:
+            with pytest.raises(RuntimeError):
+                await store.run_write(fail, lock=LOCK_KEY, notify=lambda _r: "failed")
+            with pytest.raises(sqlalchemy.exc.IntegrityError):
+                await store.run_write(bad_sql, lock=LOCK_KEY, notify=lambda _r: "failed")
+            assert await admin.fetchval(IN_TRANSACTION) == 0  # rolled back, not dropped
             assert await admin.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
             await admin.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+            done = await store.run_write(held_advisory_locks, lock=LOCK_KEY, notify=lambda _r: "ok")
+            assert done == 1
+            assert await asyncio.wait_for(heard.get(), 30) == "ok"  # the first one heard
         finally:
             await admin.close()
-        assert await store.run_write(held_advisory_locks, lock=LOCK_KEY) == 1
         async with store.read() as conn:
             assert await conn.scalar(select(func.count()).select_from(T_LEADS)) == 0
 
@@ -310,7 +338,8 @@ async def test_a_run_write_cancelled_while_waiting_for_its_lock_holds_nothing(
         try:
             await admin.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
             task = asyncio.create_task(store.run_write(held_advisory_locks, lock=LOCK_KEY))
-            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            waiting = """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
             for _ in range(1500):  # until the BEGIN waits on the lock (30 s at most)
                 if await admin.fetchval(waiting):
                     break
@@ -319,6 +348,7 @@ async def test_a_run_write_cancelled_while_waiting_for_its_lock_holds_nothing(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            assert await no_backend_left_in_a_transaction(admin)
             await admin.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
             assert (
                 await asyncio.wait_for(store.run_write(held_advisory_locks, lock=LOCK_KEY), 30) == 1

@@ -117,7 +117,7 @@ def _unavailable_one(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError):
         return True
-    if isinstance(exc, asyncpg.InterfaceError):  # asyncpg's own, as `run_write` sends by hand
+    if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):  # `run_write`'s own
         return True
     state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
@@ -126,8 +126,7 @@ def _unavailable_one(exc: BaseException) -> bool:
         orig = str(exc.orig).lower()
         return "locked" in orig or "unable to open" in orig or "disk i/o" in orig
     text = str(exc).lower()
-    closed = "connection was closed" in text or "connection is closed" in text
-    return closed or "not currently accepting connections" in text
+    return "connection was closed" in text or "not currently accepting connections" in text
 
 
 class Store:
@@ -309,12 +308,13 @@ def _outages_unavailable() -> Iterator[None]:
 
 
 def _notify_sql(payload: str) -> str:
-    """`SELECT pg_notify(CHANNEL, payload)` with the payload as a quoted literal (a simple
-    query has no parameters; `standard_conforming_strings` is on since Postgres 9.1)."""
+    """`SELECT pg_notify(CHANNEL, payload)` with the payload as an escape-string literal (a
+    simple query has no parameters): `E'...'` with its backslashes and quotes doubled reads
+    the same whatever `standard_conforming_strings` says."""
     if "\x00" in payload:
         raise ValueError("a NOTIFY payload cannot hold NUL")
-    quoted = payload.replace("'", "''")
-    return f"SELECT pg_notify('{CHANNEL}', '{quoted}')"
+    quoted = payload.replace("\\", "\\\\").replace("'", "''")
+    return f"SELECT pg_notify('{CHANNEL}', E'{quoted}')"
 
 
 async def _abandon(conn: AsyncConnection, raw: Any, exc: BaseException) -> None:
@@ -327,4 +327,7 @@ async def _abandon(conn: AsyncConnection, raw: Any, exc: BaseException) -> None:
             return
         except Exception:  # the connection is no good: drop it below
             log.debug("ROLLBACK failed; dropping the connection", exc_info=True)
+        except BaseException:  # cancelled during the ROLLBACK: drop it all the same
+            await conn.invalidate()
+            raise
     await conn.invalidate()
