@@ -117,6 +117,26 @@ async def test_session_get_put_and_version(sim: WahaSim, client: httpx.AsyncClie
     }
 
 
+async def test_an_event_older_waha_does_not_know_is_refused_as_class_validator_does(
+    sim: WahaSim, client: httpx.AsyncClient
+) -> None:
+    """WAHA validates `events` with `@IsIn(AllEvents, {each: true})` (waha.md 4): an event its
+    version lacks is a 400 in class-validator's words, listing the values it allows."""
+    sim.version = "2025.5.4"  # before message.edited (2025.6.3) and message.ack.group (2025.12.2)
+    for event in ("message.edited", "message.ack.group"):
+        hook = webhook_config("http://crm/hook", events=["message.any", event])
+        bad = await client.put("/api/sessions/gows", json={"config": {"webhooks": [hook]}})
+        assert bad.status_code == 400
+        (text,) = bad.json()["message"]
+        head = "config.webhooks.0.each value in events must be one of the following values: "
+        assert text.startswith(head)
+        allowed = text.removeprefix(head).split(", ")
+        assert "message.ack" in allowed and "*" in allowed and event not in allowed
+    hook = webhook_config("http://crm/hook", events=["message.any", "message.ack"])
+    ok = await client.put("/api/sessions/gows", json={"config": {"webhooks": [hook]}})
+    assert ok.status_code == 200
+
+
 async def test_session_controls_and_single_message(sim: WahaSim, client: httpx.AsyncClient) -> None:
     """me, stop/start/restart and the single-message endpoint behave like WAHA's."""
     me = (await client.get("/api/sessions/noweb/me")).json()

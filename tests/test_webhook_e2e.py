@@ -127,6 +127,26 @@ async def test_register_on_a_waha_before_group_ack_events(sims: Any, tmp_path: A
     assert waha.session("default").restarts == 1
 
 
+async def test_register_on_a_waha_before_edit_events(sims: Any, tmp_path: Any):
+    """WAHA before 2025.6.3 knows neither `message.edited` nor `message.ack.group` and answers
+    class-validator's 400 for each: register steps down to the events it knows, restarts the
+    session once, says what it left out, and a second register changes nothing."""
+    waha, _evo, waha_url, evo_url = sims
+    waha.version = "2025.5.4"
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/w.db", waha_url, evo_url)
+    first = await run_all(settings, public_url="https://crm.example")
+    second = await run_all(settings, public_url="https://crm.example")
+    state = first[0]
+    assert state.changed and "message.ack.group, message.edited: left out" in state.note  # type: ignore[union-attr]
+    assert not second[0].changed  # type: ignore[union-attr]
+    assert second[0].events == state.events  # type: ignore[union-attr]
+    (hook,) = waha.session("default").config["webhooks"]
+    assert hook["events"] == state.events  # type: ignore[union-attr]
+    assert {"message.any", "message.ack", "message.revoked"} <= set(hook["events"])
+    assert not {"message.ack.group", "message.edited"} & set(hook["events"])
+    assert waha.session("default").restarts == 1
+
+
 async def test_register_turns_off_by_events_and_base64(sims: Any, tmp_path: Any):
     """An Evolution webhook with our URL but `byEvents` (which appends /<event> to the URL) or
     `base64` on is set again with both off."""

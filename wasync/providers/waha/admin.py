@@ -26,9 +26,16 @@ WAHA_EVENTS = [
     "session.status",
     "poll.vote",
 ]
-# WAHA before 2025.12.2 has no `message.ack.group` (group acks came as message.ack) and
-# refuses a config naming it (waha.md 4).
+# WAHA before 2025.12.2 has no `message.ack.group` (group acks came as message.ack), before
+# 2025.6.3 no `message.edited`, and refuses a config naming an event it does not know (400,
+# class-validator's "each value in events must be one of the following values: ..."; waha.md 4).
 WAHA_EVENTS_BEFORE_GROUP_ACKS = [e for e in WAHA_EVENTS if e != "message.ack.group"]
+# What `register` falls back to, in turn, when WAHA refuses the events: the newest first.
+OLDER_WAHA_EVENTS = [
+    WAHA_EVENTS_BEFORE_GROUP_ACKS,
+    [e for e in WAHA_EVENTS_BEFORE_GROUP_ACKS if e != "message.edited"],
+]
+NEWER_EVENTS = frozenset(WAHA_EVENTS) - set(OLDER_WAHA_EVENTS[-1])
 
 
 class WahaAdmin:
@@ -38,7 +45,8 @@ class WahaAdmin:
         self, http: Http, session: str, url: str, secret: str | None, *, label: str
     ) -> WebhookState:
         """Merge our webhook into the session config and PUT it back (WAHA restarts the
-        session); a WAHA that refuses `message.ack.group` gets the older event list."""
+        session); a WAHA that refuses a newer event (`message.ack.group` is 2025.12.2,
+        `message.edited` 2025.6.3) gets the list without it (`OLDER_WAHA_EVENTS`)."""
         path = f"/api/sessions/{quote(session, safe='')}"
         info = await http.get(path) or {}
         config = dict(info.get("config") or {})
@@ -48,7 +56,8 @@ class WahaAdmin:
         tags = _needs_webjs_tags(info, config)
         store = _needs_noweb_store(info, config)
         if len(current) == 1 and _same(current[0], ours) and not tags and not store:
-            return WebhookState(session=label, url=url, events=WAHA_EVENTS, signed=bool(secret))
+            events = list(current[0]["events"])
+            return WebhookState(session=label, url=url, events=events, signed=bool(secret))
         note = "WAHA restarts the session to apply a new config"
         if tags:
             config["webjs"] = {**(config.get("webjs") or {}), "tagsEventsOn": True}
@@ -57,15 +66,20 @@ class WahaAdmin:
             _store_on(config)
             note += f"; {STORE_NOTE}"
         config["webhooks"] = [*others, ours]
-        try:
-            await http.call("PUT", path, json={"config": config})
-        except FatalProviderError as exc:
-            if exc.status != 400 or "known event" not in str(exc):
-                raise
-            ours = {**ours, "events": WAHA_EVENTS_BEFORE_GROUP_ACKS}
-            config["webhooks"] = [*others, ours]
-            await http.call("PUT", path, json={"config": config})
-            note += "; this WAHA predates message.ack.group: group acks come as message.ack"
+        for older in [*OLDER_WAHA_EVENTS, None]:
+            try:
+                await http.call("PUT", path, json={"config": config})
+                break
+            except FatalProviderError as exc:
+                if older is None or not _unknown_events(exc):
+                    raise
+                ours = {**ours, "events": older}
+                config["webhooks"] = [*others, ours]
+        left = [e for e in WAHA_EVENTS if e not in ours["events"]]
+        if left:
+            note += f"; this WAHA does not know {', '.join(left)}: left out"
+        if "message.ack.group" in left:
+            note += " (it predates message.ack.group: group acks come as message.ack)"
         return WebhookState(
             session=label,
             url=url,
@@ -150,7 +164,18 @@ def _store_on(config: dict[str, Any]) -> None:
     config["noweb"] = noweb
 
 
+def _unknown_events(exc: FatalProviderError) -> bool:
+    """WAHA refused the config because it does not know one of its events: class-validator's
+    400 for `@IsIn(AllEvents, {each: true})` (`@IsEnum` before), "config.webhooks.N.each value
+    in events must be one of the following values: ..." (waha.md 4)."""
+    return exc.status == 400 and "each value in events must be one of" in str(exc)
+
+
 def _same(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """Our hook as we would write it: the same URL, key and retries, and our events (or those
+    of them an older WAHA knows: `register` left the newer ones out)."""
     keys = ("url", "hmac", "retries")
-    events = (WAHA_EVENTS, WAHA_EVENTS_BEFORE_GROUP_ACKS)
-    return all(have.get(k) == want.get(k) for k in keys) and have.get("events") in events
+    events = have.get("events")
+    ours = isinstance(events, list) and events == [e for e in WAHA_EVENTS if e in events]
+    complete = ours and set(WAHA_EVENTS) - NEWER_EVENTS <= set(events or ())
+    return all(have.get(k) == want.get(k) for k in keys) and complete

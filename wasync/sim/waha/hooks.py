@@ -61,9 +61,8 @@ def webhook_problems(webhooks: Any, version: str) -> list[str]:
     if not isinstance(webhooks, list):
         return ["config.webhooks must be an array"]
     problems = []
-    allowed = set(EVENTS) | {"*"}
-    if version_tuple(version) < (2025, 12, 2):  # waha.md 4: group acks split off then
-        allowed.discard("message.ack.group")
+    newer = {"message.ack.group": (2025, 12, 2), "message.edited": (2025, 6, 3)}  # waha.md 4
+    allowed = [e for e in EVENTS if version_tuple(version) >= newer.get(e, (0,))] + ["*"]
     for i, hook in enumerate(webhooks):
         url = hook.get("url") if isinstance(hook, dict) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -71,8 +70,12 @@ def webhook_problems(webhooks: Any, version: str) -> list[str]:
         events = hook.get("events") if isinstance(hook, dict) else None
         if not isinstance(events, list) or not events:
             problems.append(f"config.webhooks.{i}.events should not be empty")
-        elif any(e not in allowed for e in events):
-            problems.append(f"config.webhooks.{i}.each value in events must be a known event")
+        elif any(e not in allowed for e in events):  # class-validator's @IsIn, each: true
+            values = ", ".join(allowed)
+            problems.append(
+                f"config.webhooks.{i}.each value in events must be one of the following "
+                f"values: {values}"
+            )
     return problems
 
 
