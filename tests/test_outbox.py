@@ -46,7 +46,7 @@ from wasync.outbox import (
     text_request,
 )
 from wasync.pipeline import Pipeline
-from wasync.providers import evolution
+from wasync.providers import evolution, waha
 from wasync.providers.sending import Outgoing
 from wasync.ratelimit import TokenBucket
 from wasync.registry import Registry, sync
@@ -1038,8 +1038,30 @@ def test_reconcile_skips_what_evolution_says_the_phone_typed() -> None:
 
 
 def _with_source(message: Any, source: str) -> Any:
-    """The message as WAHA lists one typed on the phone."""
-    return replace(message, extra={"source": source})
+    """The message as WAHA GOWS lists one typed on the phone (`waha.parse_message` below)."""
+    return replace(message, extra={"source": source, "typed_on_phone": True})
+
+
+def test_reconcile_trusts_wahas_app_source_only_where_it_is_proof() -> None:
+    """WAHA GOWS says `source: "app"` by the sending device: never our send. NOWEB and WEBJS
+    say it of every id their 10-minute cache has not (a restart empties it, waha.md 3): a
+    send reconciled after that is still ours, not sent twice."""
+    chat = f"{PHONE}@c.us"
+    out = Outgoing(to_jid=chat, kind="text", text="ok")
+    when = int(T0.timestamp()) + 5
+    shapes = {
+        "NOWEB": {"key": {"remoteJid": f"{PHONE}@s.whatsapp.net", "fromMe": True, "id": "N1"}},
+        "GOWS": {"Info": {"Chat": f"{PHONE}@s.whatsapp.net", "IsFromMe": True, "ID": "G1"}},
+        "WEBJS": {"id": {"fromMe": True, "remote": chat, "id": "W1"}, "type": "chat"},
+    }
+    found = {}
+    for engine, data in shapes.items():
+        payload = {"id": f"true_{chat}_{engine}1", "timestamp": when, "to": chat, "fromMe": True}
+        payload |= {"from": "5531900000000@c.us", "body": "ok", "source": "app", "_data": data}
+        candidate = waha.parse_message(payload, session_id=1)
+        got = match_sent(out, [candidate], since=T0.timestamp(), exclude=set())  # type: ignore[list-item]
+        found[engine] = got.provider_message_id if got else None
+    assert found == {"NOWEB": "NOWEB1", "GOWS": None, "WEBJS": "WEBJS1"}
 
 
 def test_rate_limiter_spaces_sends_after_a_burst() -> None:

@@ -22,6 +22,7 @@ import pytest
 from tests.test_parse_evolution import EXPECTED as EVOLUTION_EXPECTED
 from tests.test_parse_waha import EXPECTED as WAHA_EXPECTED
 from wasync import providers
+from wasync.delivery import match_sent
 from wasync.errors import PayloadError, Unauthorized
 from wasync.events import Message
 from wasync.poller import window_pages
@@ -53,8 +54,15 @@ class World(Protocol):
     def typed_on_phone(self, phone: str, text: str, ts: int) -> str:
         """A message an agent typed in the phone app; its provider message id."""
 
+    @property
+    def tells_typed_on_phone(self) -> bool:
+        """The provider's listing proves which fromMe messages were typed on the phone."""
+
     def stop(self) -> None:
         """Take the session out of its working state."""
+
+    def restart(self) -> None:
+        """Restart the session (what the provider forgets, it forgets)."""
 
     def absent(self, phone: str) -> None:
         """Make `phone` not on WhatsApp."""
@@ -92,9 +100,18 @@ class WahaWorld:
         """`add_outgoing` (`source: app`), by bare id."""
         return self._bare(self.sim.add_outgoing(SESSION, phone, text=text, ts=ts))
 
+    @property
+    def tells_typed_on_phone(self) -> bool:
+        """GOWS tells by the sending device; NOWEB and WEBJS by a cache of API ids (waha.md 3)."""
+        return self.sim.session(SESSION).engine == "GOWS"
+
     def stop(self) -> None:
         """The session waits for a QR scan."""
         self.sim.set_status(SESSION, "SCAN_QR_CODE")
+
+    def restart(self) -> None:
+        """`POST /api/sessions/{session}/restart`'s effect: NOWEB and WEBJS forget their ids."""
+        self.sim.session(SESSION).restarted()
 
     def absent(self, phone: str) -> None:
         """check-exists says no."""
@@ -130,9 +147,16 @@ class EvolutionWorld:
         """`add_outgoing` (an android message id)."""
         return self.sim.add_outgoing(SESSION, phone, text=text, ts=ts)
 
+    tells_typed_on_phone = True  # the device behind each message id (evolution.md)
+
     def stop(self) -> None:
         """The instance's socket is closed."""
         self.sim.set_state(SESSION, "close")
+
+    def restart(self) -> None:
+        """The instance's socket closes and opens again."""
+        self.sim.set_state(SESSION, "close")
+        self.sim.set_state(SESSION, "open")
 
     def absent(self, phone: str) -> None:
         """whatsappNumbers says no."""
@@ -325,7 +349,25 @@ async def test_a_send_has_an_id_and_reconciles(rig: Rig) -> None:
     ours = sent[receipt.provider_message_id]
     assert ours.from_me and ours.body == "Olá do contrato"
     assert not providers.typed_on_phone(ours) and not rig.kind.typed_on_phone(ours)
-    assert providers.typed_on_phone(sent[typed]) and rig.kind.typed_on_phone(sent[typed])
+    proof = rig.world.tells_typed_on_phone
+    assert providers.typed_on_phone(sent[typed]) is proof
+    assert rig.kind.typed_on_phone(sent[typed]) is proof
+
+
+async def test_a_send_is_still_found_after_the_provider_restarts(rig: Rig) -> None:
+    """An unanswered send is reconciled after the session restarted (a restart is the usual
+    reason a send goes unanswered): the provider's listing still gives our message as ours,
+    so it is adopted, not sent again. WAHA NOWEB and WEBJS forget at a restart which ids they
+    sent (`source` turns `app`); that is no proof the phone typed it."""
+    provider = rig.provider()
+    jid = (await provider.check_number(PHONE)).jid
+    assert jid is not None
+    out = Outgoing(to_jid=jid, kind="text", text="Olá depois do reinício")
+    receipt = await provider.send(out)
+    rig.world.restart()
+    listed = await provider.sent_messages(jid, since=NOW - 60)
+    found = match_sent(out, listed, since=NOW - 60, exclude=set())
+    assert found is not None and found.provider_message_id == receipt.provider_message_id
 
 
 # --- webhooks ------------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ def message_time(payload: JsonMap) -> datetime | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Head:
-    """Identity and time shared by a message and a reaction."""
+    """Identity and time shared by a message and a reaction, and the engine behind them."""
 
     key: MessageKey
     chat: Address
@@ -156,6 +156,7 @@ class _Head:
     sender: Address | None
     timestamp: datetime
     missing_time: bool
+    engine: str | None
 
 
 def _head(payload: JsonMap, engine: str | None, received_at: datetime | None) -> _Head:
@@ -164,7 +165,8 @@ def _head(payload: JsonMap, engine: str | None, received_at: datetime | None) ->
     if key is None:
         raise PayloadError("WAHA message without an id")
     from_me = from_me_of(payload, key)
-    chat = chat_of(payload, key, from_me, engine_of(payload, engine))
+    engine = engine_of(payload, engine)
+    chat = chat_of(payload, key, from_me, engine)
     if chat is None:
         raise PayloadError(f"WAHA message {key.bare} without a chat id")
     timestamp = message_time(payload) or received_at
@@ -175,6 +177,7 @@ def _head(payload: JsonMap, engine: str | None, received_at: datetime | None) ->
         sender=_sender(payload, key, chat),
         timestamp=timestamp or EPOCH,
         missing_time=timestamp is None,
+        engine=engine,
     )
 
 
@@ -230,10 +233,12 @@ def _message(
     payload: JsonMap, head: _Head, content: Content, hint: Content | None, session_id: int
 ) -> Message:
     """Assemble the Message from its parsed parts."""
+    source = first_str(payload.get("source"))
     extra = {
         **content.extra,
         **compact(
-            source=first_str(payload.get("source")),
+            source=source,
+            typed_on_phone=True if source == "app" and head.engine == "GOWS" else None,
             media_error=dig(payload, "media", "error") or None,
             timestamp_missing=True if head.missing_time else None,
         ),
@@ -261,6 +266,9 @@ def _message(
 
 
 def typed_on_phone(message: Message) -> bool:
-    """`source: "app"`: typed in a WhatsApp app, never sent through WAHA's API (which says
-    `api` for the ids it sent in the last 10 minutes, waha.md 3)."""
-    return message.extra.get("source") == "app"
+    """WAHA proves the message was typed in a WhatsApp app, not sent through its API: GOWS
+    says `source: "app"` by the device that sent it (`getSourceDeviceByMsg`). NOWEB and WEBJS
+    say `api` only for the ids WAHA sent in the last 10 minutes, from a cache a restart empties
+    (waha.md 3): their `app` is no proof, so a send reconciled after a WAHA restart (the usual
+    cause of an unanswered send) or 10 minutes on is still found, never sent twice."""
+    return message.extra.get("typed_on_phone") is True

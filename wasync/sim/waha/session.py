@@ -89,6 +89,17 @@ class WahaSession:
         """The account's own `…@c.us` id."""
         return f"{self.phone}@c.us"
 
+    def restarted(self) -> None:
+        """The session restarts. NOWEB and WEBJS tell API sends by a 10-minute in-memory cache
+        of the ids WAHA sent (`sentMessageIds`), which a restart empties: from now on they
+        show every message sent before as `source: "app"` (waha.md 3). GOWS decides by the
+        sending device, which a restart does not change."""
+        self.restarts += 1
+        if self.engine in ("NOWEB", "WEBJS"):
+            for message in self.order:
+                if message.get("source") == "api":
+                    message["source"] = "app"
+
     def me(self) -> Json | None:
         """`SessionInfo.me`: only known while the session is WORKING."""
         if self.status != "WORKING":

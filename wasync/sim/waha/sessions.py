@@ -73,7 +73,7 @@ class SessionRoutes(Handlers):
             raise SimError(404, nest(404, "Session not found", "Not Found"))
         session.config = config
         if session.status != "STOPPED":
-            session.restarts += 1
+            session.restarted()
         return JSONResponse({"name": name, "status": session.status, "config": config})
 
     async def session_start(self, request: Request) -> Response:
@@ -92,7 +92,7 @@ class SessionRoutes(Handlers):
     async def restart(self, request: Request) -> Response:
         """Counted in `restarts`; a STOPPED or FAILED session comes back WORKING."""
         session = self.known(request.path_params["session"])
-        session.restarts += 1
+        session.restarted()
         if session.status in ("STOPPED", "FAILED"):
             session.status = "WORKING"
         return JSONResponse({"name": session.name, "status": session.status})
