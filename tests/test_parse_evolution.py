@@ -631,6 +631,24 @@ def test_find_messages_ack_is_the_best_of_every_update(updates: list[dict[str, s
     assert message(record).ack is AckLevel.READ
 
 
+@pytest.mark.parametrize(
+    ("status", "updates", "expected"),
+    [
+        ("PENDING", [{"status": "ERROR"}], AckLevel.ERROR),
+        ("ERROR", [{"status": "PENDING"}], AckLevel.ERROR),
+        ("ERROR", [{"status": "SERVER_ACK"}], AckLevel.SERVER),
+    ],
+)
+def test_find_messages_ack_follows_the_one_ack_rule(
+    status: str, updates: list[dict[str, str]], expected: AckLevel
+) -> None:
+    """A failed send stays failed beside a PENDING row (ERROR ranks above PENDING though its
+    number, -1, is lower: `ingest.acks`), and a message the server took is not an error."""
+    record = upsert("conversation", {"conversation": "x"}, fromMe=True)
+    record.update(status=status, MessageUpdate=updates)
+    assert message(record).ack is expected
+
+
 def test_message_type_naming_absent_content_falls_back_to_the_content() -> None:
     """An edited row keeps its `messageType` while Evolution overwrites `message` with the
     edit (evolution.md 4.3): the text is still read."""
