@@ -18,17 +18,8 @@ from typing import Any
 
 from sqlalchemy import case
 
+from wasync.events import ACK_RANK as _RANK
 from wasync.events import AckLevel
-
-_RANK = {
-    None: 0,
-    AckLevel.PENDING: 1,
-    AckLevel.ERROR: 2,
-    AckLevel.SERVER: 3,
-    AckLevel.DEVICE: 4,
-    AckLevel.READ: 5,
-    AckLevel.PLAYED: 6,
-}
 
 
 def rank(level: int | None) -> int:

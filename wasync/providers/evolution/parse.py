@@ -16,6 +16,7 @@ from typing import Any
 from wasync import phones
 from wasync.errors import PayloadError
 from wasync.events import (
+    ACK_RANK,
     AckLevel,
     Address,
     Event,
@@ -25,7 +26,6 @@ from wasync.events import (
     PollVote,
     Reaction,
 )
-from wasync.ingest.acks import furthest
 from wasync.providers.base import edit_of, revoke_of
 from wasync.providers.evolution.media import inline_bytes, media_ref
 from wasync.providers.parsing import (
@@ -77,12 +77,10 @@ def ack_from(value: Any) -> AckLevel | None:
 
 
 def _best_ack(*values: Any) -> AckLevel | None:
-    """The furthest AckLevel among `values` by the one ack rule (`ingest.acks`: ERROR stands
+    """The furthest AckLevel among `values` by the one ack rule (`ACK_RANK`: ERROR stands
     above PENDING, though its number is lower)."""
-    best: int | None = None
-    for value in values:
-        best = furthest(best, ack_from(value))
-    return AckLevel(best) if best is not None else None
+    levels = [level for value in values if (level := ack_from(value)) is not None]
+    return max(levels, key=ACK_RANK.__getitem__) if levels else None
 
 
 def _address(source: JsonMap, keys: tuple[str, ...]) -> Address | None:
