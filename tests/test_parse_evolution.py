@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -647,6 +648,33 @@ def test_find_messages_ack_follows_the_one_ack_rule(
     record = upsert("conversation", {"conversation": "x"}, fromMe=True)
     record.update(status=status, MessageUpdate=updates)
     assert message(record).ack is expected
+
+
+@pytest.mark.parametrize(
+    ("business", "holder"),
+    [
+        ("templateMessage", lambda h: {"hydratedTemplate": {"hydratedContentText": "Oferta", **h}}),
+        ("interactiveMessage", lambda h: {"body": {"text": "Oferta"}, "header": h}),
+        ("buttonsMessage", lambda h: {"contentText": "Oferta", **h}),
+    ],
+)
+def test_a_business_messages_header_image_is_fetched_by_its_own_proto(
+    business: str, holder: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """The image header of a template, interactive or buttons message is the message's media,
+    and its download reference is the header's `imageMessage` with its download fields:
+    Evolution's getBase64FromMediaMessage reads a `templateMessage` it is handed as a
+    template and answers 400 for one without its parts (which wasync took for gone)."""
+    image = {"url": "https://mmg.whatsapp.net/x", "mediaKey": "a2V5", "mimetype": "image/jpeg"}
+    image |= {"directPath": "/v/t62/x", "fileLength": "1234", "caption": "ignored here"}
+    parsed = message(upsert(business, {business: holder({"imageMessage": image})}))
+    assert parsed.type is MessageType.IMAGE and parsed.body == "Oferta"
+    assert parsed.media is not None and parsed.media.mimetype == "image/jpeg"
+    fields = {k: v for k, v in image.items() if k != "caption"}
+    assert parsed.media.ref == {
+        "key": {"remoteJid": "5511999999999@s.whatsapp.net", "fromMe": False, "id": "K1"},
+        "message": {"imageMessage": fields},
+    }
 
 
 def test_message_type_naming_absent_content_falls_back_to_the_content() -> None:

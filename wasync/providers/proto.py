@@ -109,6 +109,9 @@ class Content:
     text: str | None = None
     media: Media | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The (content key, proto) that holds the media's download fields when it is not the
+    # message's own content: a business message's header (`imageMessage` of a template).
+    media_proto: tuple[str, JsonMap] | None = None
 
 
 def _whitelisted_key(message: JsonMap) -> str | None:
@@ -249,7 +252,15 @@ def _business(key: str, value: JsonMap) -> Content:
             kind = CONTENT_TYPES[media_key]
             text = body or first_str(media.get("caption"))
             found = _media(media_key, media)
-            return Content(key=key, type=kind, value=value, text=text, media=found, extra=extra)
+            return Content(
+                key=key,
+                type=kind,
+                value=value,
+                text=text,
+                media=found,
+                extra=extra,
+                media_proto=(media_key, media),
+            )
     kind = MessageType.TEXT if body else MessageType.OTHER
     return Content(key=key, type=kind, value=value, text=body, extra=extra)
 

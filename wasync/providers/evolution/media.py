@@ -43,12 +43,15 @@ _KEY_FIELDS = ("remoteJid", "fromMe", "id", "participant")
 
 def media_ref(data: JsonMap, content: Content) -> dict[str, Any]:
     """What `getBase64FromMediaMessage` needs to download without Evolution's database: the
-    message key and the (unwrapped) media proto's download fields."""
+    message key and the (unwrapped) media proto's download fields. A business message's media
+    is its header's (`templateMessage.hydratedTemplate.imageMessage`...): Evolution reads a
+    `templateMessage` it is handed as a template and fails (400) on one without its parts."""
     key = as_map(data.get("key"))
     ref: dict[str, Any] = {"key": {k: key[k] for k in _KEY_FIELDS if k in key}}
-    if content.key:
-        fields = {k: content.value[k] for k in _DOWNLOAD_FIELDS if k in content.value}
-        ref["message"] = {content.key: fields}
+    name, proto = content.media_proto or (content.key, content.value)
+    if name:
+        fields = {k: proto[k] for k in _DOWNLOAD_FIELDS if k in proto}
+        ref["message"] = {name: fields}
     return ref
 
 

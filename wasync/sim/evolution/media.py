@@ -33,6 +33,13 @@ class MediaRoutes(Handlers):
         key_id = key.get("id") if isinstance(key, dict) else None
         if not isinstance(key_id, str):
             raise bad("message.key.id is required")
+        inner = message.get("message") if isinstance(message, dict) else None
+        if isinstance(inner, dict) and isinstance(inner.get("templateMessage"), dict):
+            # Evolution uses a `message` it is handed, and reads a template's parts: one
+            # without them throws, answered 400 (whatsapp.baileys.service.ts 2.3.7 l.3842-3977).
+            template = inner["templateMessage"]
+            if not (template.get("hydratedTemplate") or template.get("hydratedFourRowTemplate")):
+                raise bad("TypeError: Cannot read properties of undefined (reading 'imageMessage')")
         connected(inst)
         content = inst.media.get(key_id)
         if content is None:
