@@ -280,6 +280,33 @@ def test_edited_event() -> None:
     assert edit.timestamp == datetime.fromtimestamp(1741249700, tz=UTC)
 
 
+@pytest.mark.parametrize("named", [True, False])
+def test_a_webjs_edit_has_the_time_of_its_envelope(named: bool) -> None:
+    """WEBJS builds `message.edited` from the edited message itself (`toWAMessage(event.
+    message)`, `_data: {message, newBody, prevBody}`, WAHA 2026.2.1 session.webjs.core.ts):
+    its `id` and `timestamp` are the original's, so the edit happened at the envelope's time
+    (whether the envelope names the engine or not)."""
+    original = 1764500000
+    body = {
+        "event": "message.edited",
+        "session": "default",
+        "timestamp": (original + 3600) * 1000,
+        "payload": {
+            "id": "true_11111111111@c.us_ORIGINALID",
+            "timestamp": original,
+            "fromMe": True,
+            "body": "texto corrigido",
+            "editedMessageId": "ORIGINALID",
+            "_data": {"message": {}, "newBody": "texto corrigido", "prevBody": "texto"},
+        },
+    }
+    if named:
+        body["engine"] = "WEBJS"
+    edit = one(body)
+    assert isinstance(edit, Edit) and edit.provider_message_id == "ORIGINALID"
+    assert edit.timestamp == datetime.fromtimestamp(original + 3600, tz=UTC)
+
+
 @pytest.mark.parametrize(
     ("name", "bare", "chat", "ack"),
     [

@@ -174,15 +174,21 @@ def _on_edited(payload: JsonMap, env: _Envelope) -> list[Event]:
     if target is None:
         raise PayloadError("WAHA message.edited without editedMessageId")
     key = message_key(payload.get("id"))
-    chat = chat_of(payload, key, from_me_of(payload, key), engine_of(payload, env.engine))
+    engine = engine_of(payload, env.engine)
+    chat = chat_of(payload, key, from_me_of(payload, key), engine)
     body = payload.get("body")
+    # WEBJS builds the payload from the edited message itself (`toWAMessage(event.message)`,
+    # `_data: {message, newBody, prevBody}`): its time is the original's, so the edit's is the
+    # envelope's. NOWEB and GOWS give the edit action's own.
+    webjs = engine == "WEBJS" or "newBody" in as_map(payload.get("_data"))
+    at = env.time if webjs else message_time(payload) or env.time
     return [
         Edit(
             session_id=env.session_id,
             provider_message_id=target.bare,
             body=body if isinstance(body, str) else None,
             chat=chat,
-            timestamp=message_time(payload) or env.time,
+            timestamp=at or message_time(payload),
         )
     ]
 
