@@ -146,6 +146,29 @@ async def test_register_on_a_waha_before_edit_events(sims: Any, tmp_path: Any):
     assert not {"message.ack.group", "message.edited"} & set(hook["events"])
     assert waha.session("default").restarts == 1
 
+    waha.version = "2026.2.1"  # upgraded: register subscribes to what it left out
+    upgraded = await run_all(settings, public_url="https://crm.example")
+    assert upgraded[0].changed  # type: ignore[union-attr]
+    (hook,) = waha.session("default").config["webhooks"]
+    assert {"message.ack.group", "message.edited"} <= set(hook["events"])
+    assert waha.session("default").restarts == 2
+
+
+async def test_register_does_not_work_around_another_hooks_refusal(sims: Any, tmp_path: Any):
+    """A 400 about another webhook of the session (a user's, naming an event this WAHA lacks)
+    is that hook's problem: register says so and steps down nothing."""
+    waha, _evo, waha_url, evo_url = sims
+    waha.version = "2025.11.1"
+    theirs = {"url": "https://other.example/hook", "events": ["message.ack.group"]}
+    waha.session("default").config["webhooks"] = [theirs]
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/w.db", waha_url, evo_url)
+    before = waha.requests_total
+    line = (await run_all(settings, public_url="https://crm.example"))[0]
+    assert isinstance(line, str) and "config.webhooks.0.each value in events" in line
+    assert waha.requests_total - before == 2  # its GET and one PUT: no step-down PUTs
+    assert waha.session("default").config["webhooks"] == [theirs]
+    assert waha.session("default").restarts == 0
+
 
 async def test_register_turns_off_by_events_and_base64(sims: Any, tmp_path: Any):
     """An Evolution webhook with our URL but `byEvents` (which appends /<event> to the URL) or

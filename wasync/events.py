@@ -33,19 +33,6 @@ class AckLevel(enum.IntEnum):
     PLAYED = 4
 
 
-# The one ack rule's order (`wasync.ingest.acks` says why): no ack < PENDING < ERROR < SERVER
-# < DEVICE < READ < PLAYED. Here, beside the levels, so parsers can merge acks by it too.
-ACK_RANK: dict[AckLevel | None, int] = {
-    None: 0,
-    AckLevel.PENDING: 1,
-    AckLevel.ERROR: 2,
-    AckLevel.SERVER: 3,
-    AckLevel.DEVICE: 4,
-    AckLevel.READ: 5,
-    AckLevel.PLAYED: 6,
-}
-
-
 class ChatKind(enum.StrEnum):
     """What a chat is: a person, a group, or a broadcast stream we normally drop."""
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import case
 
-from wasync.events import ACK_RANK as _RANK
+from wasync.ackrank import ACK_RANK as _RANK
 from wasync.events import AckLevel
 
 

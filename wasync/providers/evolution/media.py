@@ -76,8 +76,11 @@ def _request(source: MediaSource, convert: bool) -> dict[str, Any]:
             "remoteJid": source.chat_jid,
             "fromMe": source.from_me,
         }
-    if isinstance(ref.get("message"), Mapping):
-        message["message"] = ref["message"]
+    proto = ref.get("message")
+    # A reference whose proto carries nothing (an older wasync's `{"templateMessage": {}}`) is
+    # left out: Evolution then reads the message from its own database by the key.
+    if isinstance(proto, Mapping) and any(as_map(v) for v in proto.values()):
+        message["message"] = proto
     return {"message": message, "convertToMp4": convert}
 
 

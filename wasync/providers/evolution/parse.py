@@ -14,9 +14,9 @@ from types import MappingProxyType
 from typing import Any
 
 from wasync import phones
+from wasync.ackrank import ACK_RANK
 from wasync.errors import PayloadError
 from wasync.events import (
-    ACK_RANK,
     AckLevel,
     Address,
     Event,

@@ -35,7 +35,6 @@ OLDER_WAHA_EVENTS = [
     WAHA_EVENTS_BEFORE_GROUP_ACKS,
     [e for e in WAHA_EVENTS_BEFORE_GROUP_ACKS if e != "message.edited"],
 ]
-NEWER_EVENTS = frozenset(WAHA_EVENTS) - set(OLDER_WAHA_EVENTS[-1])
 
 
 class WahaAdmin:
@@ -56,8 +55,7 @@ class WahaAdmin:
         tags = _needs_webjs_tags(info, config)
         store = _needs_noweb_store(info, config)
         if len(current) == 1 and _same(current[0], ours) and not tags and not store:
-            events = list(current[0]["events"])
-            return WebhookState(session=label, url=url, events=events, signed=bool(secret))
+            return WebhookState(session=label, url=url, events=WAHA_EVENTS, signed=bool(secret))
         note = "WAHA restarts the session to apply a new config"
         if tags:
             config["webjs"] = {**(config.get("webjs") or {}), "tagsEventsOn": True}
@@ -66,15 +64,19 @@ class WahaAdmin:
             _store_on(config)
             note += f"; {STORE_NOTE}"
         config["webhooks"] = [*others, ours]
+        # A refused PUT restarts nothing, so our events are tried first even where an older
+        # WAHA took fewer before (it may have been upgraded since).
         for older in [*OLDER_WAHA_EVENTS, None]:
             try:
                 await http.call("PUT", path, json={"config": config})
                 break
             except FatalProviderError as exc:
-                if older is None or not _unknown_events(exc):
+                if older is None or not _unknown_events(exc, len(others)):
                     raise
                 ours = {**ours, "events": older}
                 config["webhooks"] = [*others, ours]
+                if len(current) == 1 and _same(current[0], ours) and not tags and not store:
+                    return WebhookState(session=label, url=url, events=older, signed=bool(secret))
         left = [e for e in WAHA_EVENTS if e not in ours["events"]]
         if left:
             note += f"; this WAHA does not know {', '.join(left)}: left out"
@@ -164,18 +166,15 @@ def _store_on(config: dict[str, Any]) -> None:
     config["noweb"] = noweb
 
 
-def _unknown_events(exc: FatalProviderError) -> bool:
-    """WAHA refused the config because it does not know one of its events: class-validator's
-    400 for `@IsIn(AllEvents, {each: true})` (`@IsEnum` before), "config.webhooks.N.each value
-    in events must be one of the following values: ..." (waha.md 4)."""
-    return exc.status == 400 and "each value in events must be one of" in str(exc)
+def _unknown_events(exc: FatalProviderError, index: int) -> bool:
+    """WAHA refused our hook (`config.webhooks[index]`) because it does not know one of its
+    events: class-validator's 400 for `@IsIn(AllEvents, {each: true})` (`@IsEnum` before),
+    "config.webhooks.N.each value in events must be one of the following values: ..."
+    (waha.md 4). Another hook's refusal is not ours to work around."""
+    ours = f"config.webhooks.{index}.each value in events must be one of"
+    return exc.status == 400 and ours in str(exc)
 
 
 def _same(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    """Our hook as we would write it: the same URL, key and retries, and our events (or those
-    of them an older WAHA knows: `register` left the newer ones out)."""
-    keys = ("url", "hmac", "retries")
-    events = have.get("events")
-    ours = isinstance(events, list) and events == [e for e in WAHA_EVENTS if e in events]
-    complete = ours and set(WAHA_EVENTS) - NEWER_EVENTS <= set(events or ())
-    return all(have.get(k) == want.get(k) for k in keys) and complete
+    keys = ("url", "hmac", "retries", "events")
+    return all(have.get(k) == want.get(k) for k in keys)

@@ -238,7 +238,9 @@ def _message(
         **content.extra,
         **compact(
             source=source,
-            typed_on_phone=True if source == "app" and head.engine == "GOWS" else None,
+            typed_on_phone=True
+            if head.from_me and source == "app" and head.engine == "GOWS"
+            else None,
             media_error=dig(payload, "media", "error") or None,
             timestamp_missing=True if head.missing_time else None,
         ),

@@ -180,6 +180,7 @@ def _on_edited(payload: JsonMap, env: _Envelope) -> list[Event]:
     # WEBJS builds the payload from the edited message itself (`toWAMessage(event.message)`,
     # `_data: {message, newBody, prevBody}`): its time is the original's, so the edit's is the
     # envelope's. NOWEB and GOWS give the edit action's own.
+    # (An envelope without a time, WAHA 2024: None, and ingest takes its own clock.)
     webjs = engine == "WEBJS" or "newBody" in as_map(payload.get("_data"))
     at = env.time if webjs else message_time(payload) or env.time
     return [
@@ -188,7 +189,7 @@ def _on_edited(payload: JsonMap, env: _Envelope) -> list[Event]:
             provider_message_id=target.bare,
             body=body if isinstance(body, str) else None,
             chat=chat,
-            timestamp=at or message_time(payload),
+            timestamp=at,
         )
     ]
 

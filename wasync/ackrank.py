@@ -1,0 +1,11 @@
+"""The one ack rule's order, no ack first: `wasync.ingest.acks` says why and applies it; here,
+outside `ingest/`, so that providers' parsers merge acks by it too."""
+
+from __future__ import annotations
+
+from wasync.events import AckLevel
+
+_ORDER = (None, AckLevel.PENDING, AckLevel.ERROR, AckLevel.SERVER, AckLevel.DEVICE)
+ACK_RANK: dict[AckLevel | None, int] = {
+    level: n for n, level in enumerate((*_ORDER, AckLevel.READ, AckLevel.PLAYED))
+}
