@@ -1062,6 +1062,10 @@ def test_reconcile_trusts_wahas_app_source_only_where_it_is_proof() -> None:
         got = match_sent(out, [candidate], since=T0.timestamp(), exclude=set())  # type: ignore[list-item]
         found[engine] = got.provider_message_id if got else None
     assert found == {"NOWEB": "NOWEB1", "GOWS": None, "WEBJS": "WEBJS1"}
+    incoming = {"id": f"false_{chat}_IN1", "timestamp": when, "from": chat, "fromMe": False}
+    incoming |= {"body": "oi", "source": "app", "_data": {"Info": {"IsFromMe": False}}}
+    theirs = waha.parse_message(incoming, session_id=1)
+    assert "typed_on_phone" not in theirs.extra  # GOWS says `app` of every incoming message
 
 
 def test_rate_limiter_spaces_sends_after_a_burst() -> None:

@@ -17,7 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wasync import providers
+from wasync.providers import KINDS, Endpoint
+from wasync.providers.base import MediaSource
+from wasync.providers.http import RetryPolicy
 from wasync.sim import EvolutionSim, Fault, seed_evolution, seed_evolution_bulk, serve
+from wasync.sim.content import media
 
 KEY = "global-key"
 NOW = 1_763_326_182
@@ -464,3 +469,34 @@ async def test_over_real_loopback(sim: EvolutionSim) -> None:
     records = found.json()["messages"]["records"]
     assert [r["message"]["conversation"] for r in records] == ["via TCP"]
     assert missing.status_code == 404
+
+
+async def test_media_of_a_stored_empty_template_reference_is_read_by_its_key(
+    sim: EvolutionSim, client: httpx.AsyncClient
+) -> None:
+    """getBase64FromMediaMessage with a message part that is an empty `templateMessage` is a
+    400 (Evolution reads what it is handed as a template, evolution.md 6); the adapter leaves
+    such a part out (a reference an older wasync stored), so Evolution finds the file by the
+    key, and a reference with the proto's download fields goes as it is."""
+    key_id = sim.add_message("main", "5531988887777", media("image", caption="oferta"))
+    jid = "5531988887777@s.whatsapp.net"
+    key = {"remoteJid": jid, "fromMe": False, "id": key_id}
+    refused = await client.post(
+        "/chat/getBase64FromMediaMessage/main",
+        json={"message": {"key": key, "message": {"templateMessage": {}}}},
+    )
+    assert refused.status_code == 400
+    kind = KINDS["evolution"]
+    endpoint = Endpoint(base_url="http://evo", api_key=KEY, session="main", session_id=1)
+    http = providers.make_http(kind, endpoint, client, retry=RetryPolicy(attempts=1))
+    adapter = kind.adapter(http, endpoint)
+    for message in ({"templateMessage": {}}, {"imageMessage": {"mimetype": "image/jpeg"}}):
+        source = MediaSource(
+            provider_message_id=key_id,
+            chat_jid=jid,
+            from_me=False,
+            ref={"key": key, "message": message},
+        )
+        async with adapter.fetch_media(source) as file:
+            data = b"".join([chunk async for chunk in file.chunks])
+        assert data and file.mimetype == "image/jpeg"
