@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from wasync.events import AckLevel
 
-_ORDER = (None, AckLevel.PENDING, AckLevel.ERROR, AckLevel.SERVER, AckLevel.DEVICE)
-ACK_RANK: dict[AckLevel | None, int] = {
-    level: n for n, level in enumerate((*_ORDER, AckLevel.READ, AckLevel.PLAYED))
-}
+ACK_ORDER = (
+    None,
+    AckLevel.PENDING,
+    AckLevel.ERROR,
+    AckLevel.SERVER,
+    AckLevel.DEVICE,
+    AckLevel.READ,
+    AckLevel.PLAYED,
+)
+ACK_RANK: dict[AckLevel | None, int] = {level: n for n, level in enumerate(ACK_ORDER)}

@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wasync.config import EventsConfig
 from wasync.store import Store
 from wasync.store import models as m
-from wasync.store.db import INGEST_LOCK
 from wasync.store.statements import in_list
 
 log = logging.getLogger(__name__)
@@ -117,11 +116,6 @@ class EventBuffer:
             self.items.append(NewMessages(keys))
 
 
-# The advisory lock an appending transaction holds from its BEGIN (Postgres; `run_write`'s
-# `lock`): ids become visible in id order across nodes.
-LOCK = INGEST_LOCK
-
-
 def notify_payload(rows: list[PublishedEvent]) -> str | None:
     """What a commit that appended `rows` NOTIFYs other nodes of: its last id (or nothing)."""
     return str(rows[-1].id) if rows else None
@@ -129,7 +123,7 @@ def notify_payload(rows: list[PublishedEvent]) -> str | None:
 
 def append(conn: Connection, buffer: EventBuffer, *, pg: bool) -> list[PublishedEvent]:
     """Write the buffer in emission order (inside the caller's transaction, which holds
-    `LOCK` on Postgres). Returns the rows in id order."""
+    `INGEST_LOCK` on Postgres). Returns the rows in id order."""
     out: list[PublishedEvent] = []
     run: list[dict[str, Any]] = []
     for item in [*buffer.items, None]:

@@ -32,6 +32,7 @@ from wasync.events import Command, CursorUpdate, Event
 from wasync.ingest import IngestResult, Job, Memory, Realtime, Tx
 from wasync.ingest.normalize import InvalidText, Refusal, normalize, usable_cursors
 from wasync.store import Store, is_conflict, is_unavailable
+from wasync.store.db import INGEST_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ class Pipeline:
         pg = not self.store.is_sqlite
         tx = Tx(self._memory, jobs, crm=self.crm, admins=self.admins, pg=pg)
         published = await self.store.run_write(
-            tx.run, lock=eventlog.LOCK, notify=eventlog.notify_payload
+            tx.run, lock=INGEST_LOCK, notify=eventlog.notify_payload
         )
         self._memory.remember(tx)
         return published

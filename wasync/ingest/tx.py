@@ -1,6 +1,6 @@
 """`Tx`: one ingest transaction over a batch of jobs.
 
-The steps, in order (`Tx.run`), with the event log locked from the BEGIN (`eventlog.LOCK`,
+The steps, in order (`Tx.run`), with the event log locked from the BEGIN (`INGEST_LOCK`,
 taken by `Store.run_write`: `Pipeline._transaction`): resolve tenants; for new messages and
 reactions resolve identities and chats (`contacts`) and insert what is new (`messages`); run
 the commands (`sends`, `actions`, `media`); apply poll votes to their polls (`polls`); apply
@@ -68,7 +68,7 @@ class Tx(TxState):
     def run(self, conn: Connection) -> list[PublishedEvent]:
         """The whole transaction (see the module docstring); returns the new log rows."""
         self.conn = conn
-        # The caller holds `eventlog.LOCK` on Postgres: ingest is serialised across nodes, so
+        # The caller holds `INGEST_LOCK` on Postgres: ingest is serialised across nodes, so
         # event ids become visible in id order, and the first-message races (lead, chat,
         # pending acks) cannot interleave.
         self.load_tenants()

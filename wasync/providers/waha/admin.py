@@ -26,15 +26,16 @@ WAHA_EVENTS = [
     "session.status",
     "poll.vote",
 ]
-# WAHA before 2025.12.2 has no `message.ack.group` (group acks came as message.ack), before
-# 2025.6.3 no `message.edited`, and refuses a config naming an event it does not know (400,
-# class-validator's "each value in events must be one of the following values: ..."; waha.md 4).
-WAHA_EVENTS_BEFORE_GROUP_ACKS = [e for e in WAHA_EVENTS if e != "message.ack.group"]
-# What `register` falls back to, in turn, when WAHA refuses the events: the newest first.
+# Our events an older WAHA lacks, newest first: `message.ack.group` is 2025.12.2 (group acks
+# came as message.ack before), `message.edited` 2025.6.3. WAHA refuses a config naming an
+# event it does not know (400, class-validator's "each value in events must be one of the
+# following values: ..."; waha.md 4).
+_NEWER_EVENTS = ("message.ack.group", "message.edited")
+# What `register` falls back to, in turn, when WAHA refuses the events.
 OLDER_WAHA_EVENTS = [
-    WAHA_EVENTS_BEFORE_GROUP_ACKS,
-    [e for e in WAHA_EVENTS_BEFORE_GROUP_ACKS if e != "message.edited"],
+    [e for e in WAHA_EVENTS if e not in _NEWER_EVENTS[: n + 1]] for n in range(len(_NEWER_EVENTS))
 ]
+WAHA_EVENTS_BEFORE_GROUP_ACKS = OLDER_WAHA_EVENTS[0]
 
 
 class WahaAdmin:
@@ -54,8 +55,6 @@ class WahaAdmin:
         current = [h for h in config.get("webhooks") or [] if h.get("url") == url]
         tags = _needs_webjs_tags(info, config)
         store = _needs_noweb_store(info, config)
-        if len(current) == 1 and _same(current[0], ours) and not tags and not store:
-            return WebhookState(session=label, url=url, events=WAHA_EVENTS, signed=bool(secret))
         note = "WAHA restarts the session to apply a new config"
         if tags:
             config["webjs"] = {**(config.get("webjs") or {}), "tagsEventsOn": True}
@@ -63,20 +62,21 @@ class WahaAdmin:
         if store:
             _store_on(config)
             note += f"; {STORE_NOTE}"
-        config["webhooks"] = [*others, ours]
-        # A refused PUT restarts nothing, so our events are tried first even where an older
-        # WAHA took fewer before (it may have been upgraded since).
-        for older in [*OLDER_WAHA_EVENTS, None]:
+        # Nothing is sent when WAHA already has the hook as we would write it. A refused PUT
+        # restarts nothing, so our events are tried first even where an older WAHA took fewer
+        # before (it may have been upgraded since), then each older list in turn.
+        lists = [WAHA_EVENTS, *OLDER_WAHA_EVENTS]
+        for n, events in enumerate(lists):
+            ours = {**ours, "events": events}
+            if len(current) == 1 and _same(current[0], ours) and not tags and not store:
+                return WebhookState(session=label, url=url, events=events, signed=bool(secret))
+            config["webhooks"] = [*others, ours]
             try:
                 await http.call("PUT", path, json={"config": config})
                 break
             except FatalProviderError as exc:
-                if older is None or not _unknown_events(exc, len(others)):
+                if n == len(lists) - 1 or not _unknown_events(exc, len(others)):
                     raise
-                ours = {**ours, "events": older}
-                config["webhooks"] = [*others, ours]
-                if len(current) == 1 and _same(current[0], ours) and not tags and not store:
-                    return WebhookState(session=label, url=url, events=older, signed=bool(secret))
         left = [e for e in WAHA_EVENTS if e not in ours["events"]]
         if left:
             note += f"; this WAHA does not know {', '.join(left)}: left out"

@@ -26,6 +26,10 @@ EVENTS = (
 )  # fmt: skip
 
 
+# The events a WAHA version knows only from a release on (waha.md 4).
+_SINCE = {"message.ack.group": (2025, 12, 2), "message.edited": (2025, 6, 3)}
+
+
 def sign_body(key: str, body: bytes) -> str:
     """`X-Webhook-Hmac`: hex HMAC-SHA512 of the raw body bytes (waha.md §5)."""
     return hmac.new(key.encode(), body, hashlib.sha512).hexdigest()
@@ -61,8 +65,8 @@ def webhook_problems(webhooks: Any, version: str) -> list[str]:
     if not isinstance(webhooks, list):
         return ["config.webhooks must be an array"]
     problems = []
-    newer = {"message.ack.group": (2025, 12, 2), "message.edited": (2025, 6, 3)}  # waha.md 4
-    allowed = [e for e in EVENTS if version_tuple(version) >= newer.get(e, (0,))] + ["*"]
+    at = version_tuple(version)
+    allowed = [e for e in EVENTS if at >= _SINCE.get(e, (0,))] + ["*"]
     for i, hook in enumerate(webhooks):
         url = hook.get("url") if isinstance(hook, dict) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
