@@ -68,6 +68,36 @@ async def test_each_check_reports_what_it_found(db_url: str) -> None:
     assert all("waha-key" not in c.detail and "not-the-key" not in c.detail for c in checks)
 
 
+async def test_without_webhooks_what_polling_cannot_see_is_a_warning(db_url: str) -> None:
+    """Webhooks off: an Evolution 2.3.7 instance (a delete for everyone leaves no row polling
+    reads) and a WAHA GOWS session (no edits, deletes nor reactions listed) are warned of;
+    Evolution 2.3.6 and WAHA NOWEB are not; with webhooks on, nothing is said of it."""
+    key = "not-the-key"  # the key `settings` gives the Evolution session
+    waha, evo = WahaSim(api_key="waha-key"), EvolutionSim(api_key=key, version="2.3.7")
+    waha.add_session("default", engine="GOWS")
+    evo.add_instance("vendas")
+    older_waha, older_evo = WahaSim(api_key="waha-key"), EvolutionSim(api_key=key, version="2.3.6")
+    older_waha.add_session("default", engine="NOWEB")
+    older_evo.add_instance("vendas")
+    async with Store(db_url) as store:
+        await store.upgrade()
+    for (waha_sim, evo_sim), warned in (((waha, evo), True), ((older_waha, older_evo), False)):
+        async with serve(waha_sim.app) as waha_url, serve(evo_sim.app) as evo_url:
+            off = settings(db_url, waha_url, evo_url)
+            polling = {c.subject: c for c in await diagnose(off) if "polling" in c.subject}
+            on = settings(db_url, waha_url, evo_url, enabled=True, public_url="https://crm.test")
+            on_checks = [c for c in await diagnose(on) if "polling" in c.subject]
+        assert on_checks == []
+        if not warned:
+            assert polling == {}
+            continue
+        assert set(polling) == {"acme/default polling", "acme/vendas polling"}
+        assert all(c.level == "warn" for c in polling.values())
+        assert "GOWS" in polling["acme/default polling"].detail
+        assert "2.3.7" in polling["acme/vendas polling"].detail
+        assert "delete" in polling["acme/vendas polling"].detail
+
+
 async def test_an_empty_database_is_a_warning(db_url: str) -> None:
     """A database without the schema yet is a warning naming the command (run applies it too);
     a SQLite file that does not exist is not created by the check."""

@@ -25,6 +25,8 @@ from wasync.events import (
     SessionStatus,
 )
 from wasync.providers.evolution import ack_from, event_name, parse_message, parse_webhook
+from wasync.providers.evolution.parse import needs_version, stored_changes
+from wasync.providers.evolution.version import parse_version
 
 SAMPLES = Path(__file__).parent / "samples" / "evolution"
 
@@ -648,6 +650,61 @@ def test_find_messages_ack_follows_the_one_ack_rule(
     record = upsert("conversation", {"conversation": "x"}, fromMe=True)
     record.update(status=status, MessageUpdate=updates)
     assert message(record).ack is expected
+
+
+@pytest.mark.parametrize(
+    ("marks", "version", "expected"),
+    [
+        (["DELIVERY_ACK", "DELETED"], None, ["Revoke"]),  # any version: a delete
+        (["DELETED"], (2, 2, 3), ["Revoke"]),
+        (["EDITED"], (2, 3, 6), ["Edit"]),
+        (["EDITED", "DELETED"], (2, 3, 4), ["Edit"]),  # what an edit leaves there
+        (["EDITED", "DELETED"], (2, 3, 0), ["Edit"]),
+        (["EDITED", "DELETED"], None, ["Edit"]),  # unknown: hide nothing
+        (["DELETED", "EDITED"], (2, 3, 6), ["Edit", "Revoke"]),  # an edit, then a delete
+        (["EDITED", "DELETED"], (2, 2, 3), ["Edit", "Revoke"]),
+        (["EDITED", "SERVER_ACK"], (2, 3, 7), ["Edit"]),
+        (["SERVER_ACK", "READ"], (2, 3, 7), []),
+    ],
+)
+def test_stored_changes_read_deletes_by_the_servers_version(
+    marks: list[str], version: tuple[int, int, int] | None, expected: list[str]
+) -> None:
+    """A `DELETED` update row alone is a delete for everyone on every version; beside
+    `EDITED` it is one only where an edit leaves no `DELETED` row (not 2.3.0-2.3.4, and not
+    on a server of unknown version)."""
+    record = upsert("conversation", {"conversation": "Chegamos às 16h"}, fromMe=True)
+    record["MessageUpdate"] = [{"status": mark} for mark in marks]
+    changes = stored_changes(record, message(record), version=version)
+    assert [type(c).__name__ for c in changes] == expected
+    assert needs_version(record) is ({"EDITED", "DELETED"} <= set(marks))
+
+
+def test_a_deleted_row_that_lost_its_text_is_not_edited_to_nothing() -> None:
+    """A delete whose row Evolution emptied: the revoke, no edit to an empty text."""
+    record = upsert("conversation", {"conversation": "x"}, fromMe=True)
+    record["message"] = {}
+    record["MessageUpdate"] = [{"status": "EDITED"}, {"status": "DELETED"}]
+    changes = stored_changes(record, message(record), version=(2, 3, 6))
+    assert [type(c).__name__ for c in changes] == ["Revoke"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2.3.6", (2, 3, 6)),
+        ("v2.3.7", (2, 3, 7)),
+        ("2.4.0-rc2", (2, 4, 0)),
+        ("2.2", (2, 2, 0)),
+        ("", None),
+        (None, None),
+        ("latest", None),
+        (237, None),
+    ],
+)
+def test_parse_version(text: Any, expected: tuple[int, int, int] | None) -> None:
+    """`GET /`'s `version` as numbers; anything else is unknown."""
+    assert parse_version(text) == expected
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ class Rig:
     @property
     def evolution(self) -> bool:
         """The session is an Evolution instance."""
-        return self.engine == "EVOLUTION"
+        return self.engine.startswith("EVOLUTION")
 
     async def run_for(self, seconds: float) -> None:
         """Poll cycles, one every `interval_s`, for `seconds` of the rig's clock."""
@@ -132,8 +132,9 @@ async def rig_for(db_url: str, engine: str) -> AsyncIterator[Rig]:
     """The engine's simulator with one customer chat, served on loopback, polled once."""
     now = [time.time()]
     clock = lambda: now[0]  # noqa: E731
-    if engine == "EVOLUTION":
-        sim: Any = EvolutionSim(api_key=KEY, clock=clock)
+    if engine.startswith("EVOLUTION"):  # `EVOLUTION@2.3.6`: that server version
+        version = engine.partition("@")[2] or "2.3.7"
+        sim: Any = EvolutionSim(api_key=KEY, clock=clock, version=version)
         sim.add_instance("vendas")
         session, provider = "vendas", "evolution"
     else:
@@ -199,12 +200,14 @@ async def test_an_edit_on_the_phone_is_found_by_polling(db_url: str, engine: str
         assert rig.events("chat:message-edited") == 1
 
 
-@pytest.mark.parametrize("engine", ["WEBJS", "NOWEB"])
+@pytest.mark.parametrize(
+    "engine", ["WEBJS", "NOWEB", "EVOLUTION@2.2.3", "EVOLUTION@2.3.4", "EVOLUTION@2.3.6"]
+)
 async def test_a_revoke_on_the_phone_is_found_by_polling(db_url: str, engine: str) -> None:
     """Our message deleted for everyone on the phone: WEBJS lists it as type `revoked`, NOWEB's
-    store deletes it (gone from a complete walk, and 404 by id); it is marked revoked and
-    announced once. (GOWS lists no revoke; Evolution keeps a revoked row unmarked but for an
-    EDITED status in 2.3.7, like an edit.)"""
+    store deletes it (gone from a complete walk, and 404 by id), Evolution up to 2.3.6 adds
+    a `DELETED` update row; it is marked revoked and announced once. (GOWS lists no revoke;
+    Evolution 2.3.7 records a delete as `SERVER_ACK`, like a delivery: `wasync doctor` warns.)"""
     async with rig_for(db_url, engine) as rig:
         sent = await rig.send("Enviei para o número errado")
         await rig.answer()
@@ -214,6 +217,27 @@ async def test_a_revoke_on_the_phone_is_found_by_polling(db_url: str, engine: st
         assert bool((await rig.row(sent)).revoked)
         await rig.within_bound()
         assert rig.events("chat:message-revoked") == 1
+
+
+@pytest.mark.parametrize(("version", "revoked"), [("2.3.4", False), ("2.3.6", True)])
+async def test_an_edit_then_a_delete_on_evolution_is_read_by_the_servers_version(
+    db_url: str, version: str, revoked: bool
+) -> None:
+    """Our message edited, then deleted for everyone: its rows say EDITED and DELETED. On
+    2.3.6 that is a delete (an edit leaves no DELETED row there); on 2.3.4 an edit leaves
+    both, so it is only an edit (no message the customer kept is hidden)."""
+    async with rig_for(db_url, f"EVOLUTION@{version}") as rig:
+        sent = await rig.send("Chegamos às 15h")
+        await rig.answer()
+        rig.now[0] += 30
+        rig.sim.edit_message(rig.session, sent, text="Chegamos às 16h")
+        await rig.within_bound()
+        if version == "2.3.6":
+            rig.sim.revoke_message(rig.session, sent)
+        await rig.within_bound()
+        row = await rig.row(sent)
+        assert (row.body, bool(row.edited), bool(row.revoked)) == ("Chegamos às 16h", True, revoked)
+        assert rig.events("chat:message-revoked") == int(revoked)
 
 
 @pytest.mark.parametrize("engine", ["NOWEB", "EVOLUTION"])

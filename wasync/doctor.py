@@ -10,7 +10,8 @@ One line per check. The checks cover:
 - the `[auth]` JWT secret;
 - every configured session: can its provider be reached, is the API key accepted, is the
   session working, and can it be polled (a WAHA NOWEB session without its store cannot);
-- with `[webhook] enabled`, whether the provider has a webhook registered.
+- with `[webhook] enabled`, whether the provider has a webhook registered; without, what
+  polling cannot see on the session (a delete on Evolution 2.3.7+, edits on WAHA GOWS).
 
 A failure is something `wasync run` cannot work around. A warning is something it works
 around, or that a command fixes. No secret is ever printed.
@@ -167,6 +168,12 @@ async def _session(settings: Settings, ref: SessionRef, client: httpx.AsyncClien
     checks = [Check(subject=ref.label, level=level, detail=detail)]
     if settings.webhook.enabled:
         checks.append(await _webhook(settings, ref, client))
+    elif state.working:
+        http = http_for(ref, client, settings.poll)
+        gaps = await _ask(lambda: ref.kind.admin.polling_gaps(http, ref.name))
+        if isinstance(gaps, str):  # a failed ask was the state's to report
+            detail = f"{gaps} (webhooks do: [webhook] enabled)"
+            checks.append(Check(subject=f"{ref.label} polling", level="warn", detail=detail))
     return checks
 
 

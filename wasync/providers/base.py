@@ -300,6 +300,11 @@ class WebhookAdmin(Protocol):
         """Turn on what polling `session` needs (idempotent: nothing is sent when it is on)."""
         ...
 
+    async def polling_gaps(self, http: Http, session: str) -> str | None:
+        """What polling `session` cannot see that its webhooks carry (`wasync doctor` warns
+        when webhooks are off); None when polling sees it all."""
+        ...
+
 
 class WebhookParser(Protocol):
     """A provider's pure webhook parser: an envelope into events (PayloadError when it is not

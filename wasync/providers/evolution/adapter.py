@@ -29,16 +29,20 @@ from wasync.providers.base import (
 from wasync.providers.evolution.media import fetch_media
 from wasync.providers.evolution.parse import (
     ack_from,
+    needs_version,
     parse_message,
     poll_vote_of,
     stored_changes,
 )
 from wasync.providers.evolution.send import receipt_of, send_request
+from wasync.providers.evolution.version import Version, server_version
 from wasync.providers.http import Http
 from wasync.providers.parsing import maybe_timestamp
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 
 END_OF_TIME = 253_402_300_799.0  # 9999-12-31T23:59:59Z: findMessages needs an upper bound
+VERSION_TTL_S = 3600.0  # the server's version is asked again after this (an upgrade)
+VERSION_RETRY_S = 60.0  # ... or after this when it could not be had
 
 
 class EvolutionProvider:
@@ -48,8 +52,7 @@ class EvolutionProvider:
     name = "evolution"
     # findMessages pages a database and gives `total`: a short page is the end.
     short_pages = False
-    # A revoke from WhatsApp keeps the row (it only adds MessageUpdate rows, and 2.3.7 marks
-    # the row EDITED: `whatsapp.baileys.service.ts` messages.update / messages.upsert).
+    # A revoke from WhatsApp keeps the row (it only adds MessageUpdate rows: `version`).
     deletes_revoked = False
 
     def __init__(self, http: Http, *, session: str, session_id: int, engine: str | None = None):
@@ -57,6 +60,8 @@ class EvolutionProvider:
         self.session = session
         self.session_id = session_id
         self.engine = engine
+        self._version: Version | None = None
+        self._version_at = float("-inf")
 
     @property
     def _i(self) -> str:
@@ -103,6 +108,8 @@ class EvolutionProvider:
         box = data.get("messages") if isinstance(data, Mapping) else None
         rows = box.get("records") if isinstance(box, Mapping) else None
         records = [r for r in rows or [] if isinstance(r, Mapping)]
+        if any(needs_version(r) for r in records):
+            await self.version()
         events = [ev for r in records for ev in self._record_events(r)]
         total = box.get("total") if isinstance(box, Mapping) else None
         return page_of(events, size=len(records), total=total if isinstance(total, int) else None)
@@ -117,8 +124,18 @@ class EvolutionProvider:
         if event is None:
             return []
         if isinstance(event, Message):
-            return [event, *stored_changes(record, event)]
+            return [event, *stored_changes(record, event, version=self._version)]
         return [event]
+
+    async def version(self) -> Version | None:
+        """The server's version (`GET /`), asked at most once per `VERSION_TTL_S` (per
+        `VERSION_RETRY_S` while it cannot be had; the last one known stands meanwhile)."""
+        now = time.monotonic()
+        if now - self._version_at >= VERSION_TTL_S:
+            found = await server_version(self.http)
+            self._version_at = now if found else now - VERSION_TTL_S + VERSION_RETRY_S
+            self._version = found or self._version
+        return self._version
 
     def head_events(self, head: ChatHead) -> list[Event]:
         """The chat list's last message (acks move without a fetch)."""

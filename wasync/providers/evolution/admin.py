@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from wasync.providers.base import SessionSetup, WebhookState
+from wasync.providers.evolution.version import deletes_unstored, server_version
 from wasync.providers.http import Http
 
 EVOLUTION_EVENTS = [
@@ -73,6 +74,15 @@ class EvolutionAdmin:
             changed=False,
             note="nothing per instance (the server needs DATABASE_SAVE_DATA_NEW_MESSAGE)",
         )
+
+    async def polling_gaps(self, http: Http, session: str) -> str | None:
+        """From 2.3.7 a delete for everyone leaves no row findMessages shows
+        (`wasync.providers.evolution.version`)."""
+        version = await server_version(http)
+        if version is None or not deletes_unstored(version):
+            return None
+        shown = ".".join(map(str, version))
+        return f"Evolution {shown} keeps no trace of a delete for everyone that polling can read"
 
     async def status(self, http: Http, session: str, *, label: str) -> WebhookState:
         """The instance's webhook, when enabled; signed when its headers hold `jwt_key`."""

@@ -28,6 +28,7 @@ from wasync.events import (
 )
 from wasync.providers.base import edit_of, revoke_of
 from wasync.providers.evolution.media import inline_bytes, media_ref
+from wasync.providers.evolution.version import Version, deleted_means_delete
 from wasync.providers.parsing import (
     EPOCH,
     JsonMap,
@@ -99,22 +100,39 @@ def key_id_of(source: JsonMap) -> str | None:
     return found.strip() if found else None
 
 
-def stored_changes(record: Mapping[str, Any], message: Message) -> list[Event]:
+def stored_changes(
+    record: Mapping[str, Any], message: Message, *, version: Version | None = None
+) -> list[Event]:
     """Edits and deletes a findMessages record shows, for a poller that missed their webhooks
     (evolution.md 9.1: the webhook stream is not complete).
 
     Evolution stores an edit by overwriting the row's `message` (and `messageTimestamp`) and
     adding a `MessageUpdate` row `EDITED` (4.3): the row's text is the edited one. An API
     delete keeps the row with `key.deleted: true` when DATABASE_DELETE_MESSAGE is on (4.4).
-    A `DELETED` update status alone is not a delete: 2.3.5-2.3.6 give it to plain edits.
+    A delete from WhatsApp adds a `DELETED` row, which 2.3.0-2.3.4 also add to an edit
+    (`wasync.providers.evolution.version`): alone it is a delete on every version; beside
+    `EDITED` only where the server's `version` says an edit leaves none.
     """
     changes: list[Event] = []
-    statuses = {str(s).upper() for s in _update_statuses(as_map(record)) if s}
-    if "EDITED" in statuses:
+    statuses = _marks(record)
+    edited, deleted = "EDITED" in statuses, "DELETED" in statuses
+    revoked = dig(record, "key", "deleted") is True or (
+        deleted and (not edited or deleted_means_delete(version))
+    )
+    if edited and not (revoked and not message.body):  # a deleted row may have lost its text
         changes.append(edit_of(message))
-    if dig(record, "key", "deleted") is True:
+    if revoked:
         changes.append(revoke_of(message))
     return changes
+
+
+def needs_version(record: Mapping[str, Any]) -> bool:
+    """Whether what a record shows depends on the server's version (`stored_changes`)."""
+    return {"EDITED", "DELETED"} <= _marks(record)
+
+
+def _marks(record: Mapping[str, Any]) -> set[str]:
+    return {str(s).upper() for s in _update_statuses(as_map(record)) if s}
 
 
 def _update_statuses(data: JsonMap) -> list[Any]:

@@ -137,7 +137,8 @@ def _on_send(data: Any, env: _Envelope) -> list[Event]:
 
 def _on_update(data: Any, env: _Envelope) -> list[Event]:
     """`messages.update`: an Ack by `keyId` + `status` (evolution.md 4.3). `DELETED` or a
-    missing status is not a revoke (#2010, #1380); 2.3.7 may carry the edited text in `message`."""
+    missing status is not a revoke (2.3.0-2.3.4 send `DELETED` for an edit, #2010, #1380; a
+    delete comes as `messages.delete`); 2.3.7 may carry the edited text in `message`."""
     events: list[Event] = []
     for item in _items(data, "messages.update"):
         key_id = first_str(item.get("keyId"), dig(item, "key", "id"))

@@ -105,6 +105,13 @@ class WahaAdmin:
             session=label, changed=True, note=f"{STORE_NOTE}; WAHA restarts the session"
         )
 
+    async def polling_gaps(self, http: Http, session: str) -> str | None:
+        """GOWS lists no edits, deletes nor reactions, and keeps the original text (waha#1635)."""
+        info = await http.get(f"/api/sessions/{quote(session, safe='')}") or {}
+        if _engine(info) != "GOWS":
+            return None
+        return "WAHA GOWS lists no edits, deletes for everyone nor reactions (waha#1635)"
+
     async def status(self, http: Http, session: str, *, label: str) -> WebhookState:
         """The session config's first webhook (and how many more there are)."""
         info = await http.get(f"/api/sessions/{quote(session, safe='')}") or {}

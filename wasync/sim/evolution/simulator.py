@@ -224,12 +224,35 @@ class EvolutionSim(EvolutionState):
 
     def edit_message(self, instance: str, key_id: str, *, text: str, ts: int | None = None) -> None:
         """Store an edit as Evolution does (evolution.md 4.3): the row's `message` becomes the
-        new text, `messageTimestamp` the edit time, and a `MessageUpdate` row says EDITED."""
+        new text, `messageTimestamp` the edit time, and a `MessageUpdate` row says EDITED;
+        2.3.0-2.3.4 add a `DELETED` one (the edit's statusless update), 2.3.7 `SERVER_ACK`.
+        Before 2.3.0 the row stays as it was, beside an update row with no status."""
         row = self.instance(instance).row(key_id)
+        version = self._version()
+        if version < (2, 3, 0):
+            row["MessageUpdate"].append({"status": None})
+            return
         row["message"] = {"conversation": text}
         row["messageType"] = "conversation"
         row["messageTimestamp"] = int(self.clock()) if ts is None else ts
         row["MessageUpdate"].append({"status": "EDITED"})
+        if (2, 3, 0) <= version <= (2, 3, 4) or version >= (2, 3, 7):
+            row["MessageUpdate"].append({"status": _fallback(version)})
+
+    def revoke_message(self, instance: str, key_id: str) -> list[tuple[str, Json]]:
+        """A delete for everyone made on a phone, as Evolution stores it: a `MessageUpdate`
+        row `DELETED` (`SERVER_ACK` from 2.3.7: no trace), the row itself untouched; returns
+        the webhooks it sends: `messages.edited` (the REVOKE protocol message, from 2.3.1)
+        and `messages.delete` (the raw key; with `status` from 2.3.7)."""
+        row = self.instance(instance).row(key_id)
+        version = self._version()
+        row["MessageUpdate"].append({"status": _fallback(version)})
+        key = {k: v for k, v in row["key"].items() if k != "deleted"}
+        hooks: list[tuple[str, Json]] = []
+        if version >= (2, 3, 1):
+            hooks.append(("messages.edited", {"key": dict(key), "type": "REVOKE"}))
+        gone = {**key, "status": "DELETED"} if version >= (2, 3, 7) else key
+        return [*hooks, ("messages.delete", gone)]
 
     def react(
         self,
@@ -290,8 +313,11 @@ class EvolutionSim(EvolutionState):
         """WhatsApp no longer has the file: `getBase64FromMediaMessage` answers 400."""
         self.instance(instance).lost.add(key_id)
 
+    def _version(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split("-")[0].split(".")[:3] if p.isdigit())
+
     def _lid_rewrite(self) -> bool:
-        parts = tuple(int(p) for p in self.version.split(".")[:3] if p.isdigit())
+        parts = self._version()
         return parts >= (2, 3, 7) or (2, 3, 3) <= parts <= (2, 3, 4)
 
     # -- webhooks -------------------------------------------------------------------------------
@@ -333,6 +359,11 @@ class EvolutionSim(EvolutionState):
 
 def _ts(row: Json) -> int:
     return int(row["messageTimestamp"])
+
+
+def _fallback(version: tuple[int, ...]) -> str:
+    """The status `messages.update` records when Baileys gives none (a revoke, an edit)."""
+    return "SERVER_ACK" if version >= (2, 3, 7) else "DELETED"
 
 
 def _record_status(row: Json, name: str) -> None:
