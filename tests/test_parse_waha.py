@@ -3,6 +3,7 @@ the WAHA notes document (engine `_data` variants, LID hints, odd content)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -307,6 +308,43 @@ def test_a_webjs_edit_has_the_time_of_its_envelope(named: bool) -> None:
     assert edit.timestamp == datetime.fromtimestamp(original + 3600, tz=UTC)
 
 
+@pytest.mark.parametrize("engine", ["WEBJS", None])
+def test_a_webjs_revoke_has_the_time_of_its_envelope(engine: str | None) -> None:
+    """WEBJS' `message.revoked` `after` is the revoked message itself (whatsapp-web.js
+    `message_revoke_everyone`, WAHA 2026.2.1 session.webjs.core.ts), dated when it was sent:
+    the revoke happened at the envelope's time. NOWEB's `after` is the revoke action's own."""
+    original = 1764500000
+    after = {
+        "id": "true_11111111111@c.us_ORIGINALID",
+        "timestamp": original,
+        "fromMe": True,
+        "body": "",
+        "_data": {
+            "id": {"fromMe": True, "id": "ORIGINALID"},
+            "type": "revoked",
+            "protocolMessageKey": {"id": "ORIGINALID"},
+        },
+    }
+    body: dict[str, Any] = {
+        "event": "message.revoked",
+        "session": "default",
+        "timestamp": (original + 600) * 1000,
+        "payload": {"after": after, "before": None, "revokedMessageId": "ORIGINALID"},
+    }
+    if engine:
+        body["engine"] = engine
+    revoke = one(body)
+    assert isinstance(revoke, Revoke) and revoke.provider_message_id == "ORIGINALID"
+    assert revoke.timestamp == datetime.fromtimestamp(original + 600, tz=UTC)
+    noweb = copy.deepcopy(body)
+    noweb["engine"] = "NOWEB"
+    noweb["payload"]["after"].update(
+        id="true_11111111111@c.us_REVOKEACTION", timestamp=original + 5
+    )
+    noweb["payload"]["after"]["_data"] = {"key": {"id": "REVOKEACTION", "fromMe": True}}
+    assert one(noweb).timestamp == datetime.fromtimestamp(original + 5, tz=UTC)
+
+
 @pytest.mark.parametrize(
     ("name", "bare", "chat", "ack"),
     [
@@ -517,6 +555,70 @@ def test_noweb_group_participant_alt() -> None:
     assert msg.sender is not None
     assert msg.sender.phone == "5511999999999"
     assert msg.sender.lid == "123456789012345@lid"
+
+
+@pytest.mark.parametrize("pn", ["558893074699@s.whatsapp.net", "558893074699"])
+def test_noweb_before_2025_9_5_pairs_lid_and_phone_by_sender_pn(pn: str) -> None:
+    """WAHA 2025.7.4-2025.9.4's Baileys names the phone `key.senderPn` (maybe bare digits, as
+    WAHA's own store reads it) and the LID `senderLid`; on our own message it is not the
+    chat's phone (the sender is us), so a LID chat stays a LID there."""
+    data = {"remoteJid": "76201477542116@lid", "id": "ACF74C31"}
+    payload = {
+        "id": "false_76201477542116@lid_ACF74C31",
+        "timestamp": 1763326182,
+        "from": "76201477542116@lid",
+        "body": "oi",
+        "_data": {"key": {**data, "senderPn": pn, "senderLid": "76201477542116@lid"}},
+    }
+    msg = message(payload)
+    assert (msg.chat.jid, msg.chat.lid) == ("5588993074699@s.whatsapp.net", "76201477542116@lid")
+    ours = copy.deepcopy(payload)
+    ours.update(id="true_76201477542116@lid_ACF74C31", fromMe=True)
+    ours["_data"]["key"].update(fromMe=True, senderPn="5531900000000@s.whatsapp.net")
+    assert message(ours).chat.jid == "76201477542116@lid"
+
+
+def test_noweb_before_2025_9_5_group_participant_pn() -> None:
+    """... and a group author's phone `participantPn` (`participantLid` the LID)."""
+    msg = message(
+        {
+            "id": "false_120363000000000000@g.us_ABC_123456789012345@lid",
+            "timestamp": 1763000000,
+            "participant": "123456789012345@lid",
+            "body": "hi",
+            "_data": {
+                "key": {
+                    "remoteJid": "120363000000000000@g.us",
+                    "participant": "123456789012345@lid",
+                    "participantPn": "5511999999999",
+                    "participantLid": "123456789012345@lid",
+                }
+            },
+        }
+    )
+    assert msg.sender is not None
+    assert (msg.sender.phone, msg.sender.lid) == ("5511999999999", "123456789012345@lid")
+
+
+def test_a_gows_message_with_gos_zero_time_takes_the_time_it_was_received() -> None:
+    """GOWS gives `timestamp: null` and `Info.Timestamp` Go's zero time when WhatsApp gave
+    none: the receipt time stands in (as for a missing one), not the year 1."""
+    received = datetime(2025, 10, 4, 12, 0, 5, tzinfo=UTC)
+    payload = {
+        "id": "false_5511988887777@c.us_3EB0Z",
+        "from": "5511988887777@c.us",
+        "timestamp": None,
+        "body": "hello",
+        "_data": {
+            "Info": {
+                "Chat": "5511988887777@s.whatsapp.net",
+                "ID": "3EB0Z",
+                "Timestamp": "0001-01-01T00:00:00Z",
+            }
+        },
+    }
+    msg = message(payload, received_at=received)
+    assert msg.timestamp == received
 
 
 def test_gows_sender_alt_and_iso_timestamp() -> None:

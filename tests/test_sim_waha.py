@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wasync.providers import KINDS
 from wasync.sim import (
     Fault,
     SimulatedReset,
@@ -284,6 +285,31 @@ async def test_group_message_has_participant_suffix(
         "99999999999999@lid",
     )
     assert found[0]["_data"]["key"]["participantAlt"] == "5511999990000@s.whatsapp.net"
+
+
+async def test_noweb_of_waha_2025_8_names_both_forms_as_baileys_6_7_did() -> None:
+    """WAHA 2025.7.4-2025.9.4 (its Baileys fork of 2025-07-04): `key.senderPn`/`senderLid` of
+    a direct chat's sender and `participantPn`/`participantLid` of a group author, no `*Alt`;
+    wasync's parser finds the phone in either."""
+    sim = make_sim(version="2025.8.2")
+    lid, group = "176369157804064@lid", "120363000000000001@g.us"
+    sim.add_contact("noweb", "553188887777", lid=lid)
+    sim.add_group("noweb", group, subject="Equipe", participants=[lid])
+    direct = sim.add_incoming("noweb", lid, text="oi", ts=NOW - 5)
+    grouped = sim.add_incoming("noweb", group, text="bom dia", sender=lid, ts=NOW - 4)
+    ours = sim.add_outgoing("noweb", lid, text="Oi!", ts=NOW - 3)
+    rows = {m["id"]: m for m in sim.all_messages("noweb")}
+    pn = "553188887777@s.whatsapp.net"
+    assert {k: v for k, v in rows[direct]["_data"]["key"].items() if "Pn" in k or "Lid" in k} == {
+        "senderPn": pn,
+        "senderLid": lid,
+    }
+    assert rows[grouped]["_data"]["key"]["participantPn"] == pn
+    assert not any("Alt" in k for row in rows.values() for k in row["_data"]["key"])
+    assert "senderPn" not in rows[ours]["_data"]["key"]  # the sender of ours is us
+    parse = KINDS["waha"].parse_message
+    assert parse(rows[direct], session_id=1).chat.phone == "5531988887777"
+    assert parse(rows[grouped], session_id=1).sender.phone == "5531988887777"
 
 
 async def test_lids_endpoints(sim: WahaSim, client: httpx.AsyncClient) -> None:

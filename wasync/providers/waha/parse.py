@@ -92,32 +92,51 @@ def chat_of(
 
 
 def _chat_alts(data: JsonMap, from_me: bool) -> list[str | None]:
-    """Other address forms of a direct chat: NOWEB `key.remoteJidAlt`, GOWS `Info.*Alt` (waha.md 8).
+    """Other address forms of a direct chat: NOWEB `key.remoteJidAlt` (from WAHA 2025.9.5;
+    before, Baileys 6.7's `senderPn`/`senderLid` of the sender: not on our own messages),
+    GOWS `Info.*Alt` (waha.md 8).
 
     GOWS `SenderAlt` is the other party only for incoming messages; for our own it is
     `RecipientAlt`. `phones.address` ignores these for group chats.
     """
-    info = as_map(data.get("Info"))
+    info, key = as_map(data.get("Info")), as_map(data.get("key"))
     gows_alt = info.get("RecipientAlt") if from_me else info.get("SenderAlt")
-    return [as_jid(dig(data, "key", "remoteJidAlt")), as_jid(info.get("Chat")), as_jid(gows_alt)]
+    sender = [] if from_me else [_pn(key.get("senderPn")), as_jid(key.get("senderLid"))]
+    return [as_jid(key.get("remoteJidAlt")), *sender, as_jid(info.get("Chat")), as_jid(gows_alt)]
 
 
 def _sender(payload: JsonMap, key: MessageKey | None, chat: Address) -> Address | None:
     """The author in a group or broadcast: `participant`, id suffix, WEBJS `author`, GOWS `Sender`,
-    with NOWEB `participantAlt` / GOWS `SenderAlt` as the other form (waha.md 8)."""
+    with NOWEB `participantAlt` (`participantPn`/`participantLid` before WAHA 2025.9.5) /
+    GOWS `SenderAlt` as the other form (waha.md 8)."""
     data, info = as_map(payload.get("_data")), as_map(dig(payload, "_data", "Info"))
     grouped = chat.kind is not ChatKind.DIRECT
+    raw_key = as_map(data.get("key"))
     jid = first_jid(
         payload.get("participant"),
         key.participant if key else None,
         data.get("author") if grouped else None,
-        dig(data, "key", "participant"),
+        raw_key.get("participant"),
         info.get("Sender") if grouped else None,
     )
     if jid is None:
         return None
-    alts = [dig(data, "key", "participantAlt"), info.get("SenderAlt") if grouped else None]
-    return phones.address(jid, *[as_jid(alt) for alt in alts])
+    alts = [
+        as_jid(raw_key.get("participantAlt")),
+        _pn(raw_key.get("participantPn")),
+        as_jid(raw_key.get("participantLid")),
+        as_jid(info.get("SenderAlt")) if grouped else None,
+    ]
+    return phones.address(jid, *alts)
+
+
+def _pn(value: object) -> str | None:
+    """A phone-number jid Baileys 6.7 may give as bare digits (WAHA's own store reads
+    `123` as `123@s.whatsapp.net`, `NowebPersistentStore.ts`)."""
+    text = value.strip() if isinstance(value, str) else None
+    if text and text.isdigit():
+        return f"{text}@s.whatsapp.net"
+    return as_jid(value)
 
 
 def _reply_to(payload: JsonMap, hint: Content | None) -> str | None:
@@ -135,13 +154,21 @@ def _push_name(payload: JsonMap) -> str | None:
     return first_str(data.get("pushName"), data.get("notifyName"), dig(data, "Info", "PushName"))
 
 
+# Go's zero `time.Time`: GOWS has no time for the message (WAHA's `parseTimestamp` makes
+# the payload's `timestamp` null then, and `Info.Timestamp` keeps it).
+GO_ZERO_TIME = "0001-01-01"
+
+
 def message_time(payload: JsonMap) -> datetime | None:
     """`timestamp` (seconds, maybe float), else the engine's raw time field."""
     data = as_map(payload.get("_data"))
+    gows = dig(data, "Info", "Timestamp")
+    if isinstance(gows, str) and gows.startswith(GO_ZERO_TIME):  # GOWS' null `timestamp`
+        gows = None
     return maybe_timestamp(
         payload.get("timestamp"),
         data.get("messageTimestamp"),
-        dig(data, "Info", "Timestamp"),
+        gows,
         data.get("t"),
     )
 

@@ -153,16 +153,14 @@ def _on_revoked(payload: JsonMap, env: _Envelope) -> list[Event]:
         raise PayloadError("WAHA message.revoked without revokedMessageId")
     source = after or before
     source_key = message_key(source.get("id"))
-    chat = chat_of(
-        source, source_key, from_me_of(source, source_key), engine_of(source, env.engine)
-    )
+    engine = engine_of(source, env.engine)
+    chat = chat_of(source, source_key, from_me_of(source, source_key), engine)
+    # WEBJS' `after` is the revoked message itself (whatsapp-web.js `message_revoke_everyone`
+    # hands it "in its current state"), dated when it was sent: as for an edit, the revoke's
+    # time is the envelope's. NOWEB and GOWS give the revoke action's own.
+    at = env.time if engine == "WEBJS" else message_time(after) or env.time
     return [
-        Revoke(
-            session_id=env.session_id,
-            provider_message_id=target.bare,
-            chat=chat,
-            timestamp=message_time(after) or env.time,
-        )
+        Revoke(session_id=env.session_id, provider_message_id=target.bare, chat=chat, timestamp=at)
     ]
 
 

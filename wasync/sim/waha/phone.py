@@ -4,7 +4,8 @@ what it would on that engine (WAHA 2026.2.1 sources; see `wasync.providers.waha.
 
 - WEBJS (WhatsApp Web's store): an edit rewrites `body` and sets `_data.latestEditMsgKey` /
   `latestEditSenderTimestampMs`, the time stays; a revoke turns the message into type
-  `revoked` with its id and time; reactions are not kept on listed messages at all.
+  `revoked` with its id and time (`message.revoked`'s `after` is that message, its
+  `_data.protocolMessageKey` naming itself); reactions are not kept on listed messages at all.
 - NOWEB (its store, `NowebPersistentStore`): an edit rewrites the row as
   `{editedMessage: {message}}` with the edit's time (Baileys MESSAGE_EDIT); a revoke deletes
   the row; a reaction is added to the target's `_data.reactions` (one per author).
@@ -53,9 +54,12 @@ class PhoneActions(WahaState):
         msg = sess.message(message_id)
         when = self._when(ts)
         before = dict(msg)
-        if sess.engine == "WEBJS":
+        after = {**before, "id": f"{_prefix(before)}_{raw_message_id(self.rng)}", "timestamp": when}
+        if sess.engine == "WEBJS":  # `after` is the message itself, its id and time kept
             msg["body"], msg["hasMedia"] = "", False
-            msg["_data"].update(type="revoked", body="")
+            key = {"fromMe": msg["fromMe"], "remote": _chat_id(msg), "id": _bare(msg)}
+            msg["_data"].update(type="revoked", body="", protocolMessageKey=key)
+            after = {**msg, "_data": dict(msg["_data"])}
         elif sess.engine == "NOWEB":
             chat = _chat_of(sess, msg)
             chat.messages.remove(msg)
@@ -65,7 +69,6 @@ class PhoneActions(WahaState):
             self._settle(sess, chat)
         else:
             self.add_dropped(session, _chat_id(msg), ts=when)
-        after = {**before, "id": f"{_prefix(before)}_{raw_message_id(self.rng)}", "timestamp": when}
         return {"after": after, "before": None, "revokedMessageId": _bare(before)}
 
     def react(

@@ -55,10 +55,12 @@ class MessageRender:
         from_me: bool,
         author: str | None,
         push_name: str | None,
+        pn_keys: bool = False,
     ) -> None:
         self.rng, self.session, self.chat_id, self.content = rng, session, chat_id, content
         self.raw_id, self.ts, self.from_me, self.author = raw_id, ts, from_me, author
         self.push_name = push_name
+        self.pn_keys = pn_keys  # NOWEB's Baileys of WAHA 2025.7.4-2025.9.4: `senderPn`...
         self.group = chat_id.endswith("@g.us")
         suffix = f"_{author}" if self.group and author else ""
         self.id = f"{'true' if from_me else 'false'}_{chat_id}_{raw_id}{suffix}"
@@ -142,11 +144,14 @@ class MessageRender:
         who, alt = self._alt()
         if self.group and self.author:
             key["participant"] = swa(self.author)
+        if self.pn_keys:
+            key.update(self._pn_keys(who, alt))
+        elif self.group and self.author:
             if alt:
                 key["participantAlt"] = swa(alt)
         elif alt:
             key["remoteJidAlt"] = swa(alt)
-        if alt and who:
+        if alt and who and not self.pn_keys:
             key["addressingMode"] = "lid" if who.endswith("@lid") else "pn"
         return {
             "key": key,
@@ -155,6 +160,16 @@ class MessageRender:
             "broadcast": False,
             "message": self._proto(),
         }
+
+    def _pn_keys(self, who: str | None, alt: str | None) -> Json:
+        """Baileys 6.7's names for both forms of the other party (`stanza.attrs.sender_pn`,
+        `sender_lid`, `participant_pn`, `participant_lid`): a group's author, a direct
+        chat's sender (not on our own messages: the sender is us)."""
+        if not (who and alt) or (self.from_me and not self.group):
+            return {}
+        lid, pn = (who, alt) if who.endswith("@lid") else (alt, who)
+        prefix = "participant" if self.group else "sender"
+        return {f"{prefix}Pn": swa(pn), f"{prefix}Lid": lid}
 
     def _gows(self) -> Json:
         who, alt = self._alt()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
-from wasync.sim.base import Json, Simulator
+from wasync.sim.base import Json, Simulator, version_tuple
 from wasync.sim.content import Content
 from wasync.sim.directory import digits_of
 from wasync.sim.faults import Faults
@@ -91,8 +91,9 @@ class WahaState(Simulator):
         if push_name is None:
             who = session.me_id if from_me else author or chat_id
             push_name = session.push_name if from_me else session.push_names.get(who)
+        pn_keys = (2025, 7, 4) <= version_tuple(self.version) < (2025, 9, 5)
         msg = MessageRender(
-            self.rng, session, chat_id, content, raw_id, ts, from_me, author, push_name
+            self.rng, session, chat_id, content, raw_id, ts, from_me, author, push_name, pn_keys
         )
         built = msg.build(ack, source)
         chat.messages.append(built)
