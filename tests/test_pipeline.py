@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,8 @@ from sqlalchemy import func, select, text
 from tests.conftest import Recorder
 from tests.factories import T0, ack, msg
 from wasync.config import Settings
-from wasync.events import AckLevel, Edit, Media, Revoke, SessionStatus
+from wasync.events import AckLevel, Edit, Media, Reaction, Revoke, SessionStatus
+from wasync.phones import address
 from wasync.pipeline import CursorUpdate, Pipeline
 from wasync.registry import Registry
 from wasync.store import Store
@@ -96,6 +98,39 @@ async def test_lid_only_chat_merges_when_phone_learned(
     assert await count(store, m.Identity, lid=LID, phone=PHONE) == 1
     await pipeline.ingest([msg(s, "L3", LID)], source="webhook")  # now resolved on arrival
     assert await count(store, m.Message, chat_id=chat_id) == 4
+
+
+async def test_a_reaction_from_an_unpaired_lid_sits_in_its_targets_chat(
+    pipeline: Pipeline, store: Store, registry: Registry
+):
+    """We wrote to a phone; the customer reacts from their LID before any message paired the
+    two (WAHA's reaction payloads carry no phone form): the reaction joins our message's
+    chat, no LID-only chat is made. A LID-only reaction to a message we do not hold, or
+    one held in a chat under another LID, keeps its own chat."""
+    s = sid(registry)
+    await pipeline.ingest([msg(s, "OURS", JID13, from_me=True)], source="webhook")
+    reaction = Reaction(
+        session_id=s,
+        provider_message_id="R1",
+        target_message_id="OURS",
+        emoji="👍",
+        chat=address(LID),
+        from_me=False,
+        timestamp=T0,
+    )
+    assert (await pipeline.ingest([reaction], source="webhook")).new == 1
+    assert await count(store, m.Chat) == 1
+    jid_of = "SELECT c.jid FROM messages m JOIN chats c ON c.id = m.chat_id"
+    jid_of += " WHERE m.provider_message_id = :p"
+    assert await scalar(store, jid_of, p="R1") == JID13
+    stray = replace(reaction, provider_message_id="R2", target_message_id="UNKNOWN")
+    await pipeline.ingest([stray], source="webhook")
+    assert await scalar(store, jid_of, p="R2") == LID
+    other = "99999999999999@lid"
+    await pipeline.ingest([msg(s, "THEIRS", other, "5531977776666@s.whatsapp.net")], source="poll")
+    elsewhere = replace(reaction, provider_message_id="R3", target_message_id="THEIRS")
+    await pipeline.ingest([elsewhere], source="webhook")
+    assert await scalar(store, jid_of, p="R3") == LID
 
 
 async def test_merged_chat_keeps_the_lid(pipeline: Pipeline, store: Store, registry: Registry):

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from wasync.eventlog import CHAT_UPDATED, LEAD_CREATED, NOTIFICATION_NEW, insert_returning
-from wasync.events import Address, ChatKind, Message
+from wasync.events import Address, ChatKind, Message, Reaction
 from wasync.ingest.base import ChatRow, Item, TxState, group
 from wasync.ingest.statements import (
     T_CHATS,
@@ -68,6 +68,42 @@ class Contacts:
             if lid and not it.chat.phone and (it.tenant_id, lid) in known:
                 phone = known[(it.tenant_id, lid)]
                 it.chat = Address(jid=phone_jid(phone), kind=it.chat.kind, phone=phone, lid=lid)
+        self._reactions_in_their_targets_chat(items)
+
+    def _reactions_in_their_targets_chat(self, items: list[Item]) -> None:
+        """A reaction from a LID we cannot pair yet goes to the chat of the message it reacts
+        to: WAHA's reaction payloads carry no `_data`, so no phone form (`WAMessageReaction`),
+        and a LID-only chat of its own would split one conversation in two."""
+        lost = [
+            it
+            for it in items
+            if isinstance(it.event, Reaction)
+            and it.chat.kind is ChatKind.DIRECT
+            and it.chat.lid
+            and not it.chat.phone
+        ]
+        if not lost:
+            return
+        m, c = T_MESSAGES.c, T_CHATS.c
+        found: dict[tuple[int, str], Any] = {}
+        for session_id, targets in group(
+            {(it.event.session_id, _target(it)) for it in lost}
+        ).items():
+            rows = self.tx.conn.execute(
+                select(m.provider_message_id, c.jid, c.phone, c.lid, c.kind)
+                .join(T_CHATS, T_CHATS.c.id == m.chat_id)
+                .where(m.session_id == session_id, m.provider_message_id.in_(targets))
+            )
+            found.update({(session_id, r.provider_message_id): r for r in rows})
+        for it in lost:
+            row = found.get((it.event.session_id, _target(it)))
+            if (
+                row is None
+                or row.kind != ChatKind.DIRECT.value
+                or row.lid not in (None, it.chat.lid)
+            ):
+                continue
+            it.chat = Address(jid=row.jid, kind=ChatKind.DIRECT, phone=row.phone, lid=row.lid)
 
     def _upsert_identities(self, pairs: Mapping[Pair, str]) -> None:
         rows = [
@@ -288,3 +324,8 @@ def _chat_name(it: Item) -> str | None:
     if isinstance(ev, Message) and not ev.from_me and it.chat.kind is ChatKind.DIRECT:
         return ev.push_name
     return None
+
+
+def _target(it: Item) -> str:
+    assert isinstance(it.event, Reaction)
+    return it.event.target_message_id
