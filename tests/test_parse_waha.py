@@ -349,20 +349,21 @@ def test_a_webjs_revoke_has_the_time_of_its_envelope(engine: str | None) -> None
     ("name", "bare", "chat", "ack"),
     [
         ("message.ack.json", "4CC5EDD64BC22EBA6D639F2AF571346C", "11111111111@s.whatsapp.net", 3),
-        ("message.ack.group.json", "4CC5EDD64BC22EBA6D639F2AF571346C", "11111111111@g.us", 3),
+        ("message.ack.group.json", "4CC5EDD64BC22EBA6D639F2AF571346C", "11111111111@g.us", 2),
         (
             "message.ack.gows.dm.device.json",
             "3333333333333333333333",
             "11111111111@s.whatsapp.net",
             2,
         ),
-        ("message.ack.noweb.group.lid-participant.json", "A" * 32, "222222222222222222@g.us", 3),
+        ("message.ack.noweb.group.lid-participant.json", "A" * 32, "222222222222222222@g.us", 2),
         ("message.ack.webjs.dm.read.json", "AAA", "11111111111@s.whatsapp.net", 3),
-        ("message.ack.webjs.group.lid-participant.json", "A" * 32, "222222222222222222@g.us", 3),
+        ("message.ack.webjs.group.lid-participant.json", "A" * 32, "222222222222222222@g.us", 2),
     ],
 )
 def test_ack_samples(name: str, bare: str, chat: str, ack: int) -> None:
-    """Acks: bare id is the 3rd id segment even with a `_<participant>` suffix."""
+    """Acks: bare id is the 3rd id segment even with a `_<participant>` suffix; a group
+    member's READ (`participant` names the reader) counts as reaching a device only."""
     event = one(load(name))
     assert isinstance(event, Ack)
     assert event.provider_message_id == bare
@@ -377,7 +378,18 @@ def test_gows_group_ack_fixture_with_event_name() -> None:
     assert isinstance(event, Ack)
     assert event.provider_message_id == "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
     assert event.from_me is True
-    assert event.ack is AckLevel.READ
+    assert event.ack is AckLevel.DEVICE  # one member read it, not the group
+
+
+def test_a_group_ack_without_a_member_keeps_its_level() -> None:
+    """A group ack that names no member (an aggregate) keeps READ; a member's PLAYED is a
+    device's too."""
+    body = load("message.ack.group.json")
+    body["payload"]["participant"] = None
+    assert one(body).ack is AckLevel.READ
+    body = load("message.ack.group.json")
+    body["payload"].update(ack=4, ackName="PLAYED")
+    assert one(body).ack is AckLevel.DEVICE
 
 
 def test_webjs_group_ack_direction_comes_from_the_id() -> None:

@@ -16,7 +16,17 @@ from typing import Any
 
 from wasync import phones
 from wasync.errors import PayloadError
-from wasync.events import Ack, AckLevel, Edit, Event, PollVote, Revoke, SessionStatus
+from wasync.events import (
+    Ack,
+    AckLevel,
+    Address,
+    ChatKind,
+    Edit,
+    Event,
+    PollVote,
+    Revoke,
+    SessionStatus,
+)
 from wasync.providers.parsing import (
     JsonMap,
     as_list,
@@ -28,7 +38,7 @@ from wasync.providers.parsing import (
     maybe_timestamp,
     name_in_raw,
 )
-from wasync.providers.waha.ids import MessageKey, ack_of, message_key
+from wasync.providers.waha.ids import MessageKey, ack_of, first_jid, message_key
 from wasync.providers.waha.parse import (
     chat_of,
     engine_of,
@@ -100,6 +110,8 @@ def _on_ack(payload: JsonMap, env: _Envelope) -> list[Event]:
     if ack is None:
         return []
     chat = chat_of(payload, key, from_me, engine)
+    if _one_members(payload, chat) and ack in (AckLevel.READ, AckLevel.PLAYED):
+        ack = AckLevel.DEVICE
     return [
         Ack(
             session_id=env.session_id,
@@ -110,6 +122,15 @@ def _on_ack(payload: JsonMap, env: _Envelope) -> list[Event]:
             timestamp=env.time,
         )
     ]
+
+
+def _one_members(payload: JsonMap, chat: Address | None) -> bool:
+    """A group receipt names the member it is from (`participant`: NOWEB `receipt.userJid`,
+    GOWS and WEBJS one ack per receipt): one member reading is not the group reading, so it
+    says no more than that the message reached a device. (WAHA's own Chatwoot app ignores
+    group reads too: `ShouldMarkAsReadInChatWoot`.)"""
+    grouped = chat is not None and chat.kind is not ChatKind.DIRECT
+    return grouped and first_jid(payload.get("participant")) is not None
 
 
 def _gows_error(payload: JsonMap) -> bool:
