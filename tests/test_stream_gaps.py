@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.polled import polled
 from tests.test_same_second import stored
@@ -33,13 +34,19 @@ HOUR = 720  # cycles of 5 s
 
 
 class FailOnce(httpx.AsyncBaseTransport):
-    """Answers 503 to the first request whose query has `marker`, once armed."""
+    """Answers 503 to the first request whose query has `marker` (a name, or `name=value`),
+    once armed."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, marker: str) -> None:
         self.inner, self.marker, self.armed, self.failed = inner, marker, False, 0
 
+    def _marked(self, request: httpx.Request) -> bool:
+        name, _, value = self.marker.partition("=")
+        given = request.url.params.get(name)
+        return given is not None and (not value or given == value)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self.armed and self.marker in request.url.params:
+        if self.armed and self._marked(request):
             self.armed, self.failed = False, self.failed + 1
             return httpx.Response(503, json={"statusCode": 503, "message": "Unavailable"})
         return await self.inner.handle_async_request(request)
@@ -47,13 +54,20 @@ class FailOnce(httpx.AsyncBaseTransport):
 
 @asynccontextmanager
 async def rig(
-    db_url: str, provider: str, sim_now: list[float], *, skew_s: float = 0
+    db_url: str,
+    provider: str,
+    sim_now: list[float],
+    *,
+    skew_s: float = 0,
+    marker: str = "filter.timestamp.lte",
+    version: str = "2026.7.1",
 ) -> AsyncIterator[tuple[Any, str, Store, Poller, FailOnce]]:
     """One session (`waha-GOWS`, `waha-WEBJS`, `evolution`) polled every 5 s into a fresh
-    store, the simulator on `sim_now`, our clock `skew_s` ahead of it."""
+    store, the simulator on `sim_now`, our clock `skew_s` ahead of it; the transport fails
+    the request `marker` names once armed."""
     sim_clock: Callable[[], float] = lambda: sim_now[0]  # noqa: E731
     if provider.startswith("waha"):
-        sim: Any = WahaSim(api_key=KEY, clock=sim_clock, head_ties="first")
+        sim: Any = WahaSim(api_key=KEY, clock=sim_clock, head_ties="first", version=version)
         sim.add_session("default", engine=provider.partition("-")[2])
         session = "default"
     else:
@@ -67,7 +81,7 @@ async def rig(
     settings = parse(
         {"database": {"url": db_url}, "poll": poll, "tenants": [{"id": "t", "sessions": [cfg]}]}
     )
-    transport = FailOnce(httpx.ASGITransport(app=sim.app), "filter.timestamp.lte")
+    transport = FailOnce(httpx.ASGITransport(app=sim.app), marker)
     async with (
         httpx.AsyncClient(transport=transport, base_url="http://sim") as client,
         polled(settings, client, clock=lambda: sim_now[0] + skew_s) as (store, poller),
@@ -152,6 +166,32 @@ async def test_the_walk_behind_the_cursor_is_owed_when_it_fails(db_url: str) -> 
         errors = await cycles(poller, now, 2, step_s=1)
         assert transport.failed == 1 and len(errors) == 1  # the walk failed once...
         assert await stored(store, "nova") and await stored(store, "atrasada")  # ...and ran
+
+
+@pytest.mark.parametrize(("engine", "version"), [("NOWEB", "2025.10.4"), ("GOWS", "2025.9.1"),
+                                                 ("NOWEB", "2025.10.5")])  # fmt: skip
+async def test_a_backlog_walk_cut_short_loses_nothing_whatever_the_order(
+    db_url: str, engine: str, version: str
+) -> None:
+    """WAHA before 2025.10.5 drops `sortOrder` and lists newest first: 120 messages over six
+    minutes, the walk's second page answered 503 once; every message is stored (before, the
+    first page had moved the cursor to the newest, so the older rows fell behind the overlap
+    window, for good)."""
+    now = [float(int(time.time()))]
+    rigged = rig(db_url, f"waha-{engine}", now, marker="offset=50", version=version)
+    async with rigged as (sim, s, store, poller, transport):
+        t0 = int(now[0])
+        sim.add_incoming(s, "5531988880001", text="A", ts=t0)
+        assert await cycles(poller, now, 2) == []
+        for i in range(1, 121):
+            sim.add_incoming(s, f"55319888{i:05d}", text=f"atraso {i}", ts=t0 + 3 * i)
+        now[0] += 400
+        transport.armed = True
+        errors = await cycles(poller, now, HOUR)
+        assert transport.failed == 1 and len(errors) == 1
+        async with store.read() as conn:
+            sql = text("SELECT count(*) FROM messages WHERE body LIKE 'atraso %'")
+            assert (await conn.execute(sql)).scalar_one() == 120
 
 
 @pytest.mark.parametrize("provider", ["waha-WEBJS", "evolution"])

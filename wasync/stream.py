@@ -17,7 +17,7 @@ from typing import Protocol
 
 from wasync.config import PollConfig
 from wasync.cycle import CycleStats
-from wasync.events import Event
+from wasync.events import Event, Message, Reaction
 from wasync.paging import MAX_PAGES
 from wasync.pipeline import CursorUpdate
 from wasync.providers.base import Page, Provider
@@ -101,10 +101,15 @@ class Stream:
         it where pages may come back short (GOWS/NOWEB drop rows after `limit`), except that a
         `probe` ends at a short page of known rows (the idle cycle's one request); a page of
         rows we hold moves the window to its newest second, and ends the walk when that does
-        not advance. `empty_ok`: empty pages passed over before one ends it (short pages)."""
+        not advance. `empty_ok`: empty pages passed over before one ends it (short pages).
+
+        WAHA before 2025.10.5 knows no `sortOrder` and lists newest first: such a walk moves
+        the cursor only once it has reached its end, or a walk cut short after its first page
+        would leave the older rows behind the cursor, beyond the overlap window."""
         p = self.poller
         seen: set[str] = set()
         page_no, novel = 1, False
+        held: float | None = None  # a newest-first walk's top, moved to once it is whole
         for _ in range(MAX_PAGES):
             page = await p.provider.messages(
                 None, since=since, until=until, limit=p.poll.page_size, page=page_no
@@ -118,18 +123,32 @@ class Stream:
             fresh = [i for i in page.ids if i not in seen]
             seen.update(page.ids)
             stats.fetched += page.size
+            newest_first = held is not None or _newest_first(page)
+            top = p.cursor_top(page)
             cursor = None
-            if (top := p.cursor_top(page)) is not None and top > p.session_cursor():
+            if newest_first:
+                held = max(held or 0.0, top or 0.0)
+            elif top is not None and top > p.session_cursor():
                 cursor = CursorUpdate(session_id=p.session_id, ts=top)
             await p.ingest(page.events, stats, cursor)
             if page.size < p.poll.page_size and (
                 (probe and not novel) or not p.provider.short_pages
             ):
                 break
-            if fresh:
+            if fresh or newest_first:  # newest first, known rows are rows pushed down a page
                 page_no += 1
             elif page.max_ts is not None and page.max_ts > since:
                 since, page_no = page.max_ts, 1
             else:
                 break
+        else:
+            return novel  # cut short: a newest-first walk has not reached its oldest rows
+        if held is not None and held > p.session_cursor():
+            await p.ingest([], stats, CursorUpdate(session_id=p.session_id, ts=held))
         return novel
+
+
+def _newest_first(page: Page) -> bool:
+    """Whether a page lists newest first (its first row is newer than its last)."""
+    times = [ev.timestamp for ev in page.events if isinstance(ev, Message | Reaction)]
+    return len(times) > 1 and times[0] > times[-1]

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from wasync.sim.base import Json, SimError, read_json
+from wasync.sim.base import Json, SimError, read_json, version_tuple
 from wasync.sim.files import file_chunks
 from wasync.sim.waha.guard import DOCS_URL, Handlers, bad_request, nest
 from wasync.sim.waha.params import MessageQuery, bool_param, chat_param, int_param
 from wasync.sim.waha.render import raw_chat
 from wasync.sim.waha.session import WahaChat, WahaSession, cus, msg_ts
+
+SORTS_SINCE = (2025, 10, 5)  # `sortBy`/`sortOrder` on the messages list (WAHA 4aef38ff)
 
 _NOTICE = "_wasync_sim_notice"
 
@@ -75,7 +77,8 @@ class ChatRoutes(Handlers):
 
     async def messages(self, request: Request) -> Response:
         """waha.md §3 `GET /api/{session}/chats/{chatId}/messages`."""
-        query = MessageQuery.parse(request)
+        sorts = version_tuple(self.state.version) >= SORTS_SINCE
+        query = MessageQuery.parse(request, sorts=sorts)
         session = self.working(request.path_params["session"])
         chat_id = chat_param(request.path_params["chat_id"])
         if chat_id == "all" and session.engine == "WEBJS":

@@ -58,10 +58,12 @@ class MessageQuery:
     ack: int | None
 
     @classmethod
-    def parse(cls, request: Request) -> MessageQuery:
-        """The query of `request`; a 400 with NestJS' message for a bad value."""
+    def parse(cls, request: Request, *, sorts: bool = True) -> MessageQuery:
+        """The query of `request`; a 400 with NestJS' message for a bad value. Before WAHA
+        2025.10.5 (`sorts` False) the query knew no `sortBy`/`sortOrder` and its whitelist
+        dropped them: newest first, always (NOWEB's store forced `SortOrder.DESC`)."""
         params = request.query_params
-        order = params.get("sortOrder", "desc").lower()
+        order = params.get("sortOrder", "desc").lower() if sorts else "desc"
         if order not in ("asc", "desc"):
             raise bad_request("sortOrder must be one of the following values: desc, asc")
         ack_name = params.get("filter.ack")
