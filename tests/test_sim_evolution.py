@@ -190,6 +190,23 @@ async def test_find_messages_timestamp_quirks(sim: EvolutionSim, client: httpx.A
     assert await total({"gte": ms}) == 5  # one bound only: no filter at all
 
 
+async def test_find_messages_bounds_past_2038_are_a_500(
+    sim: EvolutionSim, client: httpx.AsyncClient
+) -> None:
+    """`messageTimestamp` is a 32-bit column (`Int @db.Integer`): a bound past
+    2038-01-19T03:14:07Z cannot be bound and Evolution answers 500 with Prisma's words; the
+    last second that fits is a bound like any other."""
+    sim.add_incoming("main", "5511987650001", text="m", ts=NOW)
+    gte = datetime.fromtimestamp(NOW - 60, UTC).isoformat()
+    for lte, status in (("9999-12-31T23:59:59Z", 500), ("2038-01-19T03:14:07Z", 200)):
+        body = {"where": {"messageTimestamp": {"gte": gte, "lte": lte}}}
+        answer = await client.post("/chat/findMessages/main", json=body)
+        assert answer.status_code == status, lte
+    assert "INT4" in (await client.post("/chat/findMessages/main", json={
+        "where": {"messageTimestamp": {"gte": gte, "lte": "9999-12-31T23:59:59Z"}}
+    })).json()["response"]["message"]  # fmt: skip
+
+
 async def test_find_messages_from_me_and_unstable_order(
     sim: EvolutionSim, client: httpx.AsyncClient
 ) -> None:

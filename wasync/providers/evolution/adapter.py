@@ -40,7 +40,9 @@ from wasync.providers.http import Http
 from wasync.providers.parsing import maybe_timestamp
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 
-END_OF_TIME = 253_402_300_799.0  # 9999-12-31T23:59:59Z: findMessages needs an upper bound
+# findMessages needs an upper bound, and `messageTimestamp` is a 32-bit column (`Int
+# @db.Integer`): a bound past 2038-01-19T03:14:07Z is a 500 (Prisma cannot bind it).
+END_OF_TIME = 2_147_483_647.0
 VERSION_TTL_S = 3600.0  # the server's version is asked again after this (an upgrade)
 VERSION_RETRY_S = 60.0  # ... or after this when it could not be had
 

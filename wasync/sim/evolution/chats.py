@@ -28,6 +28,9 @@ class ChatRoutes(Handlers):
         where = as_object(query.get("where"))
         page_size = js_int(query.get("offset")) or 50
         page = js_int(query.get("page")) or 1
+        overflow = self._int4_overflow(where.get("messageTimestamp"))
+        if overflow is not None:
+            return JSONResponse(overflow, status_code=500)
         rows = [r for r in inst.messages if self._matches(r, where)]
         rows.sort(key=lambda r: (-r["messageTimestamp"], self.state.rng.random()))
         start = page_size * (page - 1)
@@ -64,6 +67,25 @@ class ChatRoutes(Handlers):
             if where.get(name) and row.get(name) != where[name]:
                 return False
         return self._in_window(row["messageTimestamp"], where.get("messageTimestamp"))
+
+    def _int4_overflow(self, window: Any) -> Json | None:
+        """`messageTimestamp` is `Int @db.Integer` (prisma/postgresql-schema.prisma): a bound
+        past 2038-01-19 does not fit, and Prisma's error is Evolution's 500 (`main.ts`)."""
+        if not isinstance(window, dict) or not (window.get("gte") and window.get("lte")):
+            return None
+        for bound in (window["gte"], window["lte"]):
+            value = js_date_s(bound, self.state.tz_offset_s)
+            if value is not None and not -(2**31) <= math.floor(value) < 2**31:
+                message = (
+                    f"Unable to fit integer value '{math.floor(value)}' into an INT4 "
+                    "(32-bit signed integer)."
+                )
+                return {
+                    "status": 500,
+                    "error": "Internal Server Error",
+                    "response": {"message": message},
+                }
+        return None
 
     def _in_window(self, ts: int, window: Any) -> bool:
         """Applied only when both `gte` and `lte` are truthy; each read like JS `new Date(x)`."""
