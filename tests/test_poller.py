@@ -241,6 +241,29 @@ async def evo_rig(db_url: str) -> AsyncIterator[Rig]:
         yield r
 
 
+@pytest.mark.parametrize(("version", "chats"), [("2.2.3", 60), ("2.3.0", 30), ("2.3.7", 60)])
+async def test_older_evolution_chat_lists_lose_nothing_and_loop_nowhere(
+    db_url: str, version: str, chats: int
+) -> None:
+    """2.2.x lists every chat whatever `take`/`skip` say: a cycle asks for the list twice,
+    not once a page up to `MAX_PAGES`; 2.3.0's items name no `remoteJid` (its quoted alias
+    read back lower-cased): the chat is its last message's. Every chat's message is stored."""
+    sim = EvolutionSim(api_key="evo-key", version=version)
+    sim.add_instance("vendas")
+    now = int(time.time())
+    for i in range(chats):
+        sim.add_incoming("vendas", f"55319888{i:05d}", text=f"oi {i}", ts=now - 100 + i)
+    session = {"name": "vendas", "provider": "evolution", "base_url": "http://evo",
+               "api_key": "evo-key"}  # fmt: skip
+    async with polled(db_url, sim, session) as r:
+        stats = await r.poller.cycle()
+        assert stats.error is None
+        assert sim.requests["chat.findChats"] <= 2
+        async with r.store.read() as conn:
+            sql = text("SELECT count(*) FROM messages WHERE body LIKE 'oi %'")
+            assert (await conn.execute(sql)).scalar_one() == chats
+
+
 async def stored_row(store: Store, pmid: str) -> Any:
     """body, edited and revoked of one stored message."""
     async with store.read() as conn:

@@ -218,8 +218,12 @@ class Poller:
         floor = self.session_cursor() - self.poll.overlap_s
         newest = None
         offset = 0
+        listed: set[str] = set()
         for _ in range(MAX_PAGES):
             heads = await self.provider.chat_heads(limit=self.poll.page_size, offset=offset)
+            if listed.issuperset(h.chat_id for h in heads):
+                break  # nothing new: the end, or a server that ignores the offset (Evolution 2.2)
+            listed.update(h.chat_id for h in heads)
             for head in heads:
                 if head.last_ts is None:
                     continue

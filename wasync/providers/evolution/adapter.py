@@ -37,7 +37,7 @@ from wasync.providers.evolution.parse import (
 from wasync.providers.evolution.send import receipt_of, send_request
 from wasync.providers.evolution.version import Version, server_version
 from wasync.providers.http import Http
-from wasync.providers.parsing import maybe_timestamp
+from wasync.providers.parsing import dig, maybe_timestamp
 from wasync.providers.sending import NumberCheck, Outgoing, SendReceipt, post_once
 
 # findMessages needs an upper bound, and `messageTimestamp` is a 32-bit column (`Int
@@ -208,9 +208,14 @@ def _iso(ts: float) -> str:
 
 
 def _chat_head(item: Any) -> ChatHead | None:
-    if not isinstance(item, Mapping) or not isinstance(item.get("remoteJid"), str):
+    if not isinstance(item, Mapping):
         return None
     last = item.get("lastMessage")
+    # 2.3.0 reads its own quoted `"remoteJid"` alias back lower-cased: the item has none,
+    # its last message's key has it (`channel.service.ts` fetchChats, fixed in 2.3.1).
+    jid = item.get("remoteJid") or dig(last, "key", "remoteJid")
+    if not isinstance(jid, str) or not jid:
+        return None
     ts: float | None = None
     last_id: str | None = None
     ack: int | None = None
@@ -227,7 +232,7 @@ def _chat_head(item: Any) -> ChatHead | None:
     # customer message raises it even when the head shows another row of its second.
     unread = item.get("unreadCount")
     return ChatHead(
-        chat_id=item["remoteJid"],
+        chat_id=jid,
         last_ts=ts,
         last_id=last_id,
         last_ack=ack,

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from wasync.sim.base import Json, read_json
+from wasync.sim.base import Json, read_json, version_tuple
 from wasync.sim.evolution.guard import Handlers, bad, bad_json, connected
 from wasync.sim.evolution.instance import EvoInstance, create_jid, iso
 from wasync.sim.evolution.params import as_object, js_date_s, js_int
@@ -117,9 +117,20 @@ class ChatRoutes(Handlers):
             last = {j: r for j, r in last.items() if j == wanted}
         ordered = sorted(last.items(), key=lambda item: -item[1]["messageTimestamp"])
         skip = js_int(query.get("skip")) or 0
-        take = js_int(query.get("take"))
+        take: int | None = js_int(query.get("take"))
+        version = version_tuple(self.state.version)
+        if version < (2, 3, 0):  # 2.2.x: no LIMIT nor OFFSET, every chat on every page
+            skip, take = 0, None
         chosen = ordered[skip : skip + take] if take else ordered[skip:]
-        return JSONResponse([self._chat_item(inst, jid, row) for jid, row in chosen])
+        items = [self._chat_item(inst, jid, row) for jid, row in chosen]
+        if version[:3] == (2, 3, 0):
+            # Its quoted aliases read back lower-cased: no `remoteJid`, `updatedAt` nor
+            # `profilePicUrl`; and a page past the first sliced again by skip: empty.
+            for item in items:
+                for name in ("remoteJid", "updatedAt", "profilePicUrl"):
+                    item.pop(name)
+            items = items[skip : skip + take] if skip and take else items
+        return JSONResponse(items)
 
     def _chat_item(self, inst: EvoInstance, jid: str, row: Json) -> Json:
         incoming = [
