@@ -91,6 +91,21 @@ async def test_the_session_engine_is_recorded_from_the_provider(rig: Rig) -> Non
     assert after == "WEBJS"
 
 
+async def test_a_chat_whose_head_has_no_last_message_is_still_read(rig: Rig) -> None:
+    """WEBJS lists a chat with `lastMessage: null` when WhatsApp Web has not loaded it: the
+    chat's own `timestamp` says it moved, and its new message is read (it was skipped)."""
+    now = int(time.time())
+    rig.sim.add_incoming("default", PHONE, text="Oi", ts=now - 60)
+    await rig.poller.cycle()
+    rig.sim.heads_unloaded.add(f"{PHONE}@c.us")
+    rig.sim.add_incoming("default", PHONE, text="Ainda está aí?", ts=now - 5)
+    stats = await rig.poller.cycle()
+    assert stats.error is None
+    async with rig.store.read() as conn:
+        sql = text("SELECT count(*) FROM messages WHERE body = 'Ainda está aí?'")
+        assert (await conn.execute(sql)).scalar_one() == 1
+
+
 async def test_an_ack_on_the_last_message_needs_no_message_read(rig: Rig) -> None:
     """When only the last message's ack moved, the chat list carries it: the cycle applies it
     without reading the chat's messages again (WAHA's overview gives the serialized id)."""

@@ -295,7 +295,13 @@ def _chat_head(item: Any) -> ChatHead | None:
     unread = unread if isinstance(unread, int) and not isinstance(unread, bool) else None
     last = item.get("lastMessage")
     if not isinstance(last, Mapping):
-        return ChatHead(chat_id=chat_id, last_ts=None, last_id=None, unread=unread)
+        # No last message (WEBJS has not loaded it; NOWEB/GOWS when the newest row is one
+        # they do not list): the chat's own time of activity, so the chat is still read
+        # when it moves (WEBJS `timestamp`, NOWEB/GOWS `conversationTimestamp`).
+        raw = raw_chat if isinstance(raw_chat, Mapping) else {}
+        active = maybe_timestamp(raw.get("timestamp"), raw.get("conversationTimestamp"))
+        ts = active.timestamp() if active is not None else None
+        return ChatHead(chat_id=chat_id, last_ts=ts, last_id=None, unread=unread)
     ts = last.get("timestamp")
     stamp = maybe_timestamp(ts) if isinstance(ts, int | float) else None  # 1e400: no time
     # The bare stanza id, as messages are stored and as the poller remembers them: the

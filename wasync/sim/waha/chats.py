@@ -67,6 +67,8 @@ class ChatRoutes(Handlers):
 
     def _summary(self, session: WahaSession, chat: WahaChat, head: Json | None) -> Json:
         last = self.state.with_media(session, head, False, None) if head else None
+        if chat.id in self.state.heads_unloaded:
+            last = None
         return {
             "id": chat.id,
             "name": chat.name,

@@ -51,6 +51,9 @@ class WahaState(Simulator):
         self.public_url = public_url.rstrip("/")
         self.sessions: dict[str, WahaSession] = {}
         self.seen: list[Json] = []
+        # Chats whose overview item has `lastMessage: null` (WEBJS has not loaded it; NOWEB
+        # and GOWS when the newest row is one they do not list): only `_chat`'s time moves.
+        self.heads_unloaded: set[str] = set()
 
     def session(self, name: str) -> WahaSession:
         """The live state of a session (KeyError when unknown)."""
