@@ -107,8 +107,15 @@ class SendOutcomeUnknown(ProviderError):
 
 
 class MediaGone(ProviderError):
-    """The provider no longer has a message's file (WAHA `media.error` or no such message,
-    Evolution 400 when the CDN copy expired): the media is EXPIRED, retrying will not help."""
+    """The provider says for sure a message's file is not to be had (WAHA has no such
+    message, or no file for it; Evolution 'Message not found', not a media message): the
+    media is EXPIRED at once, retrying will not help."""
+
+
+class MediaMaybeGone(TransientProviderError):
+    """A download failure that looks the same whether WhatsApp lost the file or a network or
+    storage hiccup hit (Evolution's 400 `Failed to fetch stream from ...`, WAHA's
+    `media.error`): retried like any transient error, EXPIRED once the attempts are spent."""
 
 
 class MediaStoreUnavailable(WasyncError):

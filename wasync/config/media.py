@@ -30,7 +30,7 @@ class MediaConfig(Section):
     tries: int = Field(default=6, ge=1)  # requests per attempt (transient errors)
     backoff_s: float = Field(default=0.5, ge=0)
     max_backoff_s: float = Field(default=30, ge=0)
-    max_attempts: int = Field(default=5, ge=1)  # attempts before FAILED
+    max_attempts: int = Field(default=5, ge=1)  # attempts before FAILED (or EXPIRED)
     retry_delay_s: float = Field(default=60, ge=0)  # before the next attempt, doubling
     lease_s: float = Field(default=600, gt=0)  # a claim left by a crash is taken over then
     poll_interval_s: float = Field(default=1, gt=0)  # look for media other nodes queued

@@ -50,6 +50,7 @@ JOB_COLUMNS = (
     "media_voice",
     "media_ref",
     "media_attempts",
+    "media_reason",
 )
 
 

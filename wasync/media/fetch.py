@@ -4,8 +4,10 @@ check its size and type, put it in the media store.
 
 Transient failures (connect errors, timeouts, 5xx, 429 with its `Retry-After`, a cut body)
 are retried `tries` times with exponential backoff (tenacity); still failing, the job is
-retried later (`retry_delay_s`, doubling) until `max_attempts`, then FAILED. A provider that
-lost the file makes it EXPIRED; a refusal (401, a file over `max_bytes`) is FAILED at once.
+retried later (`retry_delay_s`, doubling) until `max_attempts`, then FAILED. A download the
+provider says may have failed because the file is gone (MediaMaybeGone) is retried the same
+way and ends EXPIRED, not FAILED; a provider sure it has no file makes it EXPIRED at once; a
+refusal (401, a file over `max_bytes`) is FAILED at once.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from wasync.config import MediaConfig, PollConfig
 from wasync.errors import (
     MediaGone,
+    MediaMaybeGone,
     MediaStoreUnavailable,
     ProviderError,
     RateLimited,
@@ -52,6 +55,10 @@ from wasync.store import Store
 log = logging.getLogger(__name__)
 
 _RETRIED = (TransientProviderError, MediaStoreUnavailable, StoreUnavailable)
+# How a retry's reason (`media_reason`) starts when the provider's last word on the file was
+# MediaMaybeGone: later attempts that learn nothing new about it (a 5xx, a reset) keep that
+# reason, and the job ends EXPIRED with it when the attempts are spent.
+MAYBE_GONE = "the file may be gone: "
 
 
 class TooLarge(WasyncError):
@@ -60,6 +67,21 @@ class TooLarge(WasyncError):
 
 class SizeMismatch(TransientProviderError):
     """The bytes are not the size the provider declared: a cut download, worth another try."""
+
+
+@dataclass(slots=True)
+class _Word:
+    """What one run heard of the file: `maybe_gone` (the last try's answer that it may be
+    gone), or `heard` with no `maybe_gone` when a try got its bytes flowing (it is there)."""
+
+    maybe_gone: MediaMaybeGone | None = None
+    heard: bool = False
+
+    def gone(self, exc: MediaMaybeGone) -> None:
+        self.maybe_gone, self.heard = exc, True
+
+    def there(self) -> None:
+        self.maybe_gone, self.heard = None, True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,21 +153,35 @@ class Fetcher:
             retry=retry_if_exception_type(_RETRIED),
             reraise=True,
         )
+        word = _Word()
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._once(job)
+                    try:
+                        return await self._once(job, word)
+                    except MediaMaybeGone as exc:
+                        word.gone(exc)
+                        raise
         except MediaGone as exc:
             return MediaExpired(message_id=job.id, attempts=job.attempts, reason=str(exc))
         except _RETRIED as exc:
-            return self._later(job, f"{exc} (after {self.cfg.tries} tries)")
+            return self._later(job, exc, word)
         except (ProviderError, TooLarge) as exc:
             return MediaFailed(message_id=job.id, attempts=job.attempts, reason=str(exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _later(self, job: MediaJob, reason: str) -> MediaFailed:
-        """Another attempt after `retry_delay_s` (doubling), or FAILED when they are spent."""
+    def _later(self, job: MediaJob, exc: Exception, word: _Word) -> MediaFailed | MediaExpired:
+        """Another attempt after `retry_delay_s` (doubling); when they are spent, EXPIRED if
+        the provider's last word on the file was 'may be gone', else FAILED. Tries that said
+        nothing of the file (a 5xx, a reset) leave an earlier try's or attempt's word."""
+        reason = f"{word.maybe_gone or exc} (after {self.cfg.tries} tries)"
+        if word.maybe_gone is not None:
+            reason = MAYBE_GONE + reason
+        elif not word.heard and job.reason is not None and job.reason.startswith(MAYBE_GONE):
+            reason = job.reason
         if job.attempts >= self.cfg.max_attempts:
+            if reason.startswith(MAYBE_GONE):
+                return MediaExpired(message_id=job.id, attempts=job.attempts, reason=reason)
             return MediaFailed(message_id=job.id, attempts=job.attempts, reason=reason)
         delay = self.cfg.retry_delay_s * 2.0 ** (job.attempts - 1)
         return MediaFailed(
@@ -159,9 +195,10 @@ class Fetcher:
         base: float = self.cfg.backoff_s * 2.0 ** (state.attempt_number - 1)
         return min(random.uniform(base / 2, base * 1.5), self.cfg.max_backoff_s)
 
-    async def _once(self, job: MediaJob) -> MediaStored:
+    async def _once(self, job: MediaJob, word: _Word) -> MediaStored:
         converted = False
         async with await self._open(job) as file:
+            word.there()  # whatever fails now (a cut body, the media store), the file exists
             saved = await save(file.chunks, self.media.scratch, max_bytes=self.cfg.max_bytes)
             converted = self.cfg.convert_voice and job.voice and file.size is None
         try:

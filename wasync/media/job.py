@@ -34,6 +34,7 @@ class MediaJob:
     size: int | None = None
     voice: bool = False
     ref: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None  # the last attempt's `media_reason` (None on the first)
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> MediaJob:
@@ -56,6 +57,7 @@ class MediaJob:
             size=row["media_size"],
             voice=bool(row["media_voice"]),
             ref=dict(row["media_ref"] or {}),
+            reason=row.get("media_reason"),
         )
 
     @property
