@@ -1,6 +1,9 @@
 """The media worker's paths, one at a time: a WAHA file already deleted (the re-download path),
 Evolution's inline base64 (no download at all), our own send (the outbox's bytes), a file
-over the size cap (FAILED), each change a `chat:message-media` row with its chat."""
+over the size cap (FAILED), each change a `chat:message-media` row with its chat; a download
+that fails as a lost file does is retried (a glitch ends STORED, a lost file EXPIRED once its
+attempts are spent), and what Evolution's 400s say decides between gone, maybe gone and
+transient."""
 
 from __future__ import annotations
 
@@ -17,14 +20,18 @@ from tests.media_support import FAST_MEDIA, wait_settled
 from wasync.config import Settings, parse
 from wasync.events import Media, MessageType, SendQueued
 from wasync.media import LocalStore, MediaWorker
+from wasync.media.fetch import MAYBE_GONE
 from wasync.metrics import Metrics
 from wasync.pipeline import Pipeline
 from wasync.providers import KINDS
 from wasync.registry import Registry, sync
-from wasync.sim import EvolutionSim, WahaSim, media, serve
+from wasync.sim import EvolutionSim, Fault, WahaSim, media, serve
 from wasync.store import Store
 
 WAHA_KEY, EVO_KEY = "waha-sim-key", "evolution-sim-key"
+# Few, quick attempts: a file that may be gone spends them all before it is EXPIRED.
+RETRIES = {"tries": 2, "max_attempts": 3, "retry_delay_s": 0.05, "backoff_s": 0.01}
+DOWNLOAD = "chat.getBase64FromMediaMessage"
 
 
 class Clock:
@@ -72,11 +79,11 @@ async def rig(db_url: str, tmp_path: Path) -> AsyncIterator[Any]:
                 yield waha, evo, clock, settings, store, registry, pipeline, client
 
 
-async def _worker(rig: Any) -> MediaWorker:
+async def _worker(rig: Any, **media_cfg: Any) -> MediaWorker:
     _waha, _evo, _clock, settings, store, registry, pipeline, client = rig
     media_store = await LocalStore(Path(settings.media.dir)).__aenter__()
     return MediaWorker(
-        settings.media,
+        settings.media.model_copy(update=media_cfg),
         pipeline=pipeline,
         store=store,
         media=media_store,
@@ -191,3 +198,93 @@ async def test_a_file_over_the_cap_fails_at_once(rig: Any):
     async with store.read() as conn:
         reason = (await conn.execute(text("SELECT media_reason FROM messages"))).scalar_one()
     assert "max_bytes" in reason
+
+
+async def _evolution_message(rig: Any) -> str:
+    """An Evolution image ingested from its webhook (no inline base64); its key id."""
+    _waha, evo, _clock, _s, _store, registry, pipeline, _client = rig
+    key = evo.add_message("vendas", "5531988887777", media("image", size=20_000))
+    body = {
+        "event": "messages.upsert",
+        "instance": "vendas",
+        "data": evo.upsert_payload("vendas", key),
+    }
+    events = KINDS["evolution"].parse_webhook(body, session_id=_ref(registry, "vendas").id)
+    await pipeline.ingest(events, source="webhook")
+    return key
+
+
+async def _media_rows(store: Store) -> list[Any]:
+    query = "SELECT media_status, media_reason, media_attempts, media_key FROM messages"
+    async with store.read() as conn:
+        return list((await conn.execute(text(query + " ORDER BY id"))).all())
+
+
+async def test_an_evolution_download_glitch_is_retried_until_stored(rig: Any):
+    """The first three downloads answer Evolution's 400 for a failed fetch: two tries, then
+    another attempt later, whose second try stores the file."""
+    _waha, evo, _clock, settings, store, _registry, _pipeline, _client = rig
+    key = await _evolution_message(rig)
+    evo.glitch_media("vendas", key, times=3)
+    worker, counts = await _work(rig, 1, await _worker(rig, **RETRIES))
+    assert counts == {"STORED": 1} and worker.outcomes == {"retry": 1, "stored": 1}
+    assert evo.requests[DOWNLOAD] == 4
+    [row] = await _media_rows(store)
+    assert row.media_attempts == 2
+    local = LocalStore(Path(settings.media.dir))
+    assert local.path(row.media_key).read_bytes() == evo.media_bytes("vendas", key)
+
+
+async def test_a_file_evolution_lost_is_expired_once_its_attempts_are_spent(rig: Any):
+    """WhatsApp lost the file: every download answers `Failed to fetch stream from ...`, so
+    each attempt is spent (it might have been a glitch), then it is EXPIRED with that."""
+    _waha, evo, _clock, _s, store, _registry, _pipeline, _client = rig
+    key = await _evolution_message(rig)
+    evo.lose_media("vendas", key)
+    worker, counts = await _work(rig, 1, await _worker(rig, **RETRIES))
+    assert counts == {"EXPIRED": 1} and worker.outcomes == {"retry": 2, "expired": 1}
+    assert evo.requests[DOWNLOAD] == 2 * 3
+    [row] = await _media_rows(store)
+    assert row.media_attempts == 3 and row.media_reason.startswith(MAYBE_GONE)
+    assert "Failed to fetch stream from https://mmg.whatsapp.net/" in row.media_reason
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "downloads"),
+    [
+        ("Message not found", "EXPIRED", 1),
+        ("The message is not of the media type", "EXPIRED", 1),
+        ("Template message does not contain a supported media type", "EXPIRED", 1),
+        ("Error: Could not determine mediaType for fallback", "EXPIRED", 1),
+        ("TypeError: fetch failed", "EXPIRED", 6),
+        ("Error: Timed Out", "EXPIRED", 6),
+        ("Error: Connection Closed", "FAILED", 6),
+    ],
+)
+async def test_evolution_400s_are_gone_maybe_gone_or_transient(
+    rig: Any, error: str, status: str, downloads: int
+):
+    """getBase64FromMediaMessage answers every error as 400 with its text: no message or no
+    media in it is EXPIRED at once; a failed download is retried, then EXPIRED; a closed
+    connection is retried, then FAILED."""
+    _waha, evo, _clock, _s, store, _registry, _pipeline, _client = rig
+    key = await _evolution_message(rig)
+    evo.glitch_media("vendas", key, times=100, error=error)
+    _, counts = await _work(rig, 1, await _worker(rig, **RETRIES))
+    assert counts == {status: 1} and evo.requests[DOWNLOAD] == downloads
+    [row] = await _media_rows(store)
+    assert error in row.media_reason or "not connected" in row.media_reason
+
+
+async def test_a_lost_file_stays_expired_when_its_last_attempt_meets_only_5xx(rig: Any):
+    """An attempt that only meets 503s learns nothing about the file: what the one before
+    it heard (it may be gone) stands, and the spent job is EXPIRED, not FAILED."""
+    _waha, evo, _clock, _s, store, _registry, _pipeline, _client = rig
+    key = await _evolution_message(rig)
+    evo.lose_media("vendas", key)
+    through = Fault("slow", delay_s=0, route=DOWNLOAD)  # answered as usual
+    evo.faults.push(through, through, Fault("503", route=DOWNLOAD), Fault("503", route=DOWNLOAD))
+    _, counts = await _work(rig, 1, await _worker(rig, **{**RETRIES, "max_attempts": 2}))
+    assert counts == {"EXPIRED": 1} and evo.requests[DOWNLOAD] == 4
+    [row] = await _media_rows(store)
+    assert row.media_reason.startswith(MAYBE_GONE) and "Failed to fetch stream" in row.media_reason

@@ -4,7 +4,10 @@ the inline `message.base64` of `webhookBase64` (evolution.md 3.1 and 6).
 `getBase64FromMediaMessage` takes `{"message": {"key": ..., "message": ...}}`: with the
 message proto Evolution downloads and decrypts without its own database (with only a key it
 loads the row first); `convertToMp4: true` turns a voice note into `audio/mp4`. It answers
-400 when the CDN copy expired and the phone cannot upload it again: the file is gone.
+every error as a 400 with the error's text (whatsapp.baileys.service.ts 2.3.7 l.3977): a few
+texts say the message has no file to give; Baileys' `Failed to fetch stream from <url>` (its
+fallback download, whether the CDN copy expired or the network failed), `fetch failed` and
+timeouts say nothing sure, so they are retried before the file counts as gone.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from urllib.parse import quote
 
 import httpx
 
-from wasync.errors import FatalProviderError, MediaGone, ProviderError, TransientProviderError
+from wasync.errors import (
+    FatalProviderError,
+    MediaGone,
+    MediaMaybeGone,
+    ProviderError,
+    TransientProviderError,
+)
 from wasync.providers.base import MediaFile, MediaSource
 from wasync.providers.http import Http, chunks
 from wasync.providers.parsing import JsonMap, as_int, as_map, as_str, dig, first_str
@@ -39,6 +48,15 @@ _DOWNLOAD_FIELDS = (
     "ptt",
 )
 _KEY_FIELDS = ("remoteJid", "fromMe", "id", "participant")
+# The 400s of getBase64FromMediaMessage that no retry changes: no such message (none handed
+# and none in its database), no media in it, a template without a media header, no media
+# key to fall back on (2.3.7 l.3845-3909).
+_NO_FILE = (
+    "message not found",
+    "the message is not of the media type",
+    "template message does not contain a supported media type",
+    "could not determine mediatype for fallback",
+)
 
 
 def media_ref(data: JsonMap, content: Content) -> dict[str, Any]:
@@ -89,10 +107,8 @@ async def _base64(http: Http, instance: str, source: MediaSource, convert: bool)
     try:
         data = await http.post(path, _request(source, convert))
     except FatalProviderError as exc:
-        if exc.status == 400 and "connection closed" in str(exc).lower():
-            raise TransientProviderError(f"POST {path}: instance not connected") from None
-        if exc.status == 400:  # the CDN copy is gone and the phone cannot re-upload it
-            raise MediaGone(f"Evolution could not download the file: {exc}") from None
+        if exc.status == 400:
+            raise _download_error(path, exc) from None
         raise
     answer = as_map(data)
     try:
@@ -107,6 +123,17 @@ async def _base64(http: Http, instance: str, source: MediaSource, convert: bool)
         filename=first_str(answer.get("fileName")),
         size=None if convert else as_int(dig(answer, "size", "fileLength")),
     )
+
+
+def _download_error(path: str, exc: FatalProviderError) -> ProviderError:
+    """What a 400 of getBase64FromMediaMessage means: not connected (transient), no file for
+    sure (gone), or a failed download that may be a lost file or a glitch (maybe gone)."""
+    text = str(exc).partition(" HTTP 400 ")[2].lower()  # the answer, not the instance name
+    if "connection closed" in text:
+        return TransientProviderError(f"POST {path}: instance not connected")
+    if any(sign in text for sign in _NO_FILE):
+        return MediaGone(f"Evolution has no file for the message: {exc}")
+    return MediaMaybeGone(f"Evolution could not download the file: {exc}")
 
 
 async def _one(raw: bytes) -> AsyncIterator[bytes]:

@@ -55,10 +55,12 @@ class EvoInstance:
     pn_lid: dict[str, str] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
     # Media rows: what each file is, when it was stored (the CDN copy expires after the
-    # simulator's `media_lifetime_s`), and the files WhatsApp lost.
+    # simulator's `media_lifetime_s`), the files WhatsApp lost, and the errors a file's next
+    # downloads fail with before one works (None: the lost file's).
     media: dict[str, Content] = field(default_factory=dict)
     media_born: dict[str, float] = field(default_factory=dict)
     lost: set[str] = field(default_factory=set)
+    glitches: dict[str, list[str | None]] = field(default_factory=dict)
 
     @property
     def owner_jid(self) -> str:

@@ -1,5 +1,11 @@
 """Evolution's media download: `POST /chat/getBase64FromMediaMessage/{instance}`
-(evolution.md 6), with the CDN's expiry (`media_lifetime_s`) and files WhatsApp lost."""
+(evolution.md 6), with the CDN's expiry (`media_lifetime_s`), files WhatsApp lost and
+downloads that fail a few times first (`glitch_media`).
+
+Evolution answers every error as a 400 with the error's text (whatsapp.baileys.service.ts
+2.3.7 l.3977); a download that failed twice (Baileys, then its `directPath` fallback) says
+`Error: Failed to fetch stream from https://mmg.whatsapp.net<directPath>`, whatever the cause.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +31,9 @@ class MediaRoutes(Handlers):
     """`/chat/getBase64FromMediaMessage`."""
 
     async def get_base64(self, request: Request, inst: EvoInstance) -> Response:
-        """The decrypted file as base64; 400 when the message has none any more (the CDN
-        copy expired and the phone cannot upload it again)."""
+        """The decrypted file as base64; 400 when there is no such message or no media in
+        it, or when the download fails (the CDN copy expired and the phone cannot upload it
+        again, or a glitch)."""
         body = await read_json(request, bad_json)
         message = body.get("message") if isinstance(body, dict) else None
         key = message.get("key") if isinstance(message, dict) else None
@@ -42,10 +49,15 @@ class MediaRoutes(Handlers):
                 raise bad("TypeError: Cannot read properties of undefined (reading 'imageMessage')")
         connected(inst)
         content = inst.media.get(key_id)
-        if content is None:
-            raise bad("Error: Message not found or without media")
+        if content is None:  # thrown as strings: no `Error: ` (l.3845, l.3888)
+            known = key_id in inst.by_key
+            raise bad("The message is not of the media type" if known else "Message not found")
+        lost = f"Error: Failed to fetch stream from {_cdn_url(inst, key_id)}"
         if not self.state.media_alive(inst, key_id):
-            raise bad("Error: Failed to fetch stream from https://mmg.whatsapp.net: 410 Gone")
+            raise bad(lost)
+        glitches = inst.glitches.get(key_id)
+        if glitches:
+            raise bad(glitches.pop(0) or lost)
         convert = isinstance(body, dict) and body.get("convertToMp4") is True
         return JSONResponse(self._answer(inst, key_id, content, convert))
 
@@ -70,3 +82,10 @@ class MediaRoutes(Handlers):
             "base64": base64.b64encode(raw).decode(),
             "buffer": None,
         }
+
+
+def _cdn_url(inst: EvoInstance, key_id: str) -> str:
+    """The URL Evolution's fallback download asks for: WhatsApp's CDN and the `directPath`."""
+    proto: Any = next(iter(inst.row(key_id)["message"].values()), {})
+    path = proto.get("directPath") if isinstance(proto, dict) else None
+    return "https://mmg.whatsapp.net" + (path if isinstance(path, str) else "")

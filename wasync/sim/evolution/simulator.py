@@ -37,7 +37,7 @@ class EvolutionSim(EvolutionState):
     offset that leaks into `date_time` (Docker image: America/Sao_Paulo, -3 h).
     `media_lifetime_s` makes a file undownloadable that long after it was stored (the CDN
     copy expired; None keeps files, the default); a share of downloads fails with
-    `Faults(routes=DOWNLOAD_ROUTES, ...)`.
+    `Faults(routes=DOWNLOAD_ROUTES, ...)`, one file's next few with `glitch_media`.
     """
 
     def __init__(
@@ -310,8 +310,16 @@ class EvolutionSim(EvolutionState):
         return file_bytes(self.instance(instance).media[key_id], key_id)
 
     def lose_media(self, instance: str, key_id: str) -> None:
-        """WhatsApp no longer has the file: `getBase64FromMediaMessage` answers 400."""
+        """WhatsApp no longer has the file: `getBase64FromMediaMessage` answers 400
+        `Error: Failed to fetch stream from https://mmg.whatsapp.net/...`."""
         self.instance(instance).lost.add(key_id)
+
+    def glitch_media(
+        self, instance: str, key_id: str, *, times: int = 1, error: str | None = None
+    ) -> None:
+        """The next `times` downloads of the file answer 400 with `error`, by default as a
+        lost file does (a network or CDN hiccup looks no different), then it downloads."""
+        self.instance(instance).glitches[key_id] = [error] * times
 
     def _version(self) -> tuple[int, ...]:
         return tuple(int(p) for p in self.version.split("-")[0].split(".")[:3] if p.isdigit())
