@@ -288,3 +288,44 @@ async def test_a_lost_file_stays_expired_when_its_last_attempt_meets_only_5xx(ri
     assert counts == {"EXPIRED": 1} and evo.requests[DOWNLOAD] == 4
     [row] = await _media_rows(store)
     assert row.media_reason.startswith(MAYBE_GONE) and "Failed to fetch stream" in row.media_reason
+
+
+async def test_a_waha_media_error_is_retried_stored_after_a_glitch_expired_when_lost(rig: Any):
+    """WAHA's `media.error` is whatever its download threw (its storage down, the CDN copy
+    gone): a file whose first downloads fail is STORED later, a lost one EXPIRED once its
+    attempts are spent."""
+    waha, _evo, clock, _s, store, registry, pipeline, _client = rig
+    ids = [waha.add_message("default", "5531988887777", media("image", size=9_000)) for _ in "ab"]
+    payloads = [waha.webhook_payload("default", i) for i in ids]
+    clock.now += 60  # the webhook's URLs are gone: the re-download path answers
+    waha.glitch_media("default", ids[0], times=3)
+    waha.lose_media("default", ids[1])
+    for payload in payloads:
+        body = {"event": "message", "session": "default", "payload": payload}
+        events = KINDS["waha"].parse_webhook(body, session_id=_ref(registry, "default").id)
+        await pipeline.ingest(events, source="webhook")
+    _, counts = await _work(rig, 2, await _worker(rig, **RETRIES))
+    assert counts == {"STORED": 1, "EXPIRED": 1}
+    glitched, lost = await _media_rows(store)
+    assert glitched.media_status == "STORED" and glitched.media_attempts == 2
+    assert lost.media_status == "EXPIRED" and lost.media_attempts == 3
+    assert lost.media_reason.startswith(MAYBE_GONE) and "gone from WhatsApp" in lost.media_reason
+
+
+async def test_a_try_that_gets_the_bytes_flowing_overrules_a_media_error(rig: Any):
+    """After a `media.error`, a try whose download starts (then a reset cuts it) shows WAHA
+    has the file: the spent job is FAILED (`wasync media retry` queues it again), not
+    EXPIRED."""
+    waha, _evo, _clock, _s, store, registry, pipeline, _client = rig
+    ident = waha.add_message("default", "5531988887777", media("image", size=9_000))
+    polled = waha.get_message("default", ident)  # as polling reads it: no file URL
+    waha.glitch_media("default", ident, times=1)
+    waha.faults.push(Fault("reset", route="files"))
+    body = {"event": "message", "session": "default", "payload": polled}
+    events = KINDS["waha"].parse_webhook(body, session_id=_ref(registry, "default").id)
+    await pipeline.ingest(events, source="webhook")
+    _, counts = await _work(rig, 1, await _worker(rig, **{**RETRIES, "max_attempts": 1}))
+    assert counts == {"FAILED": 1}
+    assert waha.requests["chats.message"] == 2 and waha.requests["files"] == 1
+    [row] = await _media_rows(store)
+    assert not row.media_reason.startswith(MAYBE_GONE) and "reading" in row.media_reason

@@ -4,8 +4,10 @@ WAHA saves an incoming file before it emits the webhook and deletes it after
 `WHATSAPP_FILES_LIFETIME` (180 s by default); the URL needs `X-Api-Key` (waha.md 7). Polling
 asks with `downloadMedia=false`, so a polled message has no URL at all. Either way the
 re-download path is `GET /api/{session}/chats/{chatId}/messages/{messageId}?downloadMedia=true`
-(waha.md 3, single message), whose `media.url` is a fresh file, or `media.error` / no message
-when WAHA cannot get it any more.
+(waha.md 3, single message), whose `media.url` is a fresh file, or no message / no file when
+WAHA has none to give. `media.error` is whatever WAHA's download threw, after its own five
+quick tries (MediaManager.processMedia, 2026.2.1): the CDN copy gone, but as well a network
+error or its media storage down (WAHA #510: ECONNREFUSED from S3), so it is retried first.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from wasync.errors import FatalProviderError, MediaGone, TransientProviderError
+from wasync.errors import FatalProviderError, MediaGone, MediaMaybeGone, TransientProviderError
 from wasync.providers.base import MediaFile, MediaSource
 from wasync.providers.http import Http, chunks
 from wasync.providers.parsing import as_map, first_str
@@ -61,7 +63,7 @@ def _message_path(session: str, source: MediaSource) -> str:
 
 async def _fresh(http: Http, session: str, source: MediaSource) -> tuple[str, Mapping[str, Any]]:
     """A fresh file URL for the message (and its `media` object); MediaGone when WAHA has
-    neither the message nor a file for it."""
+    neither the message nor a file for it, MediaMaybeGone when its download failed."""
     path = _message_path(session, source)
     try:
         data = await http.get(path, params={"downloadMedia": "true"})
@@ -71,9 +73,11 @@ async def _fresh(http: Http, session: str, source: MediaSource) -> tuple[str, Ma
         raise
     media = as_map(as_map(data).get("media"))
     url = first_str(media.get("url"))
-    if url is None:
-        error = media.get("error") or "no file (media not downloaded)"
-        raise MediaGone(f"WAHA could not download the file: {str(error)[:300]}")
+    error = media.get("error")
+    if url is None and error:
+        raise MediaMaybeGone(f"WAHA could not download the file: {str(error)[:300]}")
+    if url is None:  # not a media message to WAHA, or a mimetype it does not download
+        raise MediaGone("WAHA could not download the file: no file (media not downloaded)")
     return url, media
 
 

@@ -70,10 +70,12 @@ class WahaSession:
     order: list[Json] = field(default_factory=list)
     index: dict[str, Json] = field(default_factory=dict)
     media: dict[str, Content] = field(default_factory=dict)
-    # When WAHA saved each message's file (deleted `files_lifetime_s` later), and the files
-    # WhatsApp no longer has (a download answers `media.error`).
+    # When WAHA saved each message's file (deleted `files_lifetime_s` later), the files
+    # WhatsApp no longer has (a download answers `media.error`), and how many downloads of
+    # a file are still to fail (`media.error` too) before one works.
     files: dict[str, float] = field(default_factory=dict)
     lost: set[str] = field(default_factory=set)
+    glitches: dict[str, int] = field(default_factory=dict)
     # Rows the engine stores but drops from a page after applying `limit`, per chat, by
     # timestamp: they take places in a page and are never listed (waha.md 3). WEBJS:
     # notification rows (e2e, group changes); GOWS: reactions, poll votes, event responses

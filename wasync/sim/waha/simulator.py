@@ -234,6 +234,11 @@ class WahaSim(PhoneActions):
         """WhatsApp no longer has the file: downloads answer `media.error`, URLs 404."""
         self.session(session).lost.add(message_id)
 
+    def glitch_media(self, session: str, message_id: str, *, times: int = 1) -> None:
+        """The next `times` downloads of the file answer `media.error` (WAHA's storage
+        refused the connection), then it downloads again."""
+        self.session(session).glitches[message_id] = times
+
     def webhook_payload(self, session: str, message_id: str) -> Json:
         """The `message`/`message.any` payload for a stored message, media already downloaded
         (WAHA downloads before emitting, waha.md §4)."""

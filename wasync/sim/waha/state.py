@@ -19,6 +19,15 @@ _EXTENSIONS = {
     "audio/ogg; codecs=opus": "oga", "audio/ogg": "oga", "audio/mpeg": "mp3",
     "application/pdf": "pdf",
 }  # fmt: skip
+# `media.error` when WAHA's S3 storage refused the connection (WAHA #510, as it answers it).
+_REFUSED = {
+    "errno": -111,
+    "code": "ECONNREFUSED",
+    "syscall": "connect",
+    "address": "127.0.0.1",
+    "port": 9000,
+    "details": "Error: connect ECONNREFUSED 127.0.0.1:9000",
+}
 
 
 class WahaState(Simulator):
@@ -120,6 +129,10 @@ class WahaState(Simulator):
         if msg["id"] in session.lost:  # waha.md 7: `media.error` when the download failed
             error = {"message": "Failed to download media: the file is gone from WhatsApp"}
             out["media"] = {"url": None, "mimetype": content.mimetype, "error": error}
+            return out
+        if session.glitches.get(msg["id"], 0) > 0:  # its media storage down (WAHA #510)
+            session.glitches[msg["id"]] -= 1
+            out["media"] = {"url": None, "mimetype": content.mimetype, "error": _REFUSED}
             return out
         if not self.file_alive(session, msg["id"]):  # saved now, deleted after the lifetime
             session.files[msg["id"]] = self.clock()
