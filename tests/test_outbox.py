@@ -1094,3 +1094,31 @@ async def test_number_answers_are_cached_negatives_briefly(env: Env) -> None:
     await book.check(provider, ref.id, "5511900005555")
     await book.check(provider, ref.id, PHONE)
     assert env.evo.requests["chat.whatsappNumbers"] == 3
+
+
+async def test_the_outbox_wait_columns_migrate_and_go_back(db_url: str) -> None:
+    """0007_outbox_waits adds `unknown_since` and `session_down_since` as the model has them
+    (nullable times), and its downgrade removes them."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from wasync.store import models
+    from wasync.store.migrate import alembic_config
+
+    def columns(conn: Any) -> dict[str, bool]:
+        return {c["name"]: c["nullable"] for c in inspect(conn).get_columns("outbox")}
+
+    table = models.Outbox.__table__  # type: ignore[attr-defined]
+    model = {c.name: bool(c.nullable) for c in table.c}
+    async with Store(db_url) as store:
+        await store.upgrade()
+        async with store.writer.begin() as conn:
+            assert await conn.run_sync(columns) == model
+            await conn.run_sync(
+                lambda c: command.downgrade(alembic_config(c), "0006_session_health")
+            )
+            old = await conn.run_sync(columns)
+        assert set(model) - set(old) == {"unknown_since", "session_down_since"}
+        await store.upgrade()
+        async with store.read() as conn:
+            assert await conn.run_sync(columns) == model

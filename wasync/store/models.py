@@ -261,6 +261,12 @@ class Outbox(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts()
     created_at: datetime = _created()
     updated_at: datetime = _created()
+    # When the request whose outcome is unknown started: reconciled, never resent, until
+    # `[send] reconcile_grace_s` after it (`wasync.delivery`).
+    unknown_since: datetime | None = _ts()
+    # The first refusal of a session that was down, in the wait still going on: the row waits
+    # for the session at most `[send] max_session_wait_s` from it.
+    session_down_since: datetime | None = _ts()
 
 
 class DeadLetter(SQLModel, table=True):
