@@ -66,6 +66,7 @@ FAST = {
     "lease_s": 3,
     "backoff_s": 0,
     "reconcile_delay_s": 0,
+    "reconcile_grace_s": 0,  # resend once a reconcile finds nothing; the grace's tests set it
     "poll_interval_s": 0.05,
     "metrics_interval_s": 0.05,
 }
@@ -551,23 +552,57 @@ def _from_me(env: Env, provider: str) -> list[Any]:
     return [m for m in env.evo.all_messages("evo") if m["key"]["fromMe"]]
 
 
+READ_ROUTE = {"waha": "chats.messages", "evolution": "chat.findMessages"}
+
+
 @pytest.mark.parametrize("provider", ["waha", "evolution"])
-async def test_a_send_that_timed_out_before_the_provider_took_it_goes_out_once(
+async def test_a_send_the_provider_finishes_after_the_client_gave_up_goes_out_once(
     db_url: str, provider: str
 ) -> None:
-    """`slow` on the send route outlasts the client timeout: reconciled, found nothing, sent
-    again — exactly one message at the simulator."""
-    async with environment(db_url, loopback=True, timeout_s=0.4) as env:
+    """The provider takes 1.5 s over a send the client gives up on at 0.4 s, and finishes it
+    all the same (`slow`, as WAHA and Evolution do): the row is looked for again until the
+    message is there and adopts it. One request, one message, the row SENT with its id; the
+    reconciles that found nothing yet gave their attempts back."""
+    async with environment(db_url, loopback=True, timeout_s=0.4, reconcile_grace_s=60) as env:
         sim = _sim(env, provider)
         sim.faults.push(Fault("slow", delay_s=1.5, route=SEND_ROUTE[provider][0]))
         row = await env.queue(provider, text_request("devagar"))
-        done = (await env.drain([row]))[row.id]
+        done = (await env.drain([row], timeout_s=60))[row.id]
         assert sim.faults.injected["slow"] == 1
+    [mine] = _from_me(env, provider)
+    stored = mine["id"].split("_")[2] if provider == "waha" else mine["key"]["id"]
+    assert len(sim.sends) == 1
+    assert (done.status, done.provider_message_id, done.attempts) == ("SENT", stored, 2)
+    assert await env.sql("SELECT provider_message_id FROM messages") == [(stored,)]
+
+
+@pytest.mark.parametrize("provider", ["waha", "evolution"])
+async def test_a_send_that_never_reached_the_provider_goes_out_after_the_grace(
+    db_url: str, provider: str
+) -> None:
+    """The connection drops before the provider saw the send (`reset`): the outcome is
+    unknown, so the row stays UNKNOWN, looked for again and again, until `reconcile_grace_s`
+    after the request; then it is sent again, once."""
+    grace_s = 2.0
+    async with environment(db_url, reconcile_grace_s=grace_s) as env:
+        sim, route = _sim(env, provider), SEND_ROUTE[provider][0]
+        sim.faults.push(Fault("reset", route=route))
+        row = await env.queue(provider, text_request("caiu no caminho"))
+        async with Sender(env.outbox, [env.ref(provider)]):
+            await until(lambda: _status_is(env, row.id, "UNKNOWN"), 30, "the row UNKNOWN")
+            done = (await wait_final(env.outbox, [row.id], timeout_s=60))[row.id]
+    sends = [r.at for r in sim.request_log if r.route == route]
+    reads = [r.at for r in sim.request_log if r.route == READ_ROUTE[provider]]
+    assert len(sends) == 2 and sends[1] - sends[0] >= grace_s - 0.5  # not at once
+    assert len([t for t in reads if sends[0] < t < sends[1]]) >= 2
     assert (done.status, done.attempts) == ("SENT", 2)
     assert len(_from_me(env, provider)) == 1
-    assert await env.sql("SELECT provider_message_id FROM messages") == [
-        (done.provider_message_id,)
-    ]
+
+
+async def _status_is(env: Env, outbox_id: int, status: str) -> bool:
+    """True while the row has this status."""
+    rows = await env.sql("SELECT status FROM outbox WHERE id = :i", i=outbox_id)
+    return bool(rows[0][0] == status)
 
 
 @pytest.mark.parametrize("provider", ["waha", "evolution"])

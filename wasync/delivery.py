@@ -2,7 +2,10 @@
 
 A row whose last attempt has no known outcome (UNKNOWN, or SENDING left by a crash) is first
 looked for at the provider (`match_sent`: our fromMe message in the chat, not typed on the
-phone, not owned by another row) and adopted if found, never sent twice. Otherwise one request
+phone, not owned by another row) and adopted if found, never sent twice. Not found, it is
+looked for again, with backoff, until `[send] reconcile_grace_s` after the request started:
+WAHA and Evolution go on with a send whose client gave up, so a slow one may land minutes
+later. Only then, still not found, does it go out again. Otherwise one request
 goes out (`wasync.providers.sending.post_once` semantics); accepted and refused outcomes
 become `SendAccepted` / `SendFailed` commands for the one writer, retries touch only the
 `outbox` row, fenced on the claim's `attempts`.
@@ -63,6 +66,7 @@ class Claim:
     created_at: datetime
     previous: str
     touched_at: datetime  # when the row last changed before this claim
+    unknown_since: datetime | None = None  # when the request in doubt started (UNKNOWN rows)
     slot_at: float | None = None  # `time.monotonic()` of the send slot reserved with the claim
     claimed_at: float = 0.0  # `time.monotonic()` when the row was claimed
 
@@ -104,10 +108,12 @@ class Attempt:
         """Reconcile a row whose last attempt has no known outcome; otherwise send it."""
         c = self.claim
         if c.previous != QUEUED:  # UNKNOWN, or SENDING left by a crash: read the chat first
+            doubt = self._in_doubt_from()
             try:
                 found = await self._reconcile()
             except ProviderError as exc:
-                await self._later(UNKNOWN, f"reconcile failed: {exc}", self._backoff())
+                error = f"reconcile failed: {exc}"
+                await self._later(UNKNOWN, error, self._backoff(), unknown_since=doubt)
                 return
             if found is not None:
                 log.info(
@@ -117,9 +123,14 @@ class Attempt:
                 )
                 await _record_sent(self.outbox, c, found)
                 return
+            grace_until = doubt + timedelta(seconds=self.cfg.reconcile_grace_s)
+            if datetime.now(UTC) < grace_until:
+                await self._not_there_yet(doubt, grace_until)
+                return
             if c.attempts > self.cfg.max_attempts:
                 await _record_failed(self.outbox, c, "not confirmed by the provider after retries")
                 return
+            log.info("outbox %s: not at the provider after the grace; sending again", c.id)
         await self._send()
 
     async def _send(self) -> None:
@@ -134,11 +145,13 @@ class Attempt:
         if not await self._wait_keeping_claim(slot_at):
             log.info("outbox %s: taken over by another sender while waiting; not sent", c.id)
             return
+        started = datetime.now(UTC)
         try:
             receipt = await self.provider.send(c.outgoing())
         except SendOutcomeUnknown as exc:
             log.warning("outbox %s: %s; will reconcile before any resend", c.id, exc)
-            await self._later(UNKNOWN, str(exc), self.cfg.reconcile_delay_s)
+            delay_s = self.cfg.reconcile_delay_s
+            await self._later(UNKNOWN, str(exc), delay_s, unknown_since=started)
         except RateLimited as exc:
             await self._retry(str(exc), exc.retry_after_s)
         except (TransientProviderError, SessionNotWorking) as exc:
@@ -194,21 +207,66 @@ class Attempt:
         log.info("outbox %s: not sent (%s); retry in %.1fs", self.claim.id, error, delay_s)
         await self._later(QUEUED, error, delay_s)
 
-    async def _later(self, status: str, error: str, delay_s: float) -> None:
+    async def _later(
+        self,
+        status: str,
+        error: str,
+        delay_s: float,
+        *,
+        unknown_since: datetime | None = None,
+        give_back: bool = False,
+    ) -> None:
+        """Leave the claim: the row `status` again, due in `delay_s`. `give_back` when the
+        claim sent nothing: `attempts` returns to its value before the claim, so only sends
+        spend `max_attempts`. The fence stays sound: the row is no longer SENDING, and the
+        next claim moves `attempts` past this one's again."""
         now = datetime.now(UTC)
+        attempts = self.claim.attempts - 1 if give_back else self.claim.attempts
         await self._fenced(
             status=status,
+            attempts=attempts,
             last_error=error[:2000],
             next_attempt_at=now + timedelta(seconds=delay_s),
             updated_at=now,
+            unknown_since=unknown_since,
         )
+
+    async def _not_there_yet(self, doubt: datetime, grace_until: datetime) -> None:
+        """Not found, but the provider may still be finishing the request: UNKNOWN again,
+        looked for after as long as the request has been in doubt (at least
+        `reconcile_delay_s`, at most `max_backoff_s`), and once more at the end of the grace.
+        Nothing was sent: the claim's attempt is given back."""
+        now = datetime.now(UTC)
+        delay_s = min(
+            max((now - doubt).total_seconds(), self.cfg.reconcile_delay_s),
+            self.cfg.max_backoff_s,
+            (grace_until - now).total_seconds(),
+        )
+        error = (
+            "outcome unknown, not at the provider yet: looked for until "
+            f"{grace_until:%Y-%m-%d %H:%M:%S} UTC before any resend"
+        )
+        await self._later(UNKNOWN, error, delay_s, unknown_since=doubt, give_back=True)
+
+    def _in_doubt_from(self) -> datetime:
+        """When the request in doubt started, at the latest (the grace runs from it): as
+        recorded on an UNKNOWN row; on a row a crash left SENDING, the claim's last renewal,
+        just before its request (an UNKNOWN row from before the start was recorded: when it
+        became UNKNOWN)."""
+        c = self.claim
+        if c.previous == UNKNOWN and c.unknown_since is not None:
+            return c.unknown_since
+        return c.touched_at
 
     async def _reconcile(self) -> SendReceipt | None:
         """Our fromMe message in the chat, if the provider has it and no other row owns it."""
         c = self.claim
-        # The last attempt started at most `timeout_s` before the row was last touched.
-        started = max(c.created_at.timestamp(), c.touched_at.timestamp() - self.cfg.timeout_s)
-        since = started - self.cfg.reconcile_window_s
+        # The last attempt started at most `timeout_s` before the row was last touched, or
+        # when recorded (the row has been looked for since).
+        started = c.touched_at - timedelta(seconds=self.cfg.timeout_s)
+        if c.unknown_since is not None:
+            started = min(started, c.unknown_since)
+        since = max(c.created_at, started).timestamp() - self.cfg.reconcile_window_s
         candidates = await self.provider.sent_messages(c.to_jid, since=since)
         taken = await self._owned_elsewhere([m.provider_message_id for m in candidates])
         return match_sent(c.outgoing(), candidates, since=since, exclude=taken)

@@ -10,8 +10,8 @@ whose lease (`lease_s`) was taken over after a stall cannot overwrite the new ow
 What happens to a claimed row is `wasync.delivery.Attempt`: accepted → SENT with the
 provider's id (given to the message row by the one writer); surely not sent → QUEUED again
 after a backoff or `Retry-After`; outcome unknown → UNKNOWN, reconciled against the chat
-before any resend; refused → FAILED with the message's ack ERROR. The sender itself writes
-only the `outbox` table.
+(until `reconcile_grace_s` after the request) before any resend; refused → FAILED with the
+message's ack ERROR. The sender itself writes only the `outbox` table.
 """
 
 from __future__ import annotations
@@ -258,6 +258,7 @@ class Sender:
             created_at=got.created_at,
             previous=row.status,
             touched_at=row.updated_at,
+            unknown_since=got.unknown_since,
             slot_at=slot_at,
             claimed_at=claimed_at,
         )

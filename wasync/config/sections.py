@@ -102,6 +102,10 @@ class SendConfig(Section):
     lease_s: float = Field(default=180, gt=0)
     reconcile_delay_s: float = Field(default=5, ge=0)
     reconcile_window_s: float = Field(default=30, ge=0)
+    # How long after a request whose outcome is unknown it may still be going out: WAHA and
+    # Evolution finish a send whose client gave up (a big video, a voice conversion, a WEBJS
+    # upload), so the row is reconciled, never resent, until this has passed.
+    reconcile_grace_s: float = Field(default=300, ge=0)
     poll_interval_s: float = Field(default=1, gt=0)
     metrics_interval_s: float = Field(default=5, gt=0)
     max_media_bytes: int = Field(default=16 * 1024 * 1024, ge=1)

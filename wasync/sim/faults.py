@@ -29,7 +29,9 @@ class Fault:
     """One injected failure.
 
     `kind`: `500`/`502`/`503` (error answer), `429` (with `Retry-After: retry_after_s`), `slow`
-    (wait `delay_s` before answering normally), `truncated` (the real answer cut in half, with a
+    (wait `delay_s`, then handle the request: a client that gave up meanwhile does not stop
+    it, as it does not stop WAHA or Evolution, and a send still stores its message; the answer
+    is lost), `truncated` (the real answer cut in half, with a
     matching Content-Length), `reset` (the connection drops before a complete answer).
     `route` limits a queued fault to one route name (None: the next request, whatever it is).
     """
@@ -220,28 +222,35 @@ class FaultMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _slow(self, delay_s: float, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer normally after `delay_s`, or not at all if the client gave up meanwhile."""
+        """Handle the request after `delay_s`, whether or not the client is still there: WAHA
+        and Evolution run a handler to its end when its client disconnects (a big video's
+        conversion, a WEBJS upload), so a send the client timed out on still goes out. The
+        answer goes to a client that is still there, else nowhere."""
         buffered: list[Message] = []
+        gone = asyncio.Event()
 
         async def watch() -> None:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
+                    gone.set()
                     return
                 buffered.append(message)
 
         watcher = asyncio.ensure_future(watch())
         try:
-            done, _ = await asyncio.wait({watcher}, timeout=delay_s)
+            await asyncio.sleep(delay_s)
         finally:
             watcher.cancel()
-        if watcher in done:
-            return  # the client is gone: nothing to answer
 
         async def replay() -> Message:
             return buffered.pop(0) if buffered else await receive()
 
-        await self.app(scope, replay, send)
+        async def answer(message: Message) -> None:
+            if not gone.is_set():
+                await send(message)
+
+        await self.app(scope, replay, answer)
 
     async def _truncated(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The real answer with its body cut in half (and a Content-Length that matches)."""
