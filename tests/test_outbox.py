@@ -632,24 +632,54 @@ async def test_refusals_before_acceptance_are_retried(env: Env) -> None:
     assert len(env.waha.sends) == 1 and len(_from_me(env, "waha")) == 1
 
 
-async def test_a_disconnected_instance_is_retried_not_failed(db_url: str) -> None:
-    """Evolution's 400 "Connection Closed" happens before sending: the row waits and goes out
-    once the instance is back."""
-    async with environment(db_url, backoff_s=0.05, max_attempts=20) as env:
-        row = await env.queue("evolution", text_request("volta logo"))
-        env.evo.set_state("evo", "close")
-        async with Sender(env.outbox, [env.ref("evolution")]):
-            await until(lambda: _attempted(env, row.id, 2), 30, "two attempts")
-            env.evo.set_state("evo", "open")
-            done = (await wait_final(env.outbox, [row.id], timeout_s=10))[row.id]
-    assert done.status == "SENT" and done.attempts >= 3
-    assert len(_from_me(env, "evolution")) == 1
+def _set_down(env: Env, provider: str, down: bool) -> None:
+    """Take the session down (WAHA: STARTING, answering 422; Evolution: closed, answering
+    "Connection Closed") or bring it back."""
+    if provider == "waha":
+        env.waha.set_status("default", "STARTING" if down else "WORKING")
+    else:
+        env.evo.set_state("evo", "close" if down else "open")
 
 
-async def _attempted(env: Env, outbox_id: int, n: int) -> bool:
-    """True once the row was claimed `n` times."""
-    rows = await env.sql("SELECT attempts FROM outbox WHERE id = :i", i=outbox_id)
-    return bool(rows[0][0] >= n)
+@pytest.mark.parametrize("provider", ["waha", "evolution"])
+async def test_a_session_that_is_down_holds_the_row_until_it_serves_again(
+    db_url: str, provider: str
+) -> None:
+    """WAHA's 422 "Session status is not as expected" and Evolution's "Connection Closed" come
+    before sending and ask to be tried later: with the default `max_attempts` (5), ten
+    refusals in a row (the fifth failed the row before) only hold it; once the session serves
+    again the row goes out, one message, and the refusals spent no attempt."""
+    async with environment(db_url, backoff_s=0.01, session_retry_s=0.1) as env:
+        assert env.settings.send.max_attempts == 5
+        row = await env.queue(provider, text_request("volta logo"))
+        _set_down(env, provider, True)
+        async with Sender(env.outbox, [env.ref(provider)]):
+            await until(lambda: _sends_asked(env, provider, 10), 30, "ten refused sends")
+            assert (await env.outbox.statuses([row.id]))[row.id].status != "FAILED"
+            _set_down(env, provider, False)
+            done = (await wait_final(env.outbox, [row.id], timeout_s=30))[row.id]
+    assert (done.status, done.attempts) == ("SENT", 1), done.last_error
+    assert len(_from_me(env, provider)) == 1
+
+
+async def test_a_session_down_past_the_wait_fails_the_row_saying_why(db_url: str) -> None:
+    """A session still down `max_session_wait_s` after its first refusal fails the row, with
+    the reason and the provider's answer, after waiting (not at the first refusal)."""
+    send = {"backoff_s": 0.01, "session_retry_s": 0.1, "max_session_wait_s": 1}
+    async with environment(db_url, **send) as env:
+        row = await env.queue("evolution", text_request("ninguém atende"))
+        _set_down(env, "evolution", True)
+        done = (await env.drain([row], timeout_s=30))[row.id]
+    assert done.status == "FAILED"
+    assert "send.max_session_wait_s" in (done.last_error or "")
+    assert "Connection Closed" in (done.last_error or "")
+    assert env.evo.requests[SEND_ROUTE["evolution"][0]] >= 3
+    assert not _from_me(env, "evolution")
+
+
+async def _sends_asked(env: Env, provider: str, n: int) -> bool:
+    """True once the simulator was asked to send `n` times."""
+    return _sim(env, provider).requests[SEND_ROUTE[provider][0]] >= n
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ WAHA and Evolution go on with a send whose client gave up, so a slow one may lan
 later. Only then, still not found, does it go out again. Otherwise one request
 goes out (`wasync.providers.sending.post_once` semantics); accepted and refused outcomes
 become `SendAccepted` / `SendFailed` commands for the one writer, retries touch only the
-`outbox` row, fenced on the claim's `attempts`.
+`outbox` row, fenced on the claim's `attempts`. A session that is down refuses before
+sending: the row waits for it (`[send] max_session_wait_s`) without spending attempts.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Claim:
     previous: str
     touched_at: datetime  # when the row last changed before this claim
     unknown_since: datetime | None = None  # when the request in doubt started (UNKNOWN rows)
+    session_down_since: datetime | None = None  # the session's first refusal, while it waits
     slot_at: float | None = None  # `time.monotonic()` of the send slot reserved with the claim
     claimed_at: float = 0.0  # `time.monotonic()` when the row was claimed
 
@@ -103,6 +105,7 @@ class Attempt:
         self.outbox, self.slots, self.claim = outbox, slots, claim
         self.cfg = outbox.cfg
         self.provider = outbox.provider(ref)
+        self.down_since = claim.session_down_since  # None once the session has served
 
     async def run(self) -> None:
         """Reconcile a row whose last attempt has no known outcome; otherwise send it."""
@@ -111,6 +114,10 @@ class Attempt:
             doubt = self._in_doubt_from()
             try:
                 found = await self._reconcile()
+            except SessionNotWorking as exc:
+                error = f"reconcile refused: {exc}"
+                await self._wait_for_session(UNKNOWN, error, unknown_since=doubt)
+                return
             except ProviderError as exc:
                 error = f"reconcile failed: {exc}"
                 await self._later(UNKNOWN, error, self._backoff(), unknown_since=doubt)
@@ -123,6 +130,7 @@ class Attempt:
                 )
                 await _record_sent(self.outbox, c, found)
                 return
+            self.down_since = None
             grace_until = doubt + timedelta(seconds=self.cfg.reconcile_grace_s)
             if datetime.now(UTC) < grace_until:
                 await self._not_there_yet(doubt, grace_until)
@@ -154,7 +162,9 @@ class Attempt:
             await self._later(UNKNOWN, str(exc), delay_s, unknown_since=started)
         except RateLimited as exc:
             await self._retry(str(exc), exc.retry_after_s)
-        except (TransientProviderError, SessionNotWorking) as exc:
+        except SessionNotWorking as exc:
+            await self._wait_for_session(QUEUED, str(exc))
+        except TransientProviderError as exc:
             await self._retry(str(exc), self._backoff())
         except ProviderError as exc:
             await _record_failed(self.outbox, c, str(exc))
@@ -214,6 +224,7 @@ class Attempt:
         delay_s: float,
         *,
         unknown_since: datetime | None = None,
+        session_down_since: datetime | None = None,
         give_back: bool = False,
     ) -> None:
         """Leave the claim: the row `status` again, due in `delay_s`. `give_back` when the
@@ -229,6 +240,37 @@ class Attempt:
             next_attempt_at=now + timedelta(seconds=delay_s),
             updated_at=now,
             unknown_since=unknown_since,
+            session_down_since=session_down_since,
+        )
+
+    async def _wait_for_session(
+        self, status: str, error: str, *, unknown_since: datetime | None = None
+    ) -> None:
+        """The session is down and refused before doing anything, asking to be tried later
+        (WAHA 422, Evolution "Connection Closed"): the claim's attempt is given back and the
+        row waits, tried again after as long as it has waited (at least `backoff_s`, at most
+        `session_retry_s`); FAILED once `max_session_wait_s` passed since the first refusal,
+        so a message never goes out hours late unnoticed."""
+        now = datetime.now(UTC)
+        since = self.down_since or now
+        waited_s = (now - since).total_seconds()
+        if waited_s >= self.cfg.max_session_wait_s:
+            reason = f"session not serving for {waited_s:.0f}s (send.max_session_wait_s): {error}"
+            if status == UNKNOWN:
+                reason += " (the earlier send's outcome was never confirmed)"
+            await _record_failed(self.outbox, self.claim, reason)
+            return
+        delay_s = min(max(waited_s, self.cfg.backoff_s), self.cfg.session_retry_s)
+        log.info(
+            "outbox %s: %s; waiting for the session, again in %.1fs", self.claim.id, error, delay_s
+        )
+        await self._later(
+            status,
+            error,
+            delay_s,
+            unknown_since=unknown_since,
+            session_down_since=since,
+            give_back=True,
         )
 
     async def _not_there_yet(self, doubt: datetime, grace_until: datetime) -> None:

@@ -9,7 +9,8 @@ whose lease (`lease_s`) was taken over after a stall cannot overwrite the new ow
 
 What happens to a claimed row is `wasync.delivery.Attempt`: accepted → SENT with the
 provider's id (given to the message row by the one writer); surely not sent → QUEUED again
-after a backoff or `Retry-After`; outcome unknown → UNKNOWN, reconciled against the chat
+after a backoff or `Retry-After` (a session that is down: without spending an attempt, for
+at most `max_session_wait_s`); outcome unknown → UNKNOWN, reconciled against the chat
 (until `reconcile_grace_s` after the request) before any resend; refused → FAILED with the
 message's ack ERROR. The sender itself writes only the `outbox` table.
 """
@@ -259,6 +260,7 @@ class Sender:
             previous=row.status,
             touched_at=row.updated_at,
             unknown_since=got.unknown_since,
+            session_down_since=got.session_down_since,
             slot_at=slot_at,
             claimed_at=claimed_at,
         )

@@ -106,6 +106,11 @@ class SendConfig(Section):
     # Evolution finish a send whose client gave up (a big video, a voice conversion, a WEBJS
     # upload), so the row is reconciled, never resent, until this has passed.
     reconcile_grace_s: float = Field(default=300, ge=0)
+    # A session that is down (WAHA 422 "Session status is not as expected", Evolution
+    # "Connection Closed") refuses before sending: the row waits for it, spending no attempt,
+    # tried again after at most `session_retry_s`, and FAILED after `max_session_wait_s`.
+    session_retry_s: float = Field(default=30, ge=0)
+    max_session_wait_s: float = Field(default=3600, ge=0)
     poll_interval_s: float = Field(default=1, gt=0)
     metrics_interval_s: float = Field(default=5, gt=0)
     max_media_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
