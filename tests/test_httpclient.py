@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 import pytest
 
-from wasync.errors import SendOutcomeUnknown, TransientProviderError
+from wasync.errors import SendOutcomeUnknown, SessionNotWorking, TransientProviderError
 from wasync.httpclient import READ_AT_ONCE, AiohttpTransport, client
 from wasync.providers.http import Http, RetryPolicy
 from wasync.providers.sending import post_once
@@ -245,6 +245,46 @@ async def test_a_server_that_never_answers_is_a_read_timeout_and_a_send_unknown(
         http = Http(c, url, headers={}, timeout_s=0.3)
         with pytest.raises(SendOutcomeUnknown):
             await post_once(http, "/api/sendText", {"text": "oi"})
+
+
+EVOLUTION_500 = {"status": 500, "error": "Internal Server Error", "response": {"message": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "match"),
+    [
+        # Evolution's number check runs before the send and throws Baileys' Boom: a 500.
+        (500, {**EVOLUTION_500, "response": {"message": "Connection Closed"}},
+         SessionNotWorking, "Connection Closed"),
+        (400, {"status": 400, "error": "Bad Request",
+               "response": {"message": ["Error: Connection Closed"]}},
+         SessionNotWorking, "Connection Closed"),
+        (500, EVOLUTION_500, TransientProviderError, "not sent"),
+        (500, {"statusCode": 500, "message": "Internal server error"},
+         SendOutcomeUnknown, "outcome unknown"),
+        (201, {"key": {"id": "3EB0"}, "message": {"conversation": "Connection closed?"}},
+         None, ""),
+    ],
+)  # fmt: skip
+async def test_what_a_send_answer_says_about_the_send(
+    status: int, body: dict[str, object], error: type[Exception] | None, match: str
+):
+    """ "Connection Closed" in an error answer, whatever its status, is a session that is
+    down; Evolution's own 500 came before the send (not sent); any other 500 leaves it
+    unknown; an accepted send whose text says "connection closed" is accepted."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(json.dumps(body).encode(), status=status))
+        await writer.drain()
+
+    async with server(reply) as (url, _), client(limits=LIMITS) as c:
+        http = Http(c, url, headers={}, retry=RetryPolicy(attempts=1, backoff_s=0))
+        if error is None:
+            assert await post_once(http, "/message/sendText/evo", {"text": "oi"}) == body
+            return
+        with pytest.raises(error, match=match):
+            await post_once(http, "/message/sendText/evo", {"text": "oi"})
 
 
 @pytest.mark.parametrize("size", [100, 2 * READ_AT_ONCE])

@@ -632,6 +632,17 @@ async def test_refusals_before_acceptance_are_retried(env: Env) -> None:
     assert len(env.waha.sends) == 1 and len(_from_me(env, "waha")) == 1
 
 
+async def test_an_evolution_500_is_retried_without_a_reconcile(env: Env) -> None:
+    """Evolution answers its own 500 only for what fails before the send (the number check,
+    media preparation, audio conversion): sent again after the backoff, the chat not read."""
+    env.evo.faults.push(Fault("500", route="message.sendText"))
+    row = await env.queue("evolution", text_request("de novo"))
+    done = (await env.drain([row]))[row.id]
+    assert (done.status, done.attempts) == ("SENT", 2)
+    assert env.evo.requests["chat.findMessages"] == 0
+    assert len(_from_me(env, "evolution")) == 1
+
+
 def _set_down(env: Env, provider: str, down: bool) -> None:
     """Take the session down (WAHA: STARTING, answering 422; Evolution: closed, answering
     "Connection Closed") or bring it back."""

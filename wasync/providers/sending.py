@@ -3,9 +3,9 @@
 `Http.call` retries timeouts, which is right for reads and wrong for sends: a send that timed
 out after its request was written may have gone out. `post_once` makes exactly one request
 and says which failures surely happened before the provider accepted anything (connect
-errors, 429, 503, session not WORKING — safe to retry) and which leave the outcome unknown
-(read timeout, connection dropped after writing, other 5xx, a 2xx with a cut body —
-`SendOutcomeUnknown`, reconcile first).
+errors, 429, 503, session not WORKING, Evolution's own 500 — safe to retry) and which leave
+the outcome unknown (read timeout, connection dropped after writing, other 5xx, a 2xx with a
+cut body — `SendOutcomeUnknown`, reconcile first).
 """
 
 from __future__ import annotations
@@ -86,15 +86,20 @@ async def post_once(http: Http, path: str, body: Any) -> Any:
 
 def _answer(what: str, resp: httpx.Response) -> Any:
     """The common answer mapping (`http.decode`), with what a send needs on top: a 5xx other
-    than 503, or an accepted answer we cannot read, leaves the outcome unknown."""
+    than 503 and Evolution's own 500, or an accepted answer we cannot read, leaves the outcome
+    unknown."""
     status = resp.status_code
-    if status == 400 and "connection closed" in resp.text.lower():
-        # Evolution's socket is down: refused before sending (evolution.md 6).
+    if status >= 400 and "connection closed" in resp.text.lower():
+        # Evolution's socket is down: refused before sending (evolution.md 6), as a 400 from
+        # inside the send or a 500 from its number check, which runs before (Baileys' Boom
+        # has no `status`, so main.ts answers 500).
         raise SessionNotWorking(f"{what}: instance not connected (Connection Closed)")
     if status == 400 and _thrown_inside_send(resp):
         raise SendOutcomeUnknown(
             f"{what}: HTTP 400 from an error inside the send (outcome unknown)", status=status
         )
+    if status == 500 and _evolution_error(resp):
+        raise TransientProviderError(f"{what}: HTTP 500 before sending (not sent)", status=status)
     if status >= 500 and status != 503:  # 503: refused before doing anything
         raise SendOutcomeUnknown(f"{what}: HTTP {status} (outcome unknown)", status=status)
     try:
@@ -103,6 +108,22 @@ def _answer(what: str, resp: httpx.Response) -> Any:
         if status < 300:  # accepted, but the id is lost with the body
             raise SendOutcomeUnknown(f"{what}: HTTP {status} with an unreadable body") from None
         raise
+
+
+def _evolution_error(resp: httpx.Response) -> bool:
+    """Evolution's own error answer, `{"status", "error", "response": {"message"}}` (main.ts'
+    handler; WAHA answers `{"statusCode", ...}`). With a 500 it comes from before the send:
+    `sendMessageWithTyping` turns all it throws from the WhatsApp send on into a 400, so a
+    500 is the number check, media preparation or audio conversion that run first
+    (whatsapp.baileys.service.ts, the same from 2.0.10 to 2.4.0)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict) or body.get("status") != resp.status_code:
+        return False
+    response = body.get("response")
+    return isinstance(response, dict) and "message" in response and "error" in body
 
 
 # `Error: Timed Out`, `PrismaClientKnownRequestError: ...`: an Error's toString().
