@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ from tests.media_support import FAST_MEDIA, wait_settled
 from wasync.config import Settings, parse
 from wasync.events import Media, MessageType, SendQueued
 from wasync.media import LocalStore, MediaWorker
-from wasync.media.fetch import MAYBE_GONE
+from wasync.media.fetch import MAYBE_GONE, kept_reason
+from wasync.media.job import MediaJob
 from wasync.metrics import Metrics
 from wasync.pipeline import Pipeline
 from wasync.providers import KINDS
@@ -329,3 +332,18 @@ async def test_a_try_that_gets_the_bytes_flowing_overrules_a_media_error(rig: An
     assert waha.requests["chats.message"] == 2 and waha.requests["files"] == 1
     [row] = await _media_rows(store)
     assert not row.media_reason.startswith(MAYBE_GONE) and "reading" in row.media_reason
+
+
+def test_a_retry_that_learned_nothing_keeps_the_word_that_the_file_may_be_gone() -> None:
+    """The worker's own releases (stopping, a bug) learn nothing of the file: a job whose
+    last attempt heard it may be gone keeps that reason (so it still ends EXPIRED), any other
+    job takes the release's reason."""
+    job = MediaJob(
+        id=1, tenant_id="t", chat_id=1, chat_jid="x@s.whatsapp.net", session_id=1,
+        provider_message_id="M", from_me=False, type="image", source="poll",
+        created_at=datetime.now(UTC), attempts=2,
+    )  # fmt: skip
+    maybe = replace(job, reason=MAYBE_GONE + "Evolution could not download the file")
+    assert kept_reason(maybe, "interrupted") == maybe.reason
+    assert kept_reason(replace(job, reason="HTTP 503"), "interrupted") == "interrupted"
+    assert kept_reason(job, "internal") == "internal"

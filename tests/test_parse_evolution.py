@@ -26,7 +26,7 @@ from wasync.events import (
 )
 from wasync.providers.evolution import ack_from, event_name, parse_message, parse_webhook
 from wasync.providers.evolution.parse import needs_version, stored_changes
-from wasync.providers.evolution.version import parse_version
+from wasync.providers.evolution.version import parse_version, polling_misses_deletes
 
 SAMPLES = Path(__file__).parent / "samples" / "evolution"
 
@@ -655,13 +655,15 @@ def test_find_messages_ack_follows_the_one_ack_rule(
 @pytest.mark.parametrize(
     ("marks", "version", "expected"),
     [
-        (["DELIVERY_ACK", "DELETED"], None, ["Revoke"]),  # any version: a delete
-        (["DELETED"], (2, 2, 3), ["Revoke"]),
+        (["DELETED"], (2, 2, 3), ["Revoke"]),  # only an update without a message falls back
+        (["DELIVERY_ACK", "DELETED"], (2, 3, 6), ["Revoke"]),
+        (["DELETED"], (2, 3, 2), []),  # there a star or a vote synced from the phone too
+        (["DELETED"], None, []),  # unknown: hide nothing
         (["EDITED"], (2, 3, 6), ["Edit"]),
         (["EDITED", "DELETED"], (2, 3, 4), ["Edit"]),  # what an edit leaves there
         (["EDITED", "DELETED"], (2, 3, 0), ["Edit"]),
-        (["EDITED", "DELETED"], None, ["Edit"]),  # unknown: hide nothing
-        (["DELETED", "EDITED"], (2, 3, 6), ["Edit", "Revoke"]),  # an edit, then a delete
+        (["EDITED", "DELETED"], None, ["Edit"]),
+        (["DELETED", "EDITED"], (2, 3, 6), ["Edit", "Revoke"]),  # a delete (its REVOKE, too)
         (["EDITED", "DELETED"], (2, 2, 3), ["Edit", "Revoke"]),
         (["EDITED", "SERVER_ACK"], (2, 3, 7), ["Edit"]),
         (["SERVER_ACK", "READ"], (2, 3, 7), []),
@@ -670,14 +672,14 @@ def test_find_messages_ack_follows_the_one_ack_rule(
 def test_stored_changes_read_deletes_by_the_servers_version(
     marks: list[str], version: tuple[int, int, int] | None, expected: list[str]
 ) -> None:
-    """A `DELETED` update row alone is a delete for everyone on every version; beside
-    `EDITED` it is one only where an edit leaves no `DELETED` row (not 2.3.0-2.3.4, and not
-    on a server of unknown version)."""
+    """A `DELETED` update row is a delete for everyone only where the server's version says
+    so: not on 2.3.0-2.3.4, where any statusless update (an edit, a star, a vote) leaves
+    one, nor on a server of unknown version; the version is asked for whenever one shows."""
     record = upsert("conversation", {"conversation": "Chegamos às 16h"}, fromMe=True)
     record["MessageUpdate"] = [{"status": mark} for mark in marks]
     changes = stored_changes(record, message(record), version=version)
     assert [type(c).__name__ for c in changes] == expected
-    assert needs_version(record) is ({"EDITED", "DELETED"} <= set(marks))
+    assert needs_version(record) is ("DELETED" in marks)
 
 
 def test_a_deleted_row_that_lost_its_text_is_not_edited_to_nothing() -> None:
@@ -825,3 +827,17 @@ def test_unhandled_events_give_nothing() -> None:
     """Events wasync does not consume (messages.set, chats.upsert, ...) give []."""
     for event in ("messages.set", "CHATS_UPSERT", "presence-update", "error"):
         assert parse_webhook({"event": event, "instance": "i", "data": []}, session_id=3) == []
+
+
+def test_the_versions_where_polling_cannot_tell_a_delete() -> None:
+    """`wasync doctor` warns where a delete leaves what an edit leaves (2.3.0-2.3.4) or what
+    a delivery leaves (2.3.7 on); not on 2.2.x nor 2.3.5-2.3.6, nor when the version is
+    unknown."""
+    versions = [(2, 2, 3), (2, 3, 0), (2, 3, 4), (2, 3, 5), (2, 3, 6), (2, 3, 7), (2, 4, 0), None]
+    misses = {v: polling_misses_deletes(v) for v in versions}
+    assert [v for v, missed in misses.items() if missed] == [
+        (2, 3, 0),
+        (2, 3, 4),
+        (2, 3, 7),
+        (2, 4, 0),
+    ]

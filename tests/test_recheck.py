@@ -200,14 +200,13 @@ async def test_an_edit_on_the_phone_is_found_by_polling(db_url: str, engine: str
         assert rig.events("chat:message-edited") == 1
 
 
-@pytest.mark.parametrize(
-    "engine", ["WEBJS", "NOWEB", "EVOLUTION@2.2.3", "EVOLUTION@2.3.4", "EVOLUTION@2.3.6"]
-)
+@pytest.mark.parametrize("engine", ["WEBJS", "NOWEB", "EVOLUTION@2.2.3", "EVOLUTION@2.3.6"])
 async def test_a_revoke_on_the_phone_is_found_by_polling(db_url: str, engine: str) -> None:
     """Our message deleted for everyone on the phone: WEBJS lists it as type `revoked`, NOWEB's
-    store deletes it (gone from a complete walk, and 404 by id), Evolution up to 2.3.6 adds
-    a `DELETED` update row; it is marked revoked and announced once. (GOWS lists no revoke;
-    Evolution 2.3.7 records a delete as `SERVER_ACK`, like a delivery: `wasync doctor` warns.)"""
+    store deletes it (gone from a complete walk, and 404 by id), Evolution 2.2.x and
+    2.3.5-2.3.6 add a `DELETED` update row; it is marked revoked and announced once. (GOWS
+    lists no revoke; Evolution 2.3.0-2.3.4 leave what an edit leaves, 2.3.7 what a delivery
+    leaves: `wasync doctor` warns of those.)"""
     async with rig_for(db_url, engine) as rig:
         sent = await rig.send("Enviei para o número errado")
         await rig.answer()
@@ -223,9 +222,9 @@ async def test_a_revoke_on_the_phone_is_found_by_polling(db_url: str, engine: st
 async def test_an_edit_then_a_delete_on_evolution_is_read_by_the_servers_version(
     db_url: str, version: str, revoked: bool
 ) -> None:
-    """Our message edited, then deleted for everyone: its rows say EDITED and DELETED. On
-    2.3.6 that is a delete (an edit leaves no DELETED row there); on 2.3.4 an edit leaves
-    both, so it is only an edit (no message the customer kept is hidden)."""
+    """Our message edited, then (on 2.3.6) deleted for everyone: its rows say EDITED and
+    DELETED, a delete there (an edit leaves no DELETED row). On 2.3.4 an edit alone leaves
+    both rows: it is only an edit (no message the customer kept is hidden)."""
     async with rig_for(db_url, f"EVOLUTION@{version}") as rig:
         sent = await rig.send("Chegamos às 15h")
         await rig.answer()

@@ -522,14 +522,20 @@ async def test_media_of_a_stored_empty_template_reference_is_read_by_its_key(
 @pytest.mark.parametrize("version", ["2.2.3", "2.3.0", "2.3.6", "2.3.7"])
 def test_a_delete_on_the_phone_is_stored_and_announced_as_that_version_does(version: str) -> None:
     """`revoke_message`: the update row Evolution's `messages.update` fallback gives
-    (`DELETED`, `SERVER_ACK` from 2.3.7), the row's text and key kept; its webhooks, each a
-    revoke of that message for wasync's parser (`messages.edited` only from 2.3.1)."""
+    (`DELETED`, `SERVER_ACK` from 2.3.7), and from 2.3.1 the `EDITED` one of its REVOKE's
+    edit path; the row's text and key kept; its webhooks, each a revoke of that message for
+    wasync's parser (`messages.edited` only from 2.3.1)."""
     sim = EvolutionSim(api_key="k", version=version)
     sim.add_instance("vendas")
     kid = sim.add_outgoing("vendas", "5511987654321@s.whatsapp.net", text="Errado")
     hooks = sim.revoke_message("vendas", kid)
     row = sim.get_message("vendas", kid)
-    assert row["MessageUpdate"][-1]["status"] == ("SERVER_ACK" if version == "2.3.7" else "DELETED")
+    fallback = "SERVER_ACK" if version == "2.3.7" else "DELETED"
+    edit_path = [] if version in ("2.2.3", "2.3.0") else ["EDITED"]
+    assert [u["status"] for u in row["MessageUpdate"][-1 - len(edit_path) :]] == [
+        fallback,
+        *edit_path,
+    ]
     assert row["message"] == {"conversation": "Errado"} and "deleted" not in row["key"]
     names = [name for name, _ in hooks]
     edited = [] if version in ("2.2.3", "2.3.0") else ["messages.edited"]

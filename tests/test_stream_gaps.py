@@ -61,6 +61,7 @@ async def rig(
     skew_s: float = 0,
     marker: str = "filter.timestamp.lte",
     version: str = "2026.7.1",
+    page_size: int = 50,
 ) -> AsyncIterator[tuple[Any, str, Store, Poller, FailOnce]]:
     """One session (`waha-GOWS`, `waha-WEBJS`, `evolution`) polled every 5 s into a fresh
     store, the simulator on `sim_now`, our clock `skew_s` ahead of it; the transport fails
@@ -77,7 +78,8 @@ async def rig(
     cfg = {"name": session, "provider": provider.partition("-")[0], "base_url": "http://sim",
            "api_key": KEY}  # fmt: skip
     # One try per request: a 503 is the cycle's error, not retried inside it.
-    poll = {"interval_s": 5, "log_idle_cycles": False, "status_interval_s": 3600, "max_attempts": 1}
+    poll = {"interval_s": 5, "log_idle_cycles": False, "status_interval_s": 3600, "max_attempts": 1,
+            "page_size": page_size}  # fmt: skip
     settings = parse(
         {"database": {"url": db_url}, "poll": poll, "tenants": [{"id": "t", "sessions": [cfg]}]}
     )
@@ -174,9 +176,9 @@ async def test_a_backlog_walk_cut_short_loses_nothing_whatever_the_order(
     db_url: str, engine: str, version: str
 ) -> None:
     """WAHA before 2025.10.5 drops `sortOrder` and lists newest first: 120 messages over six
-    minutes, the walk's second page answered 503 once; every message is stored (before, the
-    first page had moved the cursor to the newest, so the older rows fell behind the overlap
-    window, for good)."""
+    minutes (and a row the engine drops among the newest), the walk's second page answered
+    503 once; every message is stored (before, the first page had moved the cursor to the
+    newest, so the older rows fell behind the overlap window, for good)."""
     now = [float(int(time.time()))]
     rigged = rig(db_url, f"waha-{engine}", now, marker="offset=50", version=version)
     async with rigged as (sim, s, store, poller, transport):
@@ -185,6 +187,9 @@ async def test_a_backlog_walk_cut_short_loses_nothing_whatever_the_order(
         assert await cycles(poller, now, 2) == []
         for i in range(1, 121):
             sim.add_incoming(s, f"55319888{i:05d}", text=f"atraso {i}", ts=t0 + 3 * i)
+        # A row the engine drops from its page among the newest: the first page comes back
+        # short, and all known on the next cycle; that is no end of a newest-first walk.
+        sim.add_dropped(s, "5531988800001", ts=t0 + 3 * 119)
         now[0] += 400
         transport.armed = True
         errors = await cycles(poller, now, HOUR)
@@ -192,6 +197,25 @@ async def test_a_backlog_walk_cut_short_loses_nothing_whatever_the_order(
         async with store.read() as conn:
             sql = text("SELECT count(*) FROM messages WHERE body LIKE 'atraso %'")
             assert (await conn.execute(sql)).scalar_one() == 120
+
+
+async def test_a_newest_first_walk_at_its_page_cap_owes_the_rest(db_url: str) -> None:
+    """A newest-first backlog longer than a walk's page cap (1,000 pages, here of one row):
+    the walk moves the cursor and owes what lies below its oldest row; the next cycle reads
+    it, and every message is stored."""
+    now = [float(int(time.time()))]
+    rigged = rig(db_url, "waha-NOWEB", now, version="2025.10.4", page_size=1)
+    async with rigged as (sim, s, store, poller, _):
+        t0 = int(now[0])
+        sim.add_incoming(s, "5531988880001", text="A", ts=t0)
+        assert await cycles(poller, now, 2) == []
+        for i in range(1, 1101):
+            sim.add_incoming(s, "5531988880002", text=f"fila {i}", ts=t0 + 10 + i)
+        now[0] += 1200
+        assert await cycles(poller, now, 3) == []
+        async with store.read() as conn:
+            sql = text("SELECT count(*) FROM messages WHERE body LIKE 'fila %'")
+            assert (await conn.execute(sql)).scalar_one() == 1100
 
 
 @pytest.mark.parametrize("provider", ["waha-WEBJS", "evolution"])

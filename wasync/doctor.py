@@ -11,7 +11,8 @@ One line per check. The checks cover:
 - every configured session: can its provider be reached, is the API key accepted, is the
   session working, and can it be polled (a WAHA NOWEB session without its store cannot);
 - with `[webhook] enabled`, whether the provider has a webhook registered; without, what
-  polling cannot see on the session (a delete on Evolution 2.3.7+, edits on WAHA GOWS).
+  polling cannot see on the session (a delete on Evolution 2.3.0-2.3.4 and 2.3.7+, edits
+  on WAHA GOWS).
 
 A failure is something `wasync run` cannot work around. A warning is something it works
 around, or that a command fixes. No secret is ever printed.

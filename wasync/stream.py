@@ -55,6 +55,7 @@ class Stream:
     def __init__(self, poller: Poller, *, first_late_at: float) -> None:
         self.poller = poller
         self._owed: float | None = None  # the overlap walk is owed from this cursor
+        self._tail: tuple[float, float] | None = None  # a capped newest-first walk's rest
         self._late_at = first_late_at
 
     def late_due(self) -> bool:
@@ -76,6 +77,14 @@ class Stream:
         if self._owed is not None:
             await self.walk(self._owed - p.poll.overlap_s, second - 0.001, stats)
             self._owed = None
+        if self._tail is not None:  # set again by a walk that is capped once more
+            since, until = self._tail
+            self._tail = None
+            try:
+                await self.walk(since, until, stats)
+            except BaseException:
+                self._tail = self._tail or (since, until)
+                raise
 
     async def late(self, stats: CycleStats) -> None:
         """Every `ack_interval_s`, the overlap window behind the cursor and everything after
@@ -96,20 +105,23 @@ class Stream:
         probe: bool = False,
         empty_ok: int = 0,
     ) -> bool:
-        """Page `[since, until]` of every chat oldest first, moving the session cursor with
-        each page; True when it held a row this poller had not seen. Only an empty page ends
+        """Page `[since, until]` of every chat, then move the session cursor to the newest
+        row read; True when it held a row this poller had not seen. Only an empty page ends
         it where pages may come back short (GOWS/NOWEB drop rows after `limit`), except that a
         `probe` ends at a short page of known rows (the idle cycle's one request); a page of
         rows we hold moves the window to its newest second, and ends the walk when that does
         not advance. `empty_ok`: empty pages passed over before one ends it (short pages).
 
-        WAHA before 2025.10.5 knows no `sortOrder` and lists newest first: such a walk moves
-        the cursor only once it has reached its end, or a walk cut short after its first page
-        would leave the older rows behind the cursor, beyond the overlap window."""
+        The cursor moves once the walk has reached its end: WAHA before 2025.10.5 knows no
+        `sortOrder` and lists newest first, and a walk cut short after its first page would
+        otherwise leave the older rows behind the cursor, beyond the overlap window (a walk
+        cut short is run again from the old cursor). A newest-first walk stopped by its page
+        cap owes what lies below its oldest row to the next cycle."""
         p = self.poller
         seen: set[str] = set()
-        page_no, novel = 1, False
-        held: float | None = None  # a newest-first walk's top, moved to once it is whole
+        page_no, novel, newest_first = 1, False, False
+        held: float | None = None  # the newest time read, the cursor once the walk is whole
+        oldest = math.inf  # the oldest row's time read
         for _ in range(MAX_PAGES):
             page = await p.provider.messages(
                 None, since=since, until=until, limit=p.poll.page_size, page=page_no
@@ -123,16 +135,16 @@ class Stream:
             fresh = [i for i in page.ids if i not in seen]
             seen.update(page.ids)
             stats.fetched += page.size
-            newest_first = held is not None or _newest_first(page)
-            top = p.cursor_top(page)
-            cursor = None
-            if newest_first:
-                held = max(held or 0.0, top or 0.0)
-            elif top is not None and top > p.session_cursor():
-                cursor = CursorUpdate(session_id=p.session_id, ts=top)
-            await p.ingest(page.events, stats, cursor)
+            older = page.max_ts is not None and page.max_ts < oldest < math.inf
+            newest_first = newest_first or older or _newest_first(page)
+            oldest = min(oldest, page.min_ts if page.min_ts is not None else math.inf)
+            if (top := p.cursor_top(page)) is not None:
+                held = max(held if held is not None else top, top)
+            await p.ingest(page.events, stats)
+            # A probe's short page of known rows ends it, unless pages come newest first:
+            # rows of a walk cut short before (known since) may still have older ones below.
             if page.size < p.poll.page_size and (
-                (probe and not novel) or not p.provider.short_pages
+                (probe and not novel and not newest_first) or not p.provider.short_pages
             ):
                 break
             if fresh or newest_first:  # newest first, known rows are rows pushed down a page
@@ -142,7 +154,8 @@ class Stream:
             else:
                 break
         else:
-            return novel  # cut short: a newest-first walk has not reached its oldest rows
+            if newest_first and oldest < math.inf:  # capped: the rows below are owed
+                self._tail = (since, oldest if until is None else min(oldest, until))
         if held is not None and held > p.session_cursor():
             await p.ingest([], stats, CursorUpdate(session_id=p.session_id, ts=held))
         return novel

@@ -61,6 +61,14 @@ _RETRIED = (TransientProviderError, MediaStoreUnavailable, StoreUnavailable)
 MAYBE_GONE = "the file may be gone: "
 
 
+def kept_reason(job: MediaJob, reason: str) -> str:
+    """`reason` for a retry that learned nothing of the file (the worker interrupted, a bug),
+    unless an earlier attempt's word was that it may be gone: that word is kept."""
+    if job.reason is not None and job.reason.startswith(MAYBE_GONE):
+        return job.reason
+    return reason
+
+
 class TooLarge(WasyncError):
     """A file over `[media] max_bytes`: FAILED, not retried."""
 

@@ -35,7 +35,7 @@ from wasync.events import (
     MediaStatus,
     MediaStored,
 )
-from wasync.media.fetch import Fetcher
+from wasync.media.fetch import Fetcher, kept_reason
 from wasync.media.job import InlineFiles, MediaJob
 from wasync.media.store import MediaStore
 from wasync.metrics import Metrics
@@ -131,8 +131,9 @@ class MediaWorker:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for job in list(self._inflight.values()):  # cancelled: free for another node now
+            reason = kept_reason(job, "interrupted")
             release = MediaFailed(
-                message_id=job.id, attempts=job.attempts, reason="interrupted", retry_in_s=0
+                message_id=job.id, attempts=job.attempts, reason=reason, retry_in_s=0
             )
             await self._settle(job, release)
 
@@ -204,7 +205,10 @@ class MediaWorker:
             await self._settle(
                 job,
                 MediaFailed(
-                    message_id=job.id, attempts=job.attempts, reason="internal", retry_in_s=retry
+                    message_id=job.id,
+                    attempts=job.attempts,
+                    reason=kept_reason(job, "internal"),
+                    retry_in_s=retry,
                 ),
             )
         finally:

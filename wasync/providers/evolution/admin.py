@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from wasync.providers.base import SessionSetup, WebhookState
-from wasync.providers.evolution.version import deletes_unstored, server_version
+from wasync.providers.evolution.version import polling_misses_deletes, server_version
 from wasync.providers.http import Http
 
 EVOLUTION_EVENTS = [
@@ -76,13 +76,13 @@ class EvolutionAdmin:
         )
 
     async def polling_gaps(self, http: Http, session: str) -> str | None:
-        """From 2.3.7 a delete for everyone leaves no row findMessages shows
-        (`wasync.providers.evolution.version`)."""
+        """2.3.0-2.3.4 record a delete for everyone like an edit, 2.3.7 on like a delivery:
+        polling cannot tell one (`wasync.providers.evolution.version`)."""
         version = await server_version(http)
-        if version is None or not deletes_unstored(version):
+        if not polling_misses_deletes(version):
             return None
-        shown = ".".join(map(str, version))
-        return f"Evolution {shown} keeps no trace of a delete for everyone that polling can read"
+        shown = ".".join(map(str, version or ()))
+        return f"Evolution {shown} keeps no trace of a delete for everyone that polling can tell"
 
     async def status(self, http: Http, session: str, *, label: str) -> WebhookState:
         """The instance's webhook, when enabled; signed when its headers hold `jwt_key`."""

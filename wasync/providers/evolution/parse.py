@@ -109,16 +109,14 @@ def stored_changes(
     Evolution stores an edit by overwriting the row's `message` (and `messageTimestamp`) and
     adding a `MessageUpdate` row `EDITED` (4.3): the row's text is the edited one. An API
     delete keeps the row with `key.deleted: true` when DATABASE_DELETE_MESSAGE is on (4.4).
-    A delete from WhatsApp adds a `DELETED` row, which 2.3.0-2.3.4 also add to an edit
-    (`wasync.providers.evolution.version`): alone it is a delete on every version; beside
-    `EDITED` only where the server's `version` says an edit leaves none.
+    A delete from WhatsApp adds a `DELETED` row, which 2.3.0-2.3.4 also add to an edit, a
+    star or a poll vote (`wasync.providers.evolution.version`): a delete only where the
+    server's `version` says so.
     """
     changes: list[Event] = []
     statuses = _marks(record)
     edited, deleted = "EDITED" in statuses, "DELETED" in statuses
-    revoked = dig(record, "key", "deleted") is True or (
-        deleted and (not edited or deleted_means_delete(version))
-    )
+    revoked = dig(record, "key", "deleted") is True or (deleted and deleted_means_delete(version))
     if edited and not (revoked and not message.body):  # a deleted row may have lost its text
         changes.append(edit_of(message))
     if revoked:
@@ -128,7 +126,7 @@ def stored_changes(
 
 def needs_version(record: Mapping[str, Any]) -> bool:
     """Whether what a record shows depends on the server's version (`stored_changes`)."""
-    return {"EDITED", "DELETED"} <= _marks(record)
+    return "DELETED" in _marks(record)
 
 
 def _marks(record: Mapping[str, Any]) -> set[str]:

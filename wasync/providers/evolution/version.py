@@ -5,11 +5,13 @@ A delete for everyone and an edit leave `MessageUpdate` rows that findMessages l
 only trace polling has of them), and which rows depends on the version
 (`whatsapp.baileys.service.ts`, `messages.upsert` and `messages.update` handlers):
 
-- 2.2.x: a delete leaves a `DELETED` row; an edit leaves nothing;
-- 2.3.0-2.3.4: a delete leaves `DELETED`; an edit `EDITED` and `DELETED` too (its
-  `messages.update` has no status and falls back to `DELETED`: #2010);
-- 2.3.5-2.3.6: a delete leaves `DELETED`; an edit `EDITED` only (statusless updates that
-  carry a message are skipped);
+- 2.2.x: a delete leaves a `DELETED` row (only an update without a message falls back to
+  it); an edit leaves nothing;
+- 2.3.0-2.3.4: every statusless update falls back to `DELETED` (#2010): an edit, but also a
+  star or a poll vote synced from the phone; from 2.3.1 a delete's REVOKE protocol message
+  also takes the edit's path (an `EDITED` row): `DELETED` tells nothing there;
+- 2.3.5-2.3.6: statusless updates that carry anything are skipped: `DELETED` is a delete
+  (beside `EDITED`, as its REVOKE took the edit's path); an edit leaves `EDITED` only;
 - 2.3.7 and later: the fallback became `SERVER_ACK`; a delete leaves nothing a delivery
   does not, so only its webhook (`messages.delete`) tells of it.
 """
@@ -24,7 +26,7 @@ from wasync.providers.http import Http
 
 Version = tuple[int, int, int]
 
-EDITS_LEAVE_DELETED: tuple[Version, Version] = ((2, 3, 0), (2, 3, 4))
+DELETED_UNSURE: tuple[Version, Version] = ((2, 3, 0), (2, 3, 4))
 DELETES_UNSTORED: Version = (2, 3, 7)
 
 _VERSION = re.compile(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -40,16 +42,19 @@ def parse_version(text: object) -> Version | None:
 
 
 def deleted_means_delete(version: Version | None) -> bool:
-    """Whether a `DELETED` row beside an `EDITED` one is a delete on this server: not where
-    an edit leaves both (2.3.0-2.3.4), nor where the version is unknown (hiding a message
-    the customer did not delete is worse than keeping one they did)."""
-    low, high = EDITS_LEAVE_DELETED
+    """Whether a `DELETED` update row is a delete on this server: not on 2.3.0-2.3.4, nor
+    where the version is unknown (hiding a message the customer did not delete is worse
+    than keeping one they did)."""
+    low, high = DELETED_UNSURE
     return version is not None and not low <= version <= high
 
 
-def deletes_unstored(version: Version | None) -> bool:
-    """Whether this server keeps no trace of a delete for everyone that polling can read."""
-    return version is not None and version >= DELETES_UNSTORED
+def polling_misses_deletes(version: Version | None) -> bool:
+    """Whether this server keeps no trace of a delete for everyone that polling can tell
+    from something else (2.3.0-2.3.4: an edit; 2.3.7 on: a delivery)."""
+    if version is None:
+        return False
+    return not deleted_means_delete(version) or version >= DELETES_UNSTORED
 
 
 async def server_version(http: Http) -> Version | None:

@@ -241,12 +241,17 @@ class EvolutionSim(EvolutionState):
 
     def revoke_message(self, instance: str, key_id: str) -> list[tuple[str, Json]]:
         """A delete for everyone made on a phone, as Evolution stores it: a `MessageUpdate`
-        row `DELETED` (`SERVER_ACK` from 2.3.7: no trace), the row itself untouched; returns
-        the webhooks it sends: `messages.edited` (the REVOKE protocol message, from 2.3.1)
-        and `messages.delete` (the raw key; with `status` from 2.3.7)."""
+        row `DELETED` (`SERVER_ACK` from 2.3.7: no trace); from 2.3.1 its REVOKE protocol
+        message also takes the edit's path in `messages.upsert` (the row's time becomes the
+        delete's, an `EDITED` update row). Returns the webhooks it sends: `messages.edited`
+        (that protocol message, from 2.3.1) and `messages.delete` (the raw key; with
+        `status` from 2.3.7)."""
         row = self.instance(instance).row(key_id)
         version = self._version()
         row["MessageUpdate"].append({"status": _fallback(version)})
+        if version >= (2, 3, 1):
+            row["messageTimestamp"] = int(self.clock())
+            row["MessageUpdate"].append({"status": "EDITED"})
         key = {k: v for k, v in row["key"].items() if k != "deleted"}
         hooks: list[tuple[str, Json]] = []
         if version >= (2, 3, 1):
