@@ -309,6 +309,48 @@ async def test_send_media_validation(sim: EvolutionSim, client: httpx.AsyncClien
     assert (image.status_code, image.json()["messageType"]) == (201, "imageMessage")
 
 
+@pytest.mark.parametrize("version", ["2.3.2", "2.3.7"])
+async def test_send_media_is_typed_by_its_file_name_from_2_3_3(version: str) -> None:
+    """From 2.3.3 the stored mimetype is `mimeTypes.lookup(fileName)`, "false" for a name with
+    no known extension, whatever `mimetype` says; a URL document without `fileName` is named
+    by Evolution's regex (no extension), and a URL it cannot match answers 500."""
+    sim = make_sim(version=version)
+    transport = httpx.ASGITransport(app=sim.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://evo") as client:
+
+        async def stored(**body: Any) -> tuple[str, str]:
+            sent = await client.post(
+                "/message/sendMedia/main",
+                json={"number": "5511987650001", "mediatype": "document", **body},
+                headers={"apikey": KEY},
+            )
+            assert sent.status_code == 201, sent.text
+            doc = sent.json()["message"]["documentMessage"]
+            return doc["fileName"], doc["mimetype"]
+
+        url = "https://crm.example.com/attachments/42"
+        named_42 = await stored(media=url, mimetype="application/pdf", fileName="42")
+        typed = await stored(media=url, mimetype="application/octet-stream", fileName="42.pdf")
+        unnamed = await stored(media="https://crm.example.com/files/contrato.pdf")
+        assert unnamed[0] == "contrato"
+        if version == "2.3.2":
+            assert named_42 == ("42", "application/pdf")
+            assert typed == ("42.pdf", "application/octet-stream")
+        else:
+            assert named_42 == ("42", "false")
+            assert typed == ("42.pdf", "application/pdf")
+            assert unnamed[1] == "false"
+        failed = await client.post(
+            "/message/sendMedia/main",
+            json={"number": "5511987650001", "mediatype": "document", "media": "https://h/x"},
+            headers={"apikey": KEY},
+        )
+        assert failed.status_code == 500
+        assert failed.json()["response"]["message"] == [
+            "TypeError: Cannot read properties of null (reading '1')"
+        ]
+
+
 async def test_send_whatsapp_audio(sim: EvolutionSim, client: httpx.AsyncClient) -> None:
     """sendWhatsAppAudio answers 201 with a PENDING ptt audioMessage."""
     response = await client.post(

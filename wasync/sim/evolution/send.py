@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from wasync.sim.base import Json, read_json
+from wasync.sim.base import Json, read_json, version_tuple
 from wasync.sim.content import Content, media, raw_message_id, text
 from wasync.sim.evolution.guard import Handlers, bad, bad_json, connected
 from wasync.sim.evolution.instance import EvoInstance
@@ -33,8 +34,12 @@ class SendRoutes(Handlers):
         return await self._send(request, inst, "sendText", content)
 
     async def send_media(self, request: Request, inst: EvoInstance) -> Response:
-        """`sendMedia`: image, video, document or audio by URL or base64."""
-        return await self._send(request, inst, "sendMedia", media_content)
+        """`sendMedia`: image, video, document or audio by URL or base64; from 2.3.3 on the
+        file name decides the mimetype."""
+        by_name = version_tuple(self.state.version.split("-")[0]) >= (2, 3, 3)
+        return await self._send(
+            request, inst, "sendMedia", partial(media_content, typed_by_name=by_name)
+        )
 
     async def send_audio(self, request: Request, inst: EvoInstance) -> Response:
         """`sendWhatsAppAudio`: a voice note by URL or base64."""
