@@ -508,6 +508,35 @@ def test_a_local_file_is_checked_by_its_bytes(files: dict[str, Path], tmp_path: 
     assert doc.kind == "document" and doc.filename == "hostname"
 
 
+def test_a_file_name_carries_its_mimetypes_extension(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Evolution >= 2.3.3 types media by the file name: a name whose extension does not give
+    the known type gets the type's; one that does, or of an unknown type, is kept."""
+    pdf = base64.b64encode(PDF).decode()
+
+    def url(path: str, mimetype: str | None = None) -> str | None:
+        got = media_request(
+            "document", f"https://crm.example.com{path}", mimetype=mimetype, max_bytes=10**6,
+            allow_files=False,
+        )  # fmt: skip
+        return got.filename
+
+    assert url("/attachments/42", "application/pdf") == "42.pdf"
+    assert url("/files/Contrato.PDF", "application/pdf") == "Contrato.PDF"
+    assert url("/attachments/42") == "42"  # nothing says what it is: as before
+    assert url("/", "application/pdf") == "document.pdf"  # Evolution would make one up
+    assert url("/a/42", "application/x-wasync-unknown") == "42"
+    named = data_request(
+        "document", pdf, mimetype="application/pdf", filename="proposta", max_bytes=10**6
+    )
+    assert named.filename == "proposta.pdf"
+    photo = tmp_path / "foto"
+    photo.write_bytes(files["photo.jpg"].read_bytes())
+    image = media_request("image", str(photo), max_bytes=10**6, allow_files=True)
+    assert image.filename == "foto.jpg"
+
+
 def test_to_names_a_phone_a_jid_or_a_chat() -> None:
     """`--to`: phones and phone jids are phones; chat ids, group jids and LIDs name chats."""
     from wasync.recipients import chat_reference

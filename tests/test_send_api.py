@@ -188,3 +188,38 @@ async def test_media_by_url_and_by_base64_reach_the_provider(api: Api) -> None:
     assert sends[0].body["caption"] == "Promo"
     assert sends[1].body["media"] == pdf
     assert (sends[1].body["mimetype"], sends[1].body["fileName"]) == ("application/pdf", "p.pdf")
+
+
+async def _stored_document(api: Api, body: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """`body` sent as a document through both sessions: each simulator's stored (file name,
+    mimetype) of it, by provider."""
+    rows = []
+    for session in ("default", "evo"):
+        got = await api.client.post(
+            "/api/messages",
+            json={"to": PHONE, "session": session, "type": "document", **body},
+            headers=api.headers(),
+        )
+        assert got.status_code == 201, got.text
+        rows.append(await api.env.outbox.get("acme", got.json()["id"]))
+    done = await api.env.drain(rows)  # type: ignore[arg-type]
+    assert {r.status for r in done.values()} == {"SENT"}, [r.last_error for r in done.values()]
+    [waha] = [m["_data"] for m in api.env.waha.all_messages("default") if m["fromMe"]]
+    [evo] = [m for m in api.env.evo.all_messages("evo") if m["key"]["fromMe"]]
+    doc = evo["message"]["documentMessage"]
+    return {"waha": (waha["filename"], waha["mimetype"]), "evo": (doc["fileName"], doc["mimetype"])}
+
+
+async def test_a_document_url_without_extension_keeps_the_mimetype_given(api: Api) -> None:
+    """A URL whose name has no extension, with `mimetype`: both providers store that type and
+    a `.pdf` name (Evolution >= 2.3.3 types media by the name: "false" without one)."""
+    url = "https://crm.example.com/attachments/42"
+    stored = await _stored_document(api, {"url": url, "mimetype": "application/pdf"})
+    assert stored == {"waha": ("42.pdf", "application/pdf"), "evo": ("42.pdf", "application/pdf")}
+
+
+async def test_a_document_url_is_typed_by_its_name_without_a_mimetype(api: Api) -> None:
+    """Without `mimetype`, the URL's `contrato.pdf` gives application/pdf at both providers."""
+    stored = await _stored_document(api, {"url": "https://crm.example.com/files/contrato.pdf"})
+    pdf = ("contrato.pdf", "application/pdf")
+    assert stored == {"waha": pdf, "evo": pdf}

@@ -4,7 +4,8 @@ Text must not be blank; media comes as an http(s) URL (passed through to the pro
 data, or (CLI only) a local file read as base64. Size is checked against `[send]
 max_media_bytes` and the mimetype against the kind (a local file's from its bytes, with
 puremagic), so a bad request is refused with one clear line (`SendRejected`) and never
-reaches the outbox.
+reaches the outbox. A file name is sent with its mimetype's extension (Evolution types media
+by the name alone).
 """
 
 from __future__ import annotations
@@ -103,18 +104,22 @@ def media_request(
     *,
     caption: str | None = None,
     filename: str | None = None,
+    mimetype: str | None = None,
     max_bytes: int,
     allow_files: bool,
 ) -> SendRequest:
     """Media from a URL (passed through) or, when `allow_files`, a local file (sent as base64).
 
-    Size and mimetype are checked here, before anything is queued.
+    A URL's mimetype is `mimetype`, else its name's, else the kind's default (a local file's
+    comes from its bytes). Size and mimetype are checked here, before anything is queued.
     """
     if kind not in MEDIA_KINDS:
         raise SendRejected(f"unknown media kind {kind!r}; expected one of {sorted(MEDIA_KINDS)}")
     if _is_url(source):
         name = filename or Path(urlsplit(source).path).name or None
-        mime = _checked_mime(kind, _guess_mime(name) or _DEFAULT_MIME[kind], source)
+        known = mimetype or _guess_mime(name)
+        mime = _checked_mime(kind, known or _DEFAULT_MIME[kind], source)
+        name = _sent_name(kind, name, mime, typed=known is not None)
         return SendRequest(kind=kind, text=caption, url=source, mimetype=mime, filename=name)
     if not allow_files:
         raise SendRejected("media must be an http(s) URL or base64 data")
@@ -141,10 +146,9 @@ def data_request(
     except (binascii.Error, ValueError):
         raise SendRejected(f"{kind} data is not valid base64") from None
     _check_size(kind, size, max_bytes, "data")
-    mime = _checked_mime(kind, mimetype or _guess_mime(filename) or _DEFAULT_MIME[kind], "data")
-    if filename is None and kind == "document":
-        # Like a URL's or a file's own name: Evolution refuses a base64 document without one.
-        filename = "document" + (mimetypes.guess_extension(mime) or "")
+    known = mimetype or _guess_mime(filename)
+    mime = _checked_mime(kind, known or _DEFAULT_MIME[kind], "data")
+    filename = _sent_name(kind, filename, mime, typed=known is not None)
     return SendRequest(
         kind=kind, text=caption, data=data, mimetype=mime, filename=filename, size=size
     )
@@ -158,11 +162,47 @@ def _file_request(
     size = path.stat().st_size
     _check_size(kind, size, max_bytes, str(path))
     raw = path.read_bytes()
-    mime = _content_mime(kind, raw, _guess_mime(path.name), str(path))
+    known = _content_mime(kind, raw, _guess_mime(path.name), str(path))
+    mime, name = known or _DEFAULT_MIME[kind], filename or path.name
+    # A type from the bytes can be a container's (a .docx is a zip to puremagic): it extends
+    # a name with no extension, or one whose type we know to differ, not one we cannot read.
+    typed = known is not None and (not Path(name).suffix or _guess_mime(name) is not None)
+    sent = _sent_name(kind, name, mime, typed=typed)
     data = base64.b64encode(raw).decode("ascii")
-    return SendRequest(
-        kind=kind, text=caption, data=data, mimetype=mime, filename=filename or path.name, size=size
-    )
+    return SendRequest(kind=kind, text=caption, data=data, mimetype=mime, filename=sent, size=size)
+
+
+def _sent_name(kind: str, name: str | None, mime: str, *, typed: bool) -> str | None:
+    """The file name sent with media of `mime` (`typed`: stated or found, not the default).
+
+    A document always has one: Evolution refuses base64 without it, and for a URL takes one
+    out of the URL's text (or fails). When `typed`, a name whose extension does not give
+    `mime` gets `mime`'s appended: since 2.3.3 (09ee2e62) Evolution types media by the name alone,
+    `mimeTypes.lookup(fileName)`, "false" for an unknown extension (whatsapp.baileys.service.ts
+    2.3.7 l.2870); WAHA shows the name as given.
+    """
+    if name is None:
+        return "document" + (_extension(mime) or "") if kind == "document" else None
+    if not typed or _names_type(name, mime):
+        return name
+    return name + (_extension(mime) or "")
+
+
+def _bare(mime: str) -> str:
+    return mime.split(";", 1)[0].strip().lower()
+
+
+def _extension(mime: str) -> str | None:
+    return mimetypes.guess_extension(_bare(mime), strict=False)
+
+
+def _names_type(name: str, mime: str) -> bool:
+    """Whether `name`'s extension gives `mime` (or is one of its extensions)."""
+    bare = _bare(mime)
+    if _bare(_guess_mime(name) or "") == bare:
+        return True
+    suffix = Path(name).suffix.lower()
+    return bool(suffix) and suffix in mimetypes.guess_all_extensions(bare, strict=False)
 
 
 def _check_size(kind: str, size: int, max_bytes: int, what: str) -> None:
@@ -191,10 +231,11 @@ def sniff(raw: bytes) -> str | None:
         return None
 
 
-def _content_mime(kind: str, raw: bytes, named: str | None, what: str) -> str:
+def _content_mime(kind: str, raw: bytes, named: str | None, what: str) -> str | None:
     """The mimetype of a local file, checked against the kind from its bytes, not its name:
     a text file sent as `--image` is refused naming what it holds. Bytes puremagic does not
-    know (some containers) are trusted by their name, unless they are plain text."""
+    know (some containers) are trusted by their name, unless they are plain text; None when
+    neither tells."""
     found = sniff(raw)
     major = _MAJOR.get(kind)
     if major is not None:
@@ -204,7 +245,7 @@ def _content_mime(kind: str, raw: bytes, named: str | None, what: str) -> str:
             raise SendRejected(f"{kind} must be {major}* but {what} is text (by its bytes)")
     if named is not None and (major is None or named.lower().startswith(major)):
         return named
-    return found or _DEFAULT_MIME[kind]
+    return found
 
 
 def _is_text(raw: bytes) -> bool:

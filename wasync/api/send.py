@@ -180,8 +180,8 @@ def _request(body: Mapping[str, Any], max_bytes: int) -> SendRequest:
         raise Problem(400, f"a {kind} needs exactly one of `url` or `data` (base64)")
     if url is not None:
         return media_request(
-            kind, url, caption=caption or text, filename=filename, max_bytes=max_bytes,
-            allow_files=False,
+            kind, url, caption=caption or text, filename=filename, mimetype=mimetype,
+            max_bytes=max_bytes, allow_files=False,
         )  # fmt: skip
     assert data is not None
     return data_request(
