@@ -38,6 +38,7 @@ class Rig:
     sim: Any
     store: Store
     poller: Poller
+    broken: BrokenChat | None = None
 
     async def ack_of(self, message_id: str) -> int | None:
         """The stored ack of a message, by its bare id."""
@@ -47,9 +48,26 @@ class Rig:
             return (await conn.execute(sql, {"m": bare})).scalar()
 
 
+class BrokenChat(httpx.AsyncBaseTransport):
+    """Answers 500 to every read of one chat's messages (WEBJS crashing on its window)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, phone: str) -> None:
+        self.inner, self.phone, self.failed = inner, phone, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if f"/chats/{self.phone}" in path and path.endswith("/messages"):
+            self.failed += 1
+            return httpx.Response(500, json={"statusCode": 500, "message": "Internal error"})
+        return await self.inner.handle_async_request(request)
+
+
 @asynccontextmanager
-async def polled(db_url: str, sim: Any, session: dict[str, str]) -> AsyncIterator[Rig]:
-    """A fresh store, the one configured `session`, and a Poller reading it from `sim`."""
+async def polled(
+    db_url: str, sim: Any, session: dict[str, str], broken: str | None = None
+) -> AsyncIterator[Rig]:
+    """A fresh store, the one configured `session`, and a Poller reading it from `sim`
+    (every read of the chat of phone `broken` answered 500)."""
     settings = parse(
         {
             "database": {"url": db_url},
@@ -57,7 +75,9 @@ async def polled(db_url: str, sim: Any, session: dict[str, str]) -> AsyncIterato
             "tenants": [{"id": "acme", "sessions": [session]}],
         }
     )
-    transport = httpx.ASGITransport(app=sim.app)
+    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=sim.app)
+    failing = BrokenChat(transport, broken) if broken is not None else None
+    transport = failing or transport
     async with (
         Store(db_url) as store,
         httpx.AsyncClient(transport=transport, base_url=session["base_url"]) as client,
@@ -66,7 +86,8 @@ async def polled(db_url: str, sim: Any, session: dict[str, str]) -> AsyncIterato
         (ref,) = list(await sync(store, settings))
         async with Pipeline(store) as pipeline:
             provider = provider_for(ref, client, settings.poll)
-            yield Rig(sim=sim, store=store, poller=Poller(provider, pipeline, store, settings.poll))
+            poller = Poller(provider, pipeline, store, settings.poll)
+            yield Rig(sim=sim, store=store, poller=poller, broken=failing)
 
 
 @pytest.fixture
@@ -104,6 +125,29 @@ async def test_a_chat_whose_head_has_no_last_message_is_still_read(rig: Rig) -> 
     async with rig.store.read() as conn:
         sql = text("SELECT count(*) FROM messages WHERE body = 'Ainda está aí?'")
         assert (await conn.execute(sql)).scalar_one() == 1
+
+
+async def test_a_chat_the_provider_cannot_read_holds_back_no_other(db_url: str) -> None:
+    """WEBJS answering 500 to one chat's window, every time: the chats listed after it are
+    read all the same, the cycle reports that chat's error, and the chat is asked again on
+    the next cycle (the session cursor stays below it)."""
+    sim = WahaSim(api_key=KEY)
+    sim.add_session("default", engine="WEBJS")
+    now = int(time.time())
+    sim.add_incoming("default", "5531900000001", text="antiga", ts=now - 90)
+    sim.add_incoming("default", PHONE, text="quebrada", ts=now - 60)  # listed before it
+    session = {"name": "default", "provider": "waha", "base_url": "http://waha", "api_key": KEY,
+               "engine": "WEBJS"}  # fmt: skip
+    async with polled(db_url, sim, session, broken=PHONE) as r:
+        stats = await r.poller.cycle()
+        assert stats.error is not None and PHONE in stats.error
+        async with r.store.read() as conn:
+            bodies = {b for (b,) in await conn.execute(text("SELECT body FROM messages"))}
+        assert "antiga" in bodies and "quebrada" not in bodies
+        assert r.broken is not None
+        failed = r.broken.failed
+        await r.poller.cycle()
+        assert r.broken.failed > failed  # asked again
 
 
 async def test_an_ack_on_the_last_message_needs_no_message_read(rig: Rig) -> None:

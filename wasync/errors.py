@@ -120,3 +120,13 @@ class MediaMaybeGone(TransientProviderError):
 
 class MediaStoreUnavailable(WasyncError):
     """The media store (a directory, an S3 bucket) cannot be read or written right now."""
+
+
+def about_one_read(exc: ProviderError) -> bool:
+    """A refusal of one read, not of us nor of the session: a 500 (the provider crashed on
+    what was asked) or a 4xx other than 401/403/429 and WAHA's 422 for a session down."""
+    if isinstance(exc, RateLimited | Unauthorized | SessionNotWorking | SessionBlocked):
+        return False
+    if isinstance(exc, TransientProviderError):
+        return exc.status == 500
+    return exc.status is not None and 400 <= exc.status < 500

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from wasync.config import PollConfig
 from wasync.cycle import CycleStats
 from wasync.errors import (
+    FatalProviderError,
     ProviderError,
     Quarantined,
     SessionBlocked,
@@ -32,6 +33,7 @@ from wasync.errors import (
     StoreUnavailable,
     TransientProviderError,
     Unauthorized,
+    about_one_read,
 )
 from wasync.events import Event, SessionStatus
 from wasync.heads import HeadSig, head_is_enough, unchanged
@@ -219,6 +221,8 @@ class Poller:
         newest = None
         offset = 0
         listed: set[str] = set()
+        failed: tuple[ChatHead, ProviderError] | None = None  # a chat whose read failed
+        streak = 0
         for _ in range(MAX_PAGES):
             heads = await self.provider.chat_heads(limit=self.poll.page_size, offset=offset)
             if listed.issuperset(h.chat_id for h in heads):
@@ -230,12 +234,25 @@ class Poller:
                 if head.last_ts < floor:
                     break
                 newest = max(newest or head.last_ts, head.last_ts)
-                await self._sync_chat(head, stats, newest)
+                try:
+                    await self._sync_chat(head, stats, newest)
+                except (TransientProviderError, FatalProviderError) as exc:
+                    # One chat the provider cannot read (a WEBJS 500) does not hold back
+                    # the chats after it and the ack check; two in a row is the provider.
+                    streak += 1
+                    if not about_one_read(exc) or streak > 1:
+                        raise
+                    failed = failed or (head, exc)
+                    continue
+                streak = 0
             else:
                 if len(heads) >= self.poll.page_size:
                     offset += self.poll.page_size
                     continue
             break
+        if failed is not None:  # the cursor stays below it: the next cycle lists it again
+            stats.error = f"chat {failed[0].chat_id}: {failed[1]}"[:300]
+            newest = min(newest or 0.0, (failed[0].last_ts or 0.0) - 0.001)
         if newest is not None and (top := self.capped(newest)) > self.session_cursor():
             await self.ingest([], stats, CursorUpdate(session_id=self.session_id, ts=top))
 
