@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -49,25 +50,27 @@ class Rig:
 
 
 class BrokenChat(httpx.AsyncBaseTransport):
-    """Answers 500 to every read of one chat's messages (WEBJS crashing on its window)."""
+    """Answers 500 to every read of some chats' messages (WEBJS crashing on their window);
+    `failed` counts them per phone."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, phone: str) -> None:
-        self.inner, self.phone, self.failed = inner, phone, 0
+    def __init__(self, inner: httpx.AsyncBaseTransport, phones: Sequence[str]) -> None:
+        self.inner, self.failed = inner, Counter({phone: 0 for phone in phones})
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        if f"/chats/{self.phone}" in path and path.endswith("/messages"):
-            self.failed += 1
-            return httpx.Response(500, json={"statusCode": 500, "message": "Internal error"})
+        for phone in self.failed:
+            if f"/chats/{phone}" in path and path.endswith("/messages"):
+                self.failed[phone] += 1
+                return httpx.Response(500, json={"statusCode": 500, "message": "Internal error"})
         return await self.inner.handle_async_request(request)
 
 
 @asynccontextmanager
 async def polled(
-    db_url: str, sim: Any, session: dict[str, str], broken: str | None = None
+    db_url: str, sim: Any, session: dict[str, str], broken: Sequence[str] = ()
 ) -> AsyncIterator[Rig]:
     """A fresh store, the one configured `session`, and a Poller reading it from `sim`
-    (every read of the chat of phone `broken` answered 500)."""
+    (every read of the chats of the phones `broken` answered 500)."""
     settings = parse(
         {
             "database": {"url": db_url},
@@ -76,7 +79,7 @@ async def polled(
         }
     )
     transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=sim.app)
-    failing = BrokenChat(transport, broken) if broken is not None else None
+    failing = BrokenChat(transport, broken) if broken else None
     transport = failing or transport
     async with (
         Store(db_url) as store,
@@ -128,26 +131,30 @@ async def test_a_chat_whose_head_has_no_last_message_is_still_read(rig: Rig) -> 
 
 
 async def test_a_chat_the_provider_cannot_read_holds_back_no_other(db_url: str) -> None:
-    """WEBJS answering 500 to one chat's window, every time: the chats listed after it are
-    read all the same, the cycle reports that chat's error, and the chat is asked again on
-    the next cycle (the session cursor stays below it)."""
+    """WEBJS answering 500 to two chats' windows, every time, a readable chat between them
+    and the second far below the first (more than the overlap window): the readable chats
+    are read all the same, the cycle reports the first one's error, and the next cycle
+    asks for both again (the session cursor stays below every chat that failed)."""
     sim = WahaSim(api_key=KEY)
     sim.add_session("default", engine="WEBJS")
     now = int(time.time())
-    sim.add_incoming("default", "5531900000001", text="antiga", ts=now - 90)
-    sim.add_incoming("default", PHONE, text="quebrada", ts=now - 60)  # listed before it
+    other = "5531977776666"
+    sim.add_incoming("default", PHONE, text="quebrada", ts=now - 60)
+    sim.add_incoming("default", "5531900000001", text="legível", ts=now - 90)
+    sim.add_incoming("default", other, text="quebrada também", ts=now - 400)
+    sim.add_incoming("default", "5531900000002", text="antiga", ts=now - 500)
     session = {"name": "default", "provider": "waha", "base_url": "http://waha", "api_key": KEY,
                "engine": "WEBJS"}  # fmt: skip
-    async with polled(db_url, sim, session, broken=PHONE) as r:
+    async with polled(db_url, sim, session, broken=[PHONE, other]) as r:
         stats = await r.poller.cycle()
         assert stats.error is not None and PHONE in stats.error
         async with r.store.read() as conn:
             bodies = {b for (b,) in await conn.execute(text("SELECT body FROM messages"))}
-        assert "antiga" in bodies and "quebrada" not in bodies
+        assert {"legível", "antiga"} <= bodies and not {"quebrada", "quebrada também"} & bodies
         assert r.broken is not None
-        failed = r.broken.failed
+        before = dict(r.broken.failed)
         await r.poller.cycle()
-        assert r.broken.failed > failed  # asked again
+        assert all(r.broken.failed[p] > before[p] for p in (PHONE, other))  # asked again
 
 
 async def test_an_ack_on_the_last_message_needs_no_message_read(rig: Rig) -> None:
