@@ -134,7 +134,8 @@ async def test_a_chat_the_provider_cannot_read_holds_back_no_other(db_url: str) 
     """WEBJS answering 500 to two chats' windows, every time, a readable chat between them
     and the second far below the first (more than the overlap window): the readable chats
     are read all the same, the cycle reports the first one's error, and the next cycle
-    asks for both again (the session cursor stays below every chat that failed)."""
+    asks for both again (the session cursor stays where it was: a failed chat with no cursor
+    of its own is read from it)."""
     sim = WahaSim(api_key=KEY)
     sim.add_session("default", engine="WEBJS")
     now = int(time.time())

@@ -222,7 +222,7 @@ class Poller:
         offset = 0
         listed: set[str] = set()
         failed: tuple[ChatHead, ProviderError] | None = None  # a chat whose read failed
-        streak, below = 0, float("inf")  # the session cursor stays below every such chat
+        streak = 0
         for _ in range(MAX_PAGES):
             heads = await self.provider.chat_heads(limit=self.poll.page_size, offset=offset)
             if listed.issuperset(h.chat_id for h in heads):
@@ -242,7 +242,7 @@ class Poller:
                     streak += 1
                     if not about_one_read(exc) or streak > 1:
                         raise
-                    failed, below = failed or (head, exc), min(below, head.last_ts)
+                    failed = failed or (head, exc)
                     continue
                 streak = 0
             else:
@@ -250,9 +250,12 @@ class Poller:
                     offset += self.poll.page_size
                     continue
             break
-        if failed is not None:  # the cursor stays below them: the next cycle lists them again
+        if failed is not None:
+            # The session cursor stays: the next cycle lists the failed chats again, and one
+            # with no cursor of its own is read from it (from its head, its older rows would
+            # be missed).
             stats.error = f"chat {failed[0].chat_id}: {failed[1]}"[:300]
-            newest = min(newest or 0.0, below - 0.001)
+            return
         if newest is not None and (top := self.capped(newest)) > self.session_cursor():
             await self.ingest([], stats, CursorUpdate(session_id=self.session_id, ts=top))
 
